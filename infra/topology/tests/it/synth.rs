@@ -1,0 +1,118 @@
+//! Synthesis: snapshots of the templates, and the rules every template keeps.
+
+use std::process::Command;
+
+use serde_json::Value;
+use topology::{Stage, TASK_TOKEN_ACTIONS, Template, fleet, synth, write};
+
+use crate::samples;
+
+fn templates() -> Vec<Template> {
+    let dev = Stage::default();
+    let mut all = synth(&fleet(&dev)).expect("fleet() synthesizes");
+    all.extend(synth(&samples::all_kinds(&dev)).expect("the sample synthesizes"));
+    all
+}
+
+fn check_snapshots(templates: Vec<Template>) {
+    for template in templates {
+        // Sorted, so the snapshot does not depend on serde_json's map feature flags.
+        insta::with_settings!({ sort_maps => true }, {
+            insta::assert_json_snapshot!(template.stack_name.clone(), template.body);
+        });
+    }
+}
+
+#[test]
+fn fleet_templates_for_dev() {
+    let templates = synth(&fleet(&Stage::default())).expect("fleet() synthesizes");
+    let stacks: Vec<_> = templates.iter().map(|t| t.stack_name.as_str()).collect();
+    assert_eq!(stacks, ["fleet-dev-core", "fleet-dev-simulation"]);
+    check_snapshots(templates);
+}
+
+#[test]
+fn templates_of_every_resource_kind() {
+    let templates = synth(&samples::all_kinds(&Stage::default())).expect("the sample synthesizes");
+    check_snapshots(templates);
+}
+
+/// Every statement of every policy document (identity, trust and queue policies).
+fn statements(value: &Value, out: &mut Vec<Value>) {
+    match value {
+        Value::Object(map) => {
+            for (key, v) in map {
+                if key.ends_with("PolicyDocument") {
+                    out.extend(v["Statement"].as_array().cloned().unwrap_or_default());
+                }
+                statements(v, out);
+            }
+        }
+        Value::Array(items) => items.iter().for_each(|v| statements(v, out)),
+        _ => {}
+    }
+}
+
+fn strings(value: &Value) -> Vec<&str> {
+    match value {
+        Value::String(s) => vec![s.as_str()],
+        Value::Array(items) => items.iter().filter_map(Value::as_str).collect(),
+        _ => Vec::new(),
+    }
+}
+
+#[test]
+fn no_policy_grants_a_wildcard_action_and_only_task_tokens_use_resource_star() {
+    let mut star_statements = 0;
+    for template in templates() {
+        let mut all = Vec::new();
+        statements(&template.body, &mut all);
+        assert!(!all.is_empty(), "{} has no policy", template.stack_name);
+        for statement in all {
+            let actions = strings(&statement["Action"]);
+            assert!(!actions.is_empty(), "{statement}");
+            for action in &actions {
+                assert!(!action.contains('*'), "{}: {statement}", template.stack_name);
+            }
+            if strings(&statement["Resource"]).contains(&"*") {
+                star_statements += 1;
+                assert!(
+                    actions.iter().all(|a| TASK_TOKEN_ACTIONS.contains(a)),
+                    "{}: resource * with {actions:?}",
+                    template.stack_name
+                );
+            }
+        }
+    }
+    assert_eq!(star_statements, 1, "the simulation worker's task-token statement");
+}
+
+#[test]
+fn templates_pass_cfn_lint() {
+    let venv = emulator::ensure_venv(&emulator::default_home())
+        .expect("the project virtualenv (with cfn-lint) installs");
+    let dir = std::env::temp_dir().join(emulator::unique_name("topology-lint"));
+    let paths = write(&dir, &templates()).expect("templates are written");
+    let out = Command::new(venv.bin("cfn-lint"))
+        .arg("--")
+        .args(&paths)
+        .output()
+        .expect("cfn-lint runs");
+    std::fs::remove_dir_all(&dir).ok();
+    // Exit 0: no errors and no warnings.
+    assert!(
+        out.status.success(),
+        "cfn-lint: {}\n{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+#[test]
+fn a_missing_definition_file_is_a_clear_error() {
+    let mut topology = samples::all_kinds(&Stage::default());
+    topology.definitions_dir = std::env::temp_dir().join(emulator::unique_name("nowhere"));
+    let error = synth(&topology).expect_err("the definition is missing").to_string();
+    assert!(error.contains("order-flow"), "{error}");
+    assert!(error.contains("order-flow.asl.json"), "{error}");
+}

@@ -1,0 +1,3 @@
+//! Simulation worker: the models it runs, chosen by name from a job spec.
+
+pub mod models;
