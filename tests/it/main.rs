@@ -1,1 +1,3 @@
-//! End-to-end scenarios against the local stack.
+//! End-to-end scenarios against the local stack, and the workspace's invariants.
+
+mod architecture;

@@ -334,7 +334,13 @@ where
         .is_some_and(|code| codes.iter().any(|c| code.contains(c)))
 }
 
-const NOT_FOUND: &[&str] = &["ResourceNotFound", "NotFound", "NonExistentQueue", "QueueDoesNotExist", "StateMachineDoesNotExist"];
+const NOT_FOUND: &[&str] = &[
+    "ResourceNotFound",
+    "NotFound",
+    "NonExistentQueue",
+    "QueueDoesNotExist",
+    "StateMachineDoesNotExist",
+];
 
 impl Deployer<'_> {
     fn record(
@@ -367,10 +373,7 @@ impl Deployer<'_> {
 
     /// The placeholder IAM role ARN for a role CloudFormation creates on AWS.
     fn role_arn(&self, name: &str) -> String {
-        format!(
-            "arn:{}:iam::{}:role/{}",
-            self.partition, self.account, name
-        )
+        format!("arn:{}:iam::{}:role/{}", self.partition, self.account, name)
     }
 
     async fn bus(&mut self) -> Result<(), DeployError> {
@@ -440,7 +443,10 @@ impl Deployer<'_> {
                     .send()
                     .await
                     .map_err(sdk_error(kind, &physical, "CreateTopic"))?;
-                (out.topic_arn().unwrap_or_default().to_owned(), Outcome::Created)
+                (
+                    out.topic_arn().unwrap_or_default().to_owned(),
+                    Outcome::Created,
+                )
             }
         };
         self.record(kind, name, &physical, Some(arn), None, outcome);
@@ -463,9 +469,16 @@ impl Deployer<'_> {
             let retention = Queue::DLQ_RETENTION.as_secs().to_string();
             let dlq_attrs = vec![(QueueAttributeName::MessageRetentionPeriod, retention)];
             let (_, arn) = self
-                .ensure_queue(ResourceKind::DeadLetterQueue, &q.name, &physical, dlq_attrs, false)
+                .ensure_queue(
+                    ResourceKind::DeadLetterQueue,
+                    &q.name,
+                    &physical,
+                    dlq_attrs,
+                    false,
+                )
                 .await?;
-            let redrive = json!({ "deadLetterTargetArn": arn, "maxReceiveCount": dlq.max_receive_count });
+            let redrive =
+                json!({ "deadLetterTargetArn": arn, "maxReceiveCount": dlq.max_receive_count });
             desired.push((QueueAttributeName::RedrivePolicy, redrive.to_string()));
         }
         let physical = self.names.queue(&q.name);
@@ -526,7 +539,10 @@ impl Deployer<'_> {
                     .send()
                     .await
                     .map_err(sdk_error(kind, physical, "CreateQueue"))?;
-                (out.queue_url().unwrap_or_default().to_owned(), Outcome::Created)
+                (
+                    out.queue_url().unwrap_or_default().to_owned(),
+                    Outcome::Created,
+                )
             }
             Err(e) => return Err(sdk_error(kind, physical, "GetQueueUrl")(e)),
         };
@@ -535,7 +551,14 @@ impl Deployer<'_> {
             .await?
             .remove(&QueueAttributeName::QueueArn)
             .unwrap_or_default();
-        self.record(kind, name, physical, Some(arn.clone()), Some(url.clone()), outcome);
+        self.record(
+            kind,
+            name,
+            physical,
+            Some(arn.clone()),
+            Some(url.clone()),
+            outcome,
+        );
         Ok((url, arn))
     }
 
@@ -582,7 +605,8 @@ impl Deployer<'_> {
         }
         for (queue, senders) in senders {
             let physical = self.names.queue(queue);
-            let (Some(url), Some(arn)) = (self.report.queue_url(queue), self.report.queue_arn(queue))
+            let (Some(url), Some(arn)) =
+                (self.report.queue_url(queue), self.report.queue_arn(queue))
             else {
                 unreachable!("queue {queue} was deployed before its policy");
             };
@@ -620,7 +644,7 @@ impl Deployer<'_> {
                     .await
                     .map_err(sdk_error(kind, &physical, "SetQueueAttributes"))?;
             }
-            self.record(kind, queue, &physical, Some(arn), Some(url), outcome);
+            self.record(kind, queue, &physical, Some(arn), None, outcome);
         }
         Ok(())
     }
@@ -693,10 +717,20 @@ impl Deployer<'_> {
                     .send()
                     .await
                     .map_err(sdk_error(kind, &physical, "Subscribe"))?;
-                (out.subscription_arn().unwrap_or_default().to_owned(), Outcome::Created)
+                (
+                    out.subscription_arn().unwrap_or_default().to_owned(),
+                    Outcome::Created,
+                )
             }
         };
-        self.record(kind, &format!("{topic}/{queue}"), &physical, Some(arn), None, outcome);
+        self.record(
+            kind,
+            &format!("{topic}/{queue}"),
+            &physical,
+            Some(arn),
+            None,
+            outcome,
+        );
         Ok(())
     }
 
@@ -745,20 +779,36 @@ impl Deployer<'_> {
             .projection_type(ddb::ProjectionType::All)
             .build();
 
-        let mut outcome = match self.dynamodb.describe_table().table_name(&physical).send().await {
+        let mut outcome = match self
+            .dynamodb
+            .describe_table()
+            .table_name(&physical)
+            .send()
+            .await
+        {
             Ok(out) => {
                 let have = out.table();
                 let have_keys: Vec<(String, String)> = have
                     .map(|t| t.key_schema())
                     .unwrap_or_default()
                     .iter()
-                    .map(|k| (k.attribute_name().to_owned(), k.key_type().as_str().to_owned()))
+                    .map(|k| {
+                        (
+                            k.attribute_name().to_owned(),
+                            k.key_type().as_str().to_owned(),
+                        )
+                    })
                     .collect();
                 let want_keys: Vec<(String, String)> =
                     key_schema(&t.partition_key, t.sort_key.as_ref())
                         .map_err(build)?
                         .iter()
-                        .map(|k| (k.attribute_name().to_owned(), k.key_type().as_str().to_owned()))
+                        .map(|k| {
+                            (
+                                k.attribute_name().to_owned(),
+                                k.key_type().as_str().to_owned(),
+                            )
+                        })
                         .collect();
                 if have_keys != want_keys {
                     return Err(DeployError::Conflict {
@@ -789,7 +839,9 @@ impl Deployer<'_> {
                         .table_name(&physical)
                         .set_attribute_definitions(Some(attributes.clone()))
                         .global_secondary_index_updates(
-                            ddb::GlobalSecondaryIndexUpdate::builder().create(create).build(),
+                            ddb::GlobalSecondaryIndexUpdate::builder()
+                                .create(create)
+                                .build(),
                         )
                         .send()
                         .await
@@ -838,7 +890,10 @@ impl Deployer<'_> {
             .map_err(sdk_error(kind, &physical, "DescribeTimeToLive"))?;
         let ttl = ttl.time_to_live_description();
         let enabled = ttl.and_then(|d| d.time_to_live_status()).is_some_and(|s| {
-            matches!(s, ddb::TimeToLiveStatus::Enabled | ddb::TimeToLiveStatus::Enabling)
+            matches!(
+                s,
+                ddb::TimeToLiveStatus::Enabled | ddb::TimeToLiveStatus::Enabling
+            )
         });
         let have_attribute = ttl.and_then(|d| d.attribute_name()).filter(|_| enabled);
         let change = match (&t.ttl_attribute, have_attribute) {
@@ -887,7 +942,10 @@ impl Deployer<'_> {
                 .map(|t| t.global_secondary_indexes())
                 .unwrap_or_default()
                 .iter()
-                .all(|g| g.index_status().is_none_or(|s| *s == ddb::IndexStatus::Active));
+                .all(|g| {
+                    g.index_status()
+                        .is_none_or(|s| *s == ddb::IndexStatus::Active)
+                });
             if active && indexes_active {
                 return Ok(table
                     .and_then(|t| t.table_arn())
@@ -977,8 +1035,10 @@ impl Deployer<'_> {
                     .send()
                     .await
                     .map_err(sdk_error(kind, &physical, "DescribeStateMachine"))?;
-                let same_definition =
-                    serde_json::from_str::<Value>(have.definition()).ok().as_ref() == Some(&definition);
+                let same_definition = serde_json::from_str::<Value>(have.definition())
+                    .ok()
+                    .as_ref()
+                    == Some(&definition);
                 if same_definition && have.role_arn() == role {
                     (arn, Outcome::Unchanged)
                 } else {
@@ -1031,9 +1091,10 @@ impl Deployer<'_> {
             ValueRef::TableArn(n) => known(r.table_arn(n)),
             ValueRef::BucketName(n) => names.bucket(n),
             // Built from names: a machine may name one deployed after it.
-            ValueRef::StateMachineArn(n) => {
-                self.arn("states", &format!("stateMachine:{}", names.state_machine(n)))
-            }
+            ValueRef::StateMachineArn(n) => self.arn(
+                "states",
+                &format!("stateMachine:{}", names.state_machine(n)),
+            ),
             ValueRef::FunctionArn(n) => {
                 self.arn("lambda", &format!("function:{}", names.function(n)))
             }
@@ -1074,18 +1135,26 @@ impl Deployer<'_> {
                     .and_then(|p| serde_json::from_str::<Value>(p).ok())
                     .as_ref()
                     == Some(&r.event_pattern);
-                let enabled =
-                    have.state() == Some(&aws_sdk_eventbridge::types::RuleState::Enabled);
+                let enabled = have.state() == Some(&aws_sdk_eventbridge::types::RuleState::Enabled);
                 if same_pattern && enabled {
-                    (have.arn().unwrap_or_default().to_owned(), Outcome::Unchanged)
+                    (
+                        have.arn().unwrap_or_default().to_owned(),
+                        Outcome::Unchanged,
+                    )
                 } else {
                     let out = put().await.map_err(sdk_error(kind, &physical, "PutRule"))?;
-                    (out.rule_arn().unwrap_or_default().to_owned(), Outcome::Updated)
+                    (
+                        out.rule_arn().unwrap_or_default().to_owned(),
+                        Outcome::Updated,
+                    )
                 }
             }
             Err(e) if is_not_found(&e, NOT_FOUND) => {
                 let out = put().await.map_err(sdk_error(kind, &physical, "PutRule"))?;
-                (out.rule_arn().unwrap_or_default().to_owned(), Outcome::Created)
+                (
+                    out.rule_arn().unwrap_or_default().to_owned(),
+                    Outcome::Created,
+                )
             }
             Err(e) => return Err(sdk_error(kind, &physical, "DescribeRule")(e)),
         };
@@ -1108,7 +1177,10 @@ impl Deployer<'_> {
                 )),
                 Target::StateMachine(m) => desired.push((
                     format!("state-machine-{m}"),
-                    self.report.state_machine_arn(m).unwrap_or_default().to_owned(),
+                    self.report
+                        .state_machine_arn(m)
+                        .unwrap_or_default()
+                        .to_owned(),
                     Some(self.role_arn(&format!("{physical}-events"))),
                 )),
                 Target::Function(f) => self.report.lambda_targets.push(LambdaTarget {
@@ -1132,7 +1204,13 @@ impl Deployer<'_> {
         let have: Vec<(String, String, Option<String>)> = have
             .targets()
             .iter()
-            .map(|t| (t.id().to_owned(), t.arn().to_owned(), t.role_arn().map(str::to_owned)))
+            .map(|t| {
+                (
+                    t.id().to_owned(),
+                    t.arn().to_owned(),
+                    t.role_arn().map(str::to_owned),
+                )
+            })
             .collect();
 
         let mut put = Vec::new();
@@ -1173,7 +1251,13 @@ impl Deployer<'_> {
                 let detail = out
                     .failed_entries()
                     .iter()
-                    .map(|e| format!("{}: {}", e.target_id().unwrap_or("?"), e.error_message().unwrap_or("?")))
+                    .map(|e| {
+                        format!(
+                            "{}: {}",
+                            e.target_id().unwrap_or("?"),
+                            e.error_message().unwrap_or("?")
+                        )
+                    })
                     .collect::<Vec<_>>()
                     .join(", ");
                 return Err(DeployError::Sdk {
@@ -1230,4 +1314,67 @@ fn same_attribute(attr: &QueueAttributeName, want: &str, have: Option<&String>) 
         Some((arn, count))
     };
     normalize(want).is_some() && normalize(want) == normalize(have)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn row(kind: ResourceKind, physical: &str, arn: &str, outcome: Outcome) -> Deployed {
+        Deployed {
+            kind,
+            name: physical.to_owned(),
+            physical: physical.to_owned(),
+            arn: Some(arn.to_owned()),
+            url: None,
+            outcome,
+        }
+    }
+
+    #[test]
+    fn the_report_prints_as_a_table() {
+        let mut queue = row(
+            ResourceKind::Queue,
+            "fleet-dev-jobs",
+            "arn:q",
+            Outcome::Created,
+        );
+        queue.url = Some("http://q".to_owned());
+        let report = DeployReport {
+            stage: Stage::default(),
+            resources: vec![
+                row(
+                    ResourceKind::EventBus,
+                    "fleet-dev",
+                    "arn:bus",
+                    Outcome::Unchanged,
+                ),
+                queue,
+                row(
+                    ResourceKind::StateMachine,
+                    "fleet-dev-job",
+                    "arn:sm",
+                    Outcome::Updated,
+                ),
+            ],
+            lambda_targets: vec![LambdaTarget {
+                rule: "job-requested".to_owned(),
+                rule_physical: "fleet-dev-job-requested".to_owned(),
+                bus: "fleet-dev".to_owned(),
+                event_pattern: json!({ "source": ["fleet.jobs"] }),
+                function: "on-job".to_owned(),
+                function_physical: "fleet-dev-on-job".to_owned(),
+            }],
+        };
+        let expected = "\
+KIND           NAME            OUTCOME    ARN / URL
+event bus      fleet-dev       unchanged  arn:bus
+queue          fleet-dev-jobs  created    http://q
+state machine  fleet-dev-job   updated    arn:sm
+
+Lambda targets, served by the local host:
+  fleet-dev-job-requested -> fleet-dev-on-job
+";
+        assert_eq!(report.to_string(), expected);
+    }
 }

@@ -106,7 +106,9 @@ mod tests {
     #[test]
     fn the_fleet_is_valid() {
         let topology = fleet(&Stage::default());
-        topology.validate().expect("fleet() must be a valid topology");
+        topology
+            .validate()
+            .expect("fleet() must be a valid topology");
         let queues: Vec<_> = topology.queues().map(|q| q.name.as_str()).collect();
         assert_eq!(queues, ["failures", "simulation"]);
         let tables: Vec<_> = topology.tables().map(|t| t.name.as_str()).collect();

@@ -25,10 +25,10 @@ mod validate;
 pub use deploy::{DeployError, DeployReport, Deployed, LambdaTarget, Outcome, deploy};
 pub use fleet::{FAILURES, core, fleet, simulation};
 pub use model::{
-    Bucket, BusRef, DeadLetter, DeadLetterSource, DefinitionError, Dlq, EventBus,
-    FargateService, Function, FunctionKind, Gsi, Key, KeyKind, Method, Permission, Queue,
-    Resource, ResourceKind, ResourceRef, Route, Rule, Scaling, Service, StateMachine,
-    TASK_TOKEN_ACTIONS, Table, Target, Topic, Topology, ValueRef, default_definitions_dir,
+    Bucket, BusRef, DeadLetter, DeadLetterSource, DefinitionError, Dlq, EventBus, FargateService,
+    Function, FunctionKind, Gsi, Key, KeyKind, Method, Permission, Queue, Resource, ResourceKind,
+    ResourceRef, Route, Rule, Scaling, Service, StateMachine, TASK_TOKEN_ACTIONS, Table, Target,
+    Topic, Topology, ValueRef, default_definitions_dir,
 };
 pub use names::{Names, Stage, StageError};
 pub use synth::{

@@ -159,7 +159,8 @@ pub enum Target {
 pub struct Function {
     pub name: String,
     pub kind: FunctionKind,
-    /// The topic failed asynchronous invocations go to; required for [`FunctionKind::Async`].
+    /// The topic failed asynchronous invocations go to: the failures topic, required for
+    /// (and only for) [`FunctionKind::Async`].
     pub dead_letter: Option<String>,
     pub env: Vec<(String, ValueRef)>,
     pub permissions: Vec<Permission>,
@@ -496,11 +497,12 @@ impl Topology {
     /// The definition of a state machine, read from [`Topology::definitions_dir`].
     pub fn definition(&self, machine: &StateMachine) -> Result<Value, DefinitionError> {
         let path = self.definitions_dir.join(&machine.definition_file);
-        let text = std::fs::read_to_string(&path).map_err(|source| DefinitionError::Unreadable {
-            machine: machine.name.clone(),
-            path: path.clone(),
-            source,
-        })?;
+        let text =
+            std::fs::read_to_string(&path).map_err(|source| DefinitionError::Unreadable {
+                machine: machine.name.clone(),
+                path: path.clone(),
+                source,
+            })?;
         serde_json::from_str(&text).map_err(|source| DefinitionError::NotJson {
             machine: machine.name.clone(),
             path,
@@ -810,10 +812,10 @@ impl Function {
         }
     }
 
-    /// An EventBridge-invoked function; failed invocations go to `dead_letter_topic`.
-    pub fn asynchronous(name: impl Into<String>, dead_letter_topic: impl Into<String>) -> Self {
+    /// An EventBridge-invoked function; failed invocations go to the failures topic.
+    pub fn asynchronous(name: impl Into<String>) -> Self {
         let mut f = Function::new(name, FunctionKind::Async);
-        f.dead_letter = Some(dead_letter_topic.into());
+        f.dead_letter = Some(crate::fleet::FAILURES.to_owned());
         f
     }
 

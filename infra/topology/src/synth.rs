@@ -11,8 +11,8 @@ use std::path::{Path, PathBuf};
 use serde_json::{Map, Value, json};
 
 use crate::model::{
-    BusRef, DefinitionError, FargateService, Function, FunctionKind, Permission, Queue,
-    Resource, ResourceRef, Rule, StateMachine, Table, Target, Topology, ValueRef,
+    BusRef, DefinitionError, FargateService, Function, FunctionKind, Permission, Queue, Resource,
+    ResourceRef, Rule, StateMachine, Table, Target, Topology, ValueRef,
 };
 use crate::names::Names;
 use crate::validate::{Owners, RefKind, TopologyError, camel};
@@ -246,7 +246,13 @@ impl<'a> Synth<'a> {
     }
 
     fn queue_attr(&self, at: usize, name: &str, attr: Attr) -> Value {
-        self.attr(at, self.owner(RefKind::Queue, name), Kind::Queue, name, attr)
+        self.attr(
+            at,
+            self.owner(RefKind::Queue, name),
+            Kind::Queue,
+            name,
+            attr,
+        )
     }
 
     fn dlq_attr(&self, at: usize, name: &str, attr: Attr) -> Value {
@@ -254,15 +260,33 @@ impl<'a> Synth<'a> {
     }
 
     fn topic_arn(&self, at: usize, name: &str) -> Value {
-        self.attr(at, self.owner(RefKind::Topic, name), Kind::Topic, name, Attr::Arn)
+        self.attr(
+            at,
+            self.owner(RefKind::Topic, name),
+            Kind::Topic,
+            name,
+            Attr::Arn,
+        )
     }
 
     fn table_attr(&self, at: usize, name: &str, attr: Attr) -> Value {
-        self.attr(at, self.owner(RefKind::Table, name), Kind::Table, name, attr)
+        self.attr(
+            at,
+            self.owner(RefKind::Table, name),
+            Kind::Table,
+            name,
+            attr,
+        )
     }
 
     fn bucket_attr(&self, at: usize, name: &str, attr: Attr) -> Value {
-        self.attr(at, self.owner(RefKind::Bucket, name), Kind::Bucket, name, attr)
+        self.attr(
+            at,
+            self.owner(RefKind::Bucket, name),
+            Kind::Bucket,
+            name,
+            attr,
+        )
     }
 
     fn machine_arn(&self, at: usize, name: &str) -> Value {
@@ -288,7 +312,9 @@ impl<'a> Synth<'a> {
             ResourceRef::Dlq(n) => self.dlq_attr(at, n, Attr::Arn),
             ResourceRef::Topic(n) => self.topic_arn(at, n),
             ResourceRef::Table(n) => self.table_attr(at, n, Attr::Arn),
-            ResourceRef::TableIndexes(n) => sub("${Arn}/index/*", self.table_attr(at, n, Attr::Arn)),
+            ResourceRef::TableIndexes(n) => {
+                sub("${Arn}/index/*", self.table_attr(at, n, Attr::Arn))
+            }
             ResourceRef::Bucket(n) => self.bucket_attr(at, n, Attr::Arn),
             ResourceRef::BucketObjects(n) => sub("${Arn}/*", self.bucket_attr(at, n, Attr::Arn)),
             ResourceRef::StateMachine(n) => self.machine_arn(at, n),
@@ -423,7 +449,11 @@ impl<'a> Synth<'a> {
         if let Some(ttl) = &t.ttl_attribute {
             props["TimeToLiveSpecification"] = json!({ "AttributeName": ttl, "Enabled": true });
         }
-        self.stacks[at].resource(Kind::Table.logical_id(&t.name), "AWS::DynamoDB::Table", props);
+        self.stacks[at].resource(
+            Kind::Table.logical_id(&t.name),
+            "AWS::DynamoDB::Table",
+            props,
+        );
         self.exported(at, Kind::Table, &t.name);
     }
 
@@ -989,10 +1019,8 @@ impl Stack {
 
     fn export(&mut self, key: String, value: Value) {
         let export = format!("{}:{key}", self.name);
-        self.outputs.insert(
-            key,
-            json!({ "Value": value, "Export": { "Name": export } }),
-        );
+        self.outputs
+            .insert(key, json!({ "Value": value, "Export": { "Name": export } }));
     }
 
     fn finish(self) -> Result<Template, SynthError> {

@@ -4,6 +4,7 @@
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::time::Duration;
 
+use crate::fleet::FAILURES;
 use crate::model::{
     FargateService, Function, FunctionKind, Permission, Queue, Resource, ResourceRef, Rule,
     StateMachine, TASK_TOKEN_ACTIONS, Table, Target, Topology, ValueRef,
@@ -73,9 +74,7 @@ impl Owners {
             ResourceRef::Queue(n) | ResourceRef::Dlq(n) => self.get(RefKind::Queue, n),
             ResourceRef::Topic(n) => self.get(RefKind::Topic, n),
             ResourceRef::Table(n) | ResourceRef::TableIndexes(n) => self.get(RefKind::Table, n),
-            ResourceRef::Bucket(n) | ResourceRef::BucketObjects(n) => {
-                self.get(RefKind::Bucket, n)
-            }
+            ResourceRef::Bucket(n) | ResourceRef::BucketObjects(n) => self.get(RefKind::Bucket, n),
             ResourceRef::StateMachine(n) | ResourceRef::Executions(n) => {
                 self.get(RefKind::StateMachine, n)
             }
@@ -164,7 +163,7 @@ impl Validator<'_> {
 
         for (index, service) in topology.services.iter().enumerate() {
             self.current = index;
-            self.check_name("service", &service.name, 40);
+            self.check_name("service", &service.name, 64);
             if !service_names.insert(service.name.as_str()) {
                 self.problem(format!("service {} is defined twice", service.name));
             }
@@ -321,7 +320,10 @@ impl Validator<'_> {
         let mut gsis = BTreeSet::new();
         for gsi in &t.gsis {
             if !gsis.insert(gsi.name.as_str()) {
-                self.problem(format!("table {}: index {} is defined twice", t.name, gsi.name));
+                self.problem(format!(
+                    "table {}: index {} is defined twice",
+                    t.name, gsi.name
+                ));
             }
         }
     }
@@ -330,7 +332,9 @@ impl Validator<'_> {
         let what = format!("state machine {}", m.name);
         for (key, value) in &m.substitutions {
             if key.is_empty() || !key.chars().all(|c| c.is_ascii_alphanumeric() || c == '_') {
-                self.problem(format!("{what}: substitution key {key:?} is not [A-Za-z0-9_]"));
+                self.problem(format!(
+                    "{what}: substitution key {key:?} is not [A-Za-z0-9_]"
+                ));
             }
             self.check_value(&what, value);
         }
@@ -341,8 +345,10 @@ impl Validator<'_> {
 
     fn check_rule(&mut self, r: &Rule) {
         let what = format!("rule {}", r.name);
-        if !r.event_pattern.as_object().is_some_and(|o| !o.is_empty()) {
-            self.problem(format!("{what}: the event pattern must be a non-empty object"));
+        if r.event_pattern.as_object().is_none_or(|o| o.is_empty()) {
+            self.problem(format!(
+                "{what}: the event pattern must be a non-empty object"
+            ));
         }
         if r.targets.is_empty() || r.targets.len() > 5 {
             self.problem(format!("{what}: a rule has 1 to 5 targets"));
@@ -377,6 +383,9 @@ impl Validator<'_> {
             (FunctionKind::Async, None) => self.problem(format!(
                 "{what}: an asynchronous function must have the failures topic as dead letter"
             )),
+            (FunctionKind::Async, Some(topic)) if topic != FAILURES => self.problem(format!(
+                "{what}: an asynchronous function's dead letter must be the `{FAILURES}` topic, not {topic}"
+            )),
             (FunctionKind::Async, Some(topic)) => match self.topology.topic(topic) {
                 None => self.problem(format!("{what}: dead-letter topic {topic} is not defined")),
                 Some(t) if t.subscriptions.is_empty() => self.problem(format!(
@@ -410,7 +419,10 @@ impl Validator<'_> {
                 }
                 for route in routes {
                     if !route.path.starts_with('/') {
-                        self.problem(format!("{what}: route path {} must start with /", route.path));
+                        self.problem(format!(
+                            "{what}: route path {} must start with /",
+                            route.path
+                        ));
                     }
                 }
             }
@@ -431,10 +443,10 @@ impl Validator<'_> {
         let what = format!("fargate service {}", f.name);
         let memory_ok = match f.cpu {
             256 => [512, 1024, 2048].contains(&f.memory_mb),
-            512 => (1024..=4096).contains(&f.memory_mb) && f.memory_mb % 1024 == 0,
-            1024 => (2048..=8192).contains(&f.memory_mb) && f.memory_mb % 1024 == 0,
-            2048 => (4096..=16384).contains(&f.memory_mb) && f.memory_mb % 1024 == 0,
-            4096 => (8192..=30720).contains(&f.memory_mb) && f.memory_mb % 1024 == 0,
+            512 => (1024..=4096).contains(&f.memory_mb) && f.memory_mb.is_multiple_of(1024),
+            1024 => (2048..=8192).contains(&f.memory_mb) && f.memory_mb.is_multiple_of(1024),
+            2048 => (4096..=16384).contains(&f.memory_mb) && f.memory_mb.is_multiple_of(1024),
+            4096 => (8192..=30720).contains(&f.memory_mb) && f.memory_mb.is_multiple_of(1024),
             _ => false,
         };
         if !memory_ok {
@@ -443,7 +455,8 @@ impl Validator<'_> {
                 f.cpu, f.memory_mb
             ));
         }
-        if f.stop_timeout < Duration::from_secs(2) || f.stop_timeout > FargateService::MAX_STOP_TIMEOUT
+        if f.stop_timeout < Duration::from_secs(2)
+            || f.stop_timeout > FargateService::MAX_STOP_TIMEOUT
         {
             self.problem(format!("{what}: stop timeout must be 2-120 s"));
         }
@@ -525,9 +538,9 @@ impl Validator<'_> {
     fn check_value(&mut self, what: &str, v: &ValueRef) {
         match self.owners.of_value(v) {
             None => self.problem(format!("{what}: {v:?} is not defined")),
-            Some(owner) if owner > self.current => self.problem(format!(
-                "{what}: {v:?} belongs to a service defined later"
-            )),
+            Some(owner) if owner > self.current => {
+                self.problem(format!("{what}: {v:?} belongs to a service defined later"))
+            }
             Some(_) => {}
         }
         if let ValueRef::DlqUrl(queue) | ValueRef::DlqArn(queue) = v

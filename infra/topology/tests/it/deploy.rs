@@ -6,9 +6,7 @@ use std::time::{Duration, Instant};
 
 use aws_config::SdkConfig;
 use serde_json::{Value, json};
-use topology::{
-    DeployReport, Outcome, ResourceKind, Stage, Topology, deploy, fleet,
-};
+use topology::{DeployReport, Outcome, ResourceKind, Stage, Topology, deploy, fleet};
 
 use crate::samples;
 
@@ -41,19 +39,32 @@ async fn deploying_the_fleet_twice_changes_nothing_the_second_time() {
     let topology = fleet(&stage());
     let first = deployed(&topology, &sdk).await;
     assert!(
-        first.resources.iter().all(|r| r.outcome == Outcome::Created),
+        first
+            .resources
+            .iter()
+            .all(|r| r.outcome == Outcome::Created),
         "{first}"
     );
     let second = deployed(&topology, &sdk).await;
     assert!(second.all_unchanged(), "{second}");
-    let same: Vec<_> = outcomes(&first).into_iter().map(|(k, n, _)| (k, n)).collect();
-    let again: Vec<_> = outcomes(&second).into_iter().map(|(k, n, _)| (k, n)).collect();
+    let same: Vec<_> = outcomes(&first)
+        .into_iter()
+        .map(|(k, n, _)| (k, n))
+        .collect();
+    let again: Vec<_> = outcomes(&second)
+        .into_iter()
+        .map(|(k, n, _)| (k, n))
+        .collect();
     assert_eq!(same, again);
 
     let table = second.to_string();
     assert!(table.starts_with("KIND"), "{table}");
     for r in &second.resources {
-        assert!(table.contains(&r.physical), "{} missing from\n{table}", r.physical);
+        assert!(
+            table.contains(&r.physical),
+            "{} missing from\n{table}",
+            r.physical
+        );
     }
 }
 
@@ -110,7 +121,10 @@ async fn the_deployed_fleet_has_its_bus_queues_subscription_tables_and_bucket() 
                 let (_, dlq_attrs) = attributes(names.dlq(&queue.name)).await;
                 let redrive: Value = serde_json::from_str(&attrs[&A::RedrivePolicy])
                     .expect("the redrive policy is JSON");
-                assert_eq!(redrive["deadLetterTargetArn"], json!(dlq_attrs[&A::QueueArn]));
+                assert_eq!(
+                    redrive["deadLetterTargetArn"],
+                    json!(dlq_attrs[&A::QueueArn])
+                );
                 let count = &redrive["maxReceiveCount"];
                 assert!(
                     *count == json!(dlq.max_receive_count)
@@ -151,7 +165,11 @@ async fn the_deployed_fleet_has_its_bus_queues_subscription_tables_and_bucket() 
         .attributes()
         .and_then(|a| a.get("RawMessageDelivery"))
         .map(String::as_str);
-    assert_ne!(raw, Some("true"), "raw delivery would drop the SNS envelope");
+    assert_ne!(
+        raw,
+        Some("true"),
+        "raw delivery would drop the SNS envelope"
+    );
 
     let dynamodb = aws_sdk_dynamodb::Client::new(&sdk);
     for table in topology.tables() {
@@ -276,7 +294,10 @@ async fn every_kind_deploys_idempotently_and_a_changed_definition_updates_its_ma
 
     let first = deployed(&topology, &sdk).await;
     assert!(
-        first.resources.iter().all(|r| r.outcome == Outcome::Created),
+        first
+            .resources
+            .iter()
+            .all(|r| r.outcome == Outcome::Created),
         "{first}"
     );
     let second = deployed(&topology, &sdk).await;
@@ -284,7 +305,10 @@ async fn every_kind_deploys_idempotently_and_a_changed_definition_updates_its_ma
 
     // Functions are not deployed; the rule's function target is handed to the local host.
     assert_eq!(second.lambda_targets.len(), 1, "{second}");
-    assert_eq!(second.lambda_targets[0].function_physical, names.function("on-order"));
+    assert_eq!(
+        second.lambda_targets[0].function_physical,
+        names.function("on-order")
+    );
 
     let sfn = aws_sdk_sfn::Client::new(&sdk);
     let arn = second.state_machine_arn("order-flow").expect("the machine");
@@ -295,8 +319,16 @@ async fn every_kind_deploys_idempotently_and_a_changed_definition_updates_its_ma
         .await
         .expect("describe");
     let queue_url = second.queue_url("requests").expect("the requests queue");
-    assert!(machine.definition().contains(queue_url), "{}", machine.definition());
-    assert!(!machine.definition().contains("${"), "{}", machine.definition());
+    assert!(
+        machine.definition().contains(queue_url),
+        "{}",
+        machine.definition()
+    );
+    assert!(
+        !machine.definition().contains("${"),
+        "{}",
+        machine.definition()
+    );
 
     let events = aws_sdk_eventbridge::Client::new(&sdk);
     let targets = events

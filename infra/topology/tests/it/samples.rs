@@ -45,9 +45,12 @@ pub fn all_kinds(stage: &Stage) -> Topology {
                 .allow(&["events:PutEvents"], ResourceRef::Bus),
         )
         .with(
-            Function::asynchronous("on-order", "failures")
+            Function::asynchronous("on-order")
                 .env("TABLE", ValueRef::TableName("orders".into()))
-                .allow(&["dynamodb:Query"], ResourceRef::TableIndexes("orders".into())),
+                .allow(
+                    &["dynamodb:Query"],
+                    ResourceRef::TableIndexes("orders".into()),
+                ),
         )
         .with(
             Function::sqs("process-request", "requests", 10)
@@ -110,7 +113,8 @@ pub fn all_kinds(stage: &Stage) -> Topology {
 /// `core` and a `probe` service whose rule sends `fleet.test` events to a queue.
 pub fn probe(stage: &Stage) -> Topology {
     let probe = Service::new("probe").with(Queue::new("probe")).with(
-        Rule::new("probe", json!({ "source": ["fleet.test"] })).target(Target::Queue("probe".into())),
+        Rule::new("probe", json!({ "source": ["fleet.test"] }))
+            .target(Target::Queue("probe".into())),
     );
     Topology::new(stage, vec![core(), probe])
 }

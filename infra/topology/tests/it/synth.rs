@@ -14,11 +14,12 @@ fn templates() -> Vec<Template> {
     all
 }
 
-fn check_snapshots(templates: Vec<Template>) {
+/// One snapshot per stack, named `<prefix>-<stack>`.
+fn check_snapshots(prefix: &str, templates: Vec<Template>) {
     for template in templates {
         // Sorted, so the snapshot does not depend on serde_json's map feature flags.
         insta::with_settings!({ sort_maps => true }, {
-            insta::assert_json_snapshot!(template.stack_name.clone(), template.body);
+            insta::assert_json_snapshot!(format!("{prefix}-{}", template.stack_name), template.body);
         });
     }
 }
@@ -28,13 +29,13 @@ fn fleet_templates_for_dev() {
     let templates = synth(&fleet(&Stage::default())).expect("fleet() synthesizes");
     let stacks: Vec<_> = templates.iter().map(|t| t.stack_name.as_str()).collect();
     assert_eq!(stacks, ["fleet-dev-core", "fleet-dev-simulation"]);
-    check_snapshots(templates);
+    check_snapshots("fleet", templates);
 }
 
 #[test]
 fn templates_of_every_resource_kind() {
     let templates = synth(&samples::all_kinds(&Stage::default())).expect("the sample synthesizes");
-    check_snapshots(templates);
+    check_snapshots("all-kinds", templates);
 }
 
 /// Every statement of every policy document (identity, trust and queue policies).
@@ -72,7 +73,11 @@ fn no_policy_grants_a_wildcard_action_and_only_task_tokens_use_resource_star() {
             let actions = strings(&statement["Action"]);
             assert!(!actions.is_empty(), "{statement}");
             for action in &actions {
-                assert!(!action.contains('*'), "{}: {statement}", template.stack_name);
+                assert!(
+                    !action.contains('*'),
+                    "{}: {statement}",
+                    template.stack_name
+                );
             }
             if strings(&statement["Resource"]).contains(&"*") {
                 star_statements += 1;
@@ -84,7 +89,10 @@ fn no_policy_grants_a_wildcard_action_and_only_task_tokens_use_resource_star() {
             }
         }
     }
-    assert_eq!(star_statements, 1, "the simulation worker's task-token statement");
+    assert_eq!(
+        star_statements, 1,
+        "the simulation worker's task-token statement"
+    );
 }
 
 #[test]
@@ -112,7 +120,9 @@ fn templates_pass_cfn_lint() {
 fn a_missing_definition_file_is_a_clear_error() {
     let mut topology = samples::all_kinds(&Stage::default());
     topology.definitions_dir = std::env::temp_dir().join(emulator::unique_name("nowhere"));
-    let error = synth(&topology).expect_err("the definition is missing").to_string();
+    let error = synth(&topology)
+        .expect_err("the definition is missing")
+        .to_string();
     assert!(error.contains("order-flow"), "{error}");
     assert!(error.contains("order-flow.asl.json"), "{error}");
 }

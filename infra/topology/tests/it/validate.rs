@@ -10,7 +10,9 @@ use topology::{
 fn check(edit: impl FnOnce(&mut Topology), expected: &str) {
     let mut topology = fleet(&Stage::default());
     edit(&mut topology);
-    let error = topology.validate().expect_err("the edit makes the topology invalid");
+    let error = topology
+        .validate()
+        .expect_err("the edit makes the topology invalid");
     assert!(
         error.problems.iter().any(|p| p.contains(expected)),
         "expected a problem containing {expected:?}, got: {error}"
@@ -41,7 +43,7 @@ fn the_fleet_is_valid() {
 fn async_functions_need_a_dead_letter_topic() {
     check(
         |t| {
-            let mut f = Function::asynchronous("on-job", "failures");
+            let mut f = Function::asynchronous("on-job");
             f.dead_letter = None;
             simulation(t).resources.push(f.into());
         },
@@ -164,7 +166,10 @@ fn a_queue_outlasts_the_function_it_feeds() {
 
 #[test]
 fn there_is_one_bus() {
-    check(|t| simulation(t).resources.push(EventBus.into()), "exactly one event bus");
+    check(
+        |t| simulation(t).resources.push(EventBus.into()),
+        "exactly one event bus",
+    );
 }
 
 #[test]
@@ -175,7 +180,23 @@ fn core_comes_first() {
 #[test]
 fn physical_names_are_unique() {
     check(
-        |t| simulation(t).resources.push(Queue::new("simulation-dlq").into()),
+        |t| {
+            simulation(t)
+                .resources
+                .push(Queue::new("simulation-dlq").into())
+        },
         "used twice",
+    );
+}
+
+#[test]
+fn async_functions_dead_letter_to_the_failures_topic() {
+    check(
+        |t| {
+            let mut f = Function::asynchronous("on-job");
+            f.dead_letter = Some("elsewhere".into());
+            simulation(t).resources.push(f.into());
+        },
+        "must be the `failures` topic",
     );
 }

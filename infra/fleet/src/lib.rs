@@ -1,0 +1,26 @@
+//! The `fleet` command as a library: each subcommand is a module, so the end-to-end tests
+//! drive the same code the binary runs. `main.rs` only parses arguments and wires signals.
+
+pub mod dev;
+pub mod events;
+pub mod infra;
+
+use std::fmt;
+
+/// A mistake in what the user asked for: the binary exits with code 2.
+#[derive(Debug)]
+pub struct UsageError(pub String);
+
+impl fmt::Display for UsageError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for UsageError {}
+
+/// The SDK config from the standard AWS environment (`AWS_ENDPOINT_URL`, `AWS_REGION`,
+/// `AWS_PROFILE`, credentials), as every AWS tool reads it.
+pub async fn aws_from_env() -> aws_config::SdkConfig {
+    aws_config::load_defaults(aws_config::BehaviorVersion::latest()).await
+}

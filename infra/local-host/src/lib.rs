@@ -1,0 +1,43 @@
+//! The local stand-in for what the emulator cannot do: running Lambda functions.
+//!
+//! moto hosts the queues, topics, bus and rules that [`topology::deploy`] creates, but it
+//! can neither invoke a Lambda function nor deliver an EventBridge event to one; its
+//! EventBridge delivers only to SQS targets. This crate fills exactly those gaps, from the
+//! same [`topology::Topology`] and [`topology::DeployReport`], and nothing more:
+//!
+//! - **EventBridge rule → Lambda (asynchronous invocation).** For each function a rule
+//!   targets, a local-only *delivery queue* `fleet-<stage>-local-<function>` is created and
+//!   added to the rule as a target with id `local-lambda-<function>`. Its messages are the
+//!   events exactly as EventBridge delivers them; the host invokes the function with each,
+//!   retries failures after [`Config::async_retry_delays`], and after the last failure
+//!   publishes the original event to the function's dead-letter topic with the message
+//!   attributes Lambda sets (`RequestID`, `ErrorCode`, `ErrorMessage`). On AWS the delivery
+//!   queue does not exist: the rule targets the function and Lambda's internal queue plays
+//!   its part.
+//! - **SQS → Lambda (event source mapping)** with `ReportBatchItemFailures`: batches of the
+//!   topology's size, successes deleted, failures left for the queue's redrive policy.
+//! - **API Gateway HTTP API → Lambda**: an axum server routing the topology's routes to
+//!   their functions with payload format 2.0 events, through `lambda_http`'s own types.
+//!
+//! Handlers are JSON-in/JSON-out [`LambdaFunction`]s, registered by the topology's logical
+//! function names in [`Functions`]; `lambda_runtime` services and `lambda_http` services
+//! (axum routers included) are adapted with [`Functions::lambda`] and [`Functions::http`].
+//! [`Host::start`] wires everything and returns a [`RunningHost`] whose
+//! [`RunningHost::shutdown`] joins every task; [`run`] does both around a cancellation
+//! token.
+
+mod asynchronous;
+mod config;
+mod error;
+mod function;
+mod gateway;
+mod host;
+mod invoke;
+mod poll;
+mod sqs;
+
+pub use config::Config;
+pub use error::HostError;
+pub use function::{FunctionError, Functions, Invocation, LambdaFunction};
+pub use gateway::router;
+pub use host::{Host, RunningHost, delivery_queue, delivery_target_id, run};

@@ -1,0 +1,18 @@
+//! Who is calling: verifies JWT bearer tokens, and issues them for the local stack.
+//!
+//! [`Verifier`] checks an RS256 token against a JSON Web Key Set (static, or fetched from
+//! the issuer and cached by key id): signature, `exp`, `nbf`, `iss`, and the audience
+//! (`aud`, or Cognito access tokens' `client_id`). Every failure is an [`AuthError`] whose
+//! text is for logs only: HTTP clients get a bare 401 (see [`AuthError::client_message`]).
+//!
+//! [`DevIssuer`] stands in for Cognito locally: an RSA key generated once and kept under
+//! `.fleet/` (never committed), tokens for any subject, and the JWKS to serve at
+//! `/.well-known/jwks.json`.
+
+mod dev;
+mod jwks;
+mod verify;
+
+pub use dev::{DEV_AUDIENCE, DEV_ISSUER, DevIssuer, DevIssuerError};
+pub use jwks::Jwks;
+pub use verify::{AuthError, Claims, Verifier, VerifierConfig, bearer_token};

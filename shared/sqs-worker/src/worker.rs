@@ -1,0 +1,576 @@
+//! The consumer loop: receives, runs handlers within the concurrency limit, settles each
+//! message by its outcome, and drains on shutdown.
+
+use std::collections::{HashMap, VecDeque};
+use std::sync::atomic::AtomicBool;
+use std::sync::{Arc, OnceLock};
+use std::time::{Duration, SystemTime};
+
+use backon::{BackoffBuilder, Retryable as _};
+use futures::future::BoxFuture;
+use tokio::sync::mpsc;
+use tokio::task::JoinSet;
+use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
+
+use crate::config::{Config, DeadLetter, QueueUrl};
+use crate::handler::{Delivery, Handler, HandlerError, IdempotencyKey, JobContext, JobShared};
+use crate::idempotency::{Claim, DynamoStore, IdempotencyStore};
+use crate::leases::{Command, Keeper, KeeperConfig, call_backoff, sleep_until_some};
+use crate::metrics::{Api, Counted, Metrics, MetricsSnapshot};
+use crate::policy::{MAX_VISIBILITY, MovingAverage, Occupancy, receive_size, retry_delay};
+use crate::queue::{Queue, QueueError, ReceivedMessage};
+use crate::sqs::SqsQueue;
+
+/// Message attributes a dead-lettered message carries (besides its own).
+pub mod attributes {
+    /// The error's stable name.
+    pub const ERROR: &str = "fleet.error";
+    /// Human-readable text: what was wrong and how to fix it.
+    pub const REASON: &str = "fleet.reason";
+    /// The URL of the queue the message came from.
+    pub const SOURCE_QUEUE: &str = "fleet.source-queue";
+    pub const RECEIVE_COUNT: &str = "fleet.receive-count";
+    /// RFC 3339.
+    pub const FAILED_AT: &str = "fleet.failed-at";
+    /// The worker that gave up on it.
+    pub const WORKER: &str = "fleet.worker";
+}
+
+/// SQS allows this many message attributes per message.
+const MAX_MESSAGE_ATTRIBUTES: usize = 10;
+/// `fleet.reason` is cut to this many bytes: attributes count against the message size.
+const MAX_REASON_BYTES: usize = 1024;
+/// A buffered message whose lease has less than this share of the visibility timeout left
+/// is not started: it is about to be delivered again, maybe to another worker.
+const MIN_LEASE_LEFT_TO_START: f64 = 0.25;
+/// The 12-hour ceiling is measured by SQS's clock; stay this far inside it.
+const CEILING_MARGIN: Duration = Duration::from_secs(30);
+
+/// Why the worker could not run.
+#[derive(Debug, thiserror::Error)]
+pub enum WorkerError {
+    #[error("invalid worker configuration: {0}")]
+    Config(String),
+    #[error("could not read the queue's attributes: {0}")]
+    Queue(#[from] QueueError),
+    #[error(
+        "queue {queue} has no RedrivePolicy, so there is nowhere to put messages that can never succeed; give the queue a dead-letter queue or set Config::dead_letter"
+    )]
+    NoDeadLetterQueue { queue: String },
+}
+
+/// A queue consumer: [`Worker::run`] it until a shutdown token is cancelled.
+pub struct Worker<Q: Queue, H: Handler> {
+    queue: Arc<Q>,
+    handler: Arc<H>,
+    config: Config,
+    metrics: Arc<Metrics>,
+    store: Option<Arc<dyn IdempotencyStore>>,
+}
+
+impl<Q: Queue, H: Handler> std::fmt::Debug for Worker<Q, H> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Worker")
+            .field("queue", &self.config.queue_url)
+            .field("worker_id", &self.config.worker_id)
+            .finish()
+    }
+}
+
+impl<H: Handler> Worker<SqsQueue, H> {
+    /// A worker on the real queue, with a DynamoDB idempotency store when
+    /// [`Config::idempotency`] is set.
+    pub fn from_sdk(sdk: &aws_config::SdkConfig, config: Config, handler: H) -> Self {
+        let queue = SqsQueue::from_sdk(sdk, config.queue_url.clone());
+        let store = config.idempotency.clone().map(|c| {
+            let store: Arc<dyn IdempotencyStore> = Arc::new(DynamoStore::from_sdk(sdk, c));
+            store
+        });
+        let mut worker = Worker::new(queue, handler, config);
+        worker.store = store;
+        worker
+    }
+}
+
+impl<Q: Queue, H: Handler> Worker<Q, H> {
+    /// A worker on any [`Queue`], without idempotency records.
+    pub fn new(queue: Q, handler: H, config: Config) -> Self {
+        let metrics = Arc::new(Metrics::new(config.queue_url.name()));
+        Worker {
+            queue: Arc::new(queue),
+            handler: Arc::new(handler),
+            config,
+            metrics,
+            store: None,
+        }
+    }
+
+    /// Uses `store` for idempotency records (replacing any from the config).
+    pub fn with_store(mut self, store: impl IdempotencyStore) -> Self {
+        self.store = Some(Arc::new(store));
+        self
+    }
+
+    /// The live counters, to read while the worker runs.
+    pub fn metrics(&self) -> Arc<Metrics> {
+        self.metrics.clone()
+    }
+
+    /// Consumes the queue until `shutdown` is cancelled, then drains: no more receives,
+    /// unstarted messages released at once, running handlers given until
+    /// [`Config::drain_timeout`], then released too. Returns the final counters.
+    pub async fn run(self, shutdown: CancellationToken) -> Result<MetricsSnapshot, WorkerError> {
+        let Worker {
+            queue,
+            handler,
+            config,
+            metrics,
+            store,
+        } = self;
+        if config.concurrency == 0 {
+            return Err(WorkerError::Config("concurrency must be at least 1".into()));
+        }
+        metrics.call(Api::Other);
+        let attrs = queue.attributes().await?;
+        let visibility = Duration::from_secs(
+            crate::policy::sqs_seconds(config.visibility_timeout.unwrap_or(attrs.visibility_timeout)) as u64,
+        );
+        if visibility < Duration::from_secs(2) {
+            return Err(WorkerError::Config(format!(
+                "the visibility timeout is {} s; heartbeats need at least 2 s (set Config::visibility_timeout or the queue's VisibilityTimeout)",
+                visibility.as_secs()
+            )));
+        }
+        let dead_letter_queue = match (&config.dead_letter, &attrs.redrive) {
+            (DeadLetter::Queue(url), _) => url.clone(),
+            (DeadLetter::FromRedrivePolicy, Some(redrive)) => redrive.dead_letter_queue.clone(),
+            (DeadLetter::FromRedrivePolicy, None) => {
+                return Err(WorkerError::NoDeadLetterQueue {
+                    queue: config.queue_url.to_string(),
+                });
+            }
+        };
+        tracing::info!(
+            queue = %config.queue_url,
+            worker_id = %config.worker_id,
+            concurrency = config.concurrency,
+            visibility_s = visibility.as_secs(),
+            dead_letter_queue = %dead_letter_queue,
+            max_receive_count = attrs.redrive.as_ref().map(|r| r.max_receive_count),
+            idempotency = store.is_some(),
+            "worker started"
+        );
+
+        let (commands, command_rx) = mpsc::unbounded_channel();
+        let keeper = Keeper::new(
+            queue.clone(),
+            metrics.clone(),
+            store.clone(),
+            KeeperConfig {
+                visibility,
+                delete_flush_interval: config.delete_flush_interval,
+                metrics_log: config.metrics_log,
+            },
+        );
+        let keeper = tokio::spawn(keeper.run(command_rx));
+        let shared = Arc::new(Shared {
+            queue: queue.clone(),
+            handler,
+            metrics: metrics.clone(),
+            store,
+            commands: commands.clone(),
+            visibility,
+            dead_letter_queue,
+            max_receive_count: attrs.redrive.as_ref().map(|r| r.max_receive_count),
+            config: config.clone(),
+        });
+
+        let mut state = LoopState {
+            buffer: VecDeque::new(),
+            jobs: JoinSet::new(),
+            job_ids: HashMap::new(),
+            next_id: 0,
+            average: MovingAverage::default(),
+            abandon: CancellationToken::new(),
+        };
+        let mut receive: Option<BoxFuture<'static, Result<Vec<ReceivedMessage>, QueueError>>> = None;
+        let mut receive_backoff = receive_backoff();
+        let mut receive_not_before: Option<Instant> = None;
+        let mut drain_deadline: Option<Instant> = None;
+
+        loop {
+            state.start_buffered(&shared, &shutdown);
+            if drain_deadline.is_none()
+                && receive.is_none()
+                && receive_not_before.is_none_or(|t| t <= Instant::now())
+            {
+                receive_not_before = None;
+                let n = receive_size(&Occupancy {
+                    concurrency: config.concurrency,
+                    running: state.jobs.len(),
+                    buffered: state.buffer.len(),
+                    average_handler: state.average.get(),
+                    visibility,
+                    max_prefetch: config.max_prefetch,
+                });
+                if n > 0 {
+                    let queue = queue.clone();
+                    let wait = config.wait_time;
+                    metrics.call(Api::Receive);
+                    receive = Some(Box::pin(async move { queue.receive(n, wait, visibility).await }));
+                }
+            }
+            if drain_deadline.is_some() && state.jobs.is_empty() {
+                break;
+            }
+            tokio::select! {
+                biased;
+                _ = shutdown.cancelled(), if drain_deadline.is_none() => {
+                    // Dropping the poll cancels it; a message SQS handed to it anyway waits
+                    // out its lease, the one case a shutdown can delay a message.
+                    receive = None;
+                    let handles: Vec<_> = state.buffer.drain(..).map(|p| p.message.receipt_handle).collect();
+                    tracing::info!(queue = %config.queue_url, running = state.jobs.len(), released = handles.len(), drain_timeout_s = config.drain_timeout.as_secs_f64(), "shutting down: draining");
+                    if !handles.is_empty() {
+                        for _ in &handles {
+                            metrics.count(Counted::Released);
+                        }
+                        let _ = commands.send(Command::Release { handles });
+                    }
+                    drain_deadline = Some(Instant::now() + config.drain_timeout);
+                }
+                _ = sleep_until_some(drain_deadline) => {
+                    tracing::warn!(queue = %config.queue_url, running = state.jobs.len(), "drain deadline passed: releasing the messages of running handlers");
+                    state.abandon.cancel();
+                    for _ in 0..state.jobs.len() {
+                        metrics.count(Counted::Released);
+                    }
+                    let _ = commands.send(Command::ReleaseAll);
+                    state.jobs.abort_all();
+                    while state.jobs.join_next().await.is_some() {
+                        metrics.finished();
+                    }
+                    break;
+                }
+                _ = sleep_until_some(receive_not_before), if receive.is_none() => {}
+                result = poll_some(&mut receive) => {
+                    receive = None;
+                    match result {
+                        Ok(messages) => {
+                            receive_backoff = self::receive_backoff();
+                            metrics.add_received(messages.len());
+                            let now = Instant::now();
+                            for message in messages {
+                                let ceiling = ceiling(now, message.first_received_at);
+                                state.buffer.push_back(Pending { message, received_at: now, ceiling });
+                            }
+                        }
+                        Err(e) => {
+                            let delay = receive_backoff.next().unwrap_or(Duration::from_secs(20));
+                            tracing::warn!(queue = %config.queue_url, error = %e, retry_in_ms = delay.as_millis() as u64, "receive failed");
+                            receive_not_before = Some(Instant::now() + delay);
+                        }
+                    }
+                }
+                Some(joined) = state.jobs.join_next_with_id() => {
+                    metrics.finished();
+                    match joined {
+                        Ok((task, done)) => {
+                            state.job_ids.remove(&task);
+                            if let Some(took) = done.handler_duration {
+                                state.average.record(took);
+                            }
+                        }
+                        Err(e) => {
+                            let id = state.job_ids.remove(&e.id());
+                            tracing::error!(queue = %config.queue_url, error = %e, "handler panicked; the message will be retried");
+                            if let Some(id) = id {
+                                metrics.count(Counted::Retried);
+                                let after = retry_delay(&config.retry, 1, None, rand::random());
+                                let _ = commands.send(Command::Delay { id, after });
+                            }
+                        }
+                    }
+                }
+            }
+        }
+
+        drop(shared);
+        drop(commands);
+        if let Err(e) = keeper.await {
+            tracing::error!(queue = %config.queue_url, error = %e, "lease keeper failed");
+        }
+        if config.metrics_log.is_some() {
+            metrics.log_emf();
+        }
+        let snapshot = metrics.snapshot();
+        tracing::info!(queue = %config.queue_url, received = snapshot.received, succeeded = snapshot.succeeded, retried = snapshot.retried, dead_lettered = snapshot.dead_lettered, released = snapshot.released, "worker stopped");
+        Ok(snapshot)
+    }
+}
+
+/// What every job task shares.
+struct Shared<Q, H> {
+    queue: Arc<Q>,
+    handler: Arc<H>,
+    metrics: Arc<Metrics>,
+    store: Option<Arc<dyn IdempotencyStore>>,
+    commands: mpsc::UnboundedSender<Command>,
+    visibility: Duration,
+    dead_letter_queue: QueueUrl,
+    max_receive_count: Option<u32>,
+    config: Config,
+}
+
+struct Pending {
+    message: ReceivedMessage,
+    received_at: Instant,
+    ceiling: Instant,
+}
+
+struct LoopState {
+    buffer: VecDeque<Pending>,
+    jobs: JoinSet<JobDone>,
+    job_ids: HashMap<tokio::task::Id, u64>,
+    next_id: u64,
+    average: MovingAverage,
+    /// Cancelled at the drain deadline.
+    abandon: CancellationToken,
+}
+
+struct JobDone {
+    handler_duration: Option<Duration>,
+}
+
+impl LoopState {
+    /// Starts buffered messages while slots are free.
+    fn start_buffered<Q: Queue, H: Handler>(&mut self, shared: &Arc<Shared<Q, H>>, shutdown: &CancellationToken) {
+        while self.jobs.len() < shared.config.concurrency {
+            let Some(pending) = self.buffer.pop_front() else { break };
+            let now = Instant::now();
+            let expires_at = pending.received_at + shared.visibility;
+            if expires_at.saturating_duration_since(now) < shared.visibility.mul_f64(MIN_LEASE_LEFT_TO_START) {
+                shared.metrics.count(Counted::Expired);
+                tracing::warn!(queue = %shared.config.queue_url, message_id = %pending.message.message_id, "a prefetched message's lease lapsed before it could start; leaving it to be delivered again");
+                continue;
+            }
+            let id = self.next_id;
+            self.next_id += 1;
+            let job = Arc::new(JobShared {
+                receive_count: pending.message.receive_count,
+                message_id: pending.message.message_id.clone(),
+                worker_id: shared.config.worker_id.clone(),
+                shutdown: shutdown.clone(),
+                abandon: self.abandon.child_token(),
+                heartbeat_paused: AtomicBool::new(false),
+                claim: OnceLock::new(),
+            });
+            let _ = shared.commands.send(Command::Track {
+                id,
+                handle: pending.message.receipt_handle.clone(),
+                expires_at,
+                ceiling: pending.ceiling,
+                job: job.clone(),
+            });
+            shared.metrics.started();
+            let task = self.jobs.spawn(run_job(shared.clone(), id, pending.message, job));
+            self.job_ids.insert(task.id(), id);
+        }
+    }
+}
+
+/// Runs one message through the idempotency check and the handler, then settles it.
+async fn run_job<Q: Queue, H: Handler>(
+    shared: Arc<Shared<Q, H>>,
+    id: u64,
+    message: ReceivedMessage,
+    job: Arc<JobShared>,
+) -> JobDone {
+    let delivery = Delivery {
+        message_id: message.message_id.clone(),
+        body: message.body.clone(),
+        receive_count: message.receive_count,
+        sent_at: message.sent_at,
+        attributes: message.attributes.clone(),
+    };
+    let queue_url = &shared.config.queue_url;
+    let claim = match (&shared.store, shared.handler.idempotency_key(&delivery)) {
+        (Some(store), Some(key)) => {
+            let owner = format!("{}:{}", shared.config.worker_id, message.message_id);
+            match store.acquire(&key, &owner, shared.visibility).await {
+                Ok(Claim::Acquired) => {
+                    let _ = job.claim.set((key.clone(), owner.clone()));
+                    Some((store.clone(), key, owner))
+                }
+                Ok(Claim::Completed) => {
+                    tracing::info!(queue = %queue_url, message_id = %message.message_id, key = %key.key, "already completed; acknowledging without running");
+                    shared.metrics.count(Counted::Duplicate);
+                    let _ = shared.commands.send(Command::Delete { id });
+                    return JobDone { handler_duration: None };
+                }
+                Ok(Claim::HeldElsewhere { lease_left }) => {
+                    let after = (lease_left + Duration::from_secs(1))
+                        .clamp(Duration::from_secs(1), shared.config.retry.max_delay.max(Duration::from_secs(1)));
+                    tracing::info!(queue = %queue_url, message_id = %message.message_id, key = %key.key, retry_in_s = after.as_secs(), "another worker holds this key; putting the message back");
+                    shared.metrics.count(Counted::Deferred);
+                    let _ = shared.commands.send(Command::Delay { id, after });
+                    return JobDone { handler_duration: None };
+                }
+                Err(e) => {
+                    let after = shared.retry_delay(message.receive_count);
+                    tracing::warn!(queue = %queue_url, message_id = %message.message_id, error = %e, retry_in_s = after.as_secs(), "idempotency store unavailable; retrying the message later");
+                    shared.metrics.count(Counted::Retried);
+                    let _ = shared.commands.send(Command::Delay { id, after });
+                    return JobDone { handler_duration: None };
+                }
+            }
+        }
+        _ => None,
+    };
+
+    let started = Instant::now();
+    let result = shared
+        .handler
+        .handle(delivery, JobContext { inner: job.clone() })
+        .await;
+    let took = started.elapsed();
+    shared.metrics.handler_took(took);
+    let done = JobDone {
+        handler_duration: Some(took),
+    };
+    if job.abandon.is_cancelled() {
+        // The runtime already made the message visible again.
+        return done;
+    }
+
+    match result {
+        Ok(()) => {
+            if let Some((store, key, owner)) = &claim {
+                match store.complete(key, owner).await {
+                    Ok(true) => {}
+                    Ok(false) => tracing::warn!(key = %key.key, "idempotency record was taken over before completion"),
+                    Err(e) => tracing::warn!(key = %key.key, error = %e, "could not record completion; a redelivery would run again"),
+                }
+            }
+            shared.metrics.count(Counted::Succeeded);
+            let _ = shared.commands.send(Command::Delete { id });
+        }
+        Err(HandlerError::Retryable { reason }) => {
+            release(&claim).await;
+            let after = shared.retry_delay(message.receive_count);
+            tracing::warn!(queue = %queue_url, message_id = %message.message_id, receive_count = message.receive_count, retry_in_s = after.as_secs_f64(), reason = %reason, "handler failed; will retry");
+            shared.metrics.count(Counted::Retried);
+            let _ = shared.commands.send(Command::Delay { id, after });
+        }
+        Err(HandlerError::Fatal { name, reason }) => {
+            release(&claim).await;
+            match dead_letter(&shared, &message, &name, &reason).await {
+                Ok(()) => {
+                    tracing::error!(queue = %queue_url, message_id = %message.message_id, dead_letter_queue = %shared.dead_letter_queue, error = %name, reason = %reason, "message cannot succeed; moved to the dead-letter queue");
+                    shared.metrics.count(Counted::DeadLettered);
+                    let _ = shared.commands.send(Command::Delete { id });
+                }
+                Err(e) => {
+                    let after = shared.retry_delay(message.receive_count);
+                    tracing::error!(queue = %queue_url, message_id = %message.message_id, error = %e, "could not dead-letter the message; it stays on the queue and is retried");
+                    shared.metrics.count(Counted::Retried);
+                    let _ = shared.commands.send(Command::Delay { id, after });
+                }
+            }
+        }
+    }
+    done
+}
+
+impl<Q: Queue, H: Handler> Shared<Q, H> {
+    fn retry_delay(&self, receive_count: u32) -> Duration {
+        retry_delay(
+            &self.config.retry,
+            receive_count,
+            self.max_receive_count,
+            rand::random(),
+        )
+    }
+}
+
+async fn release(claim: &Option<(Arc<dyn IdempotencyStore>, IdempotencyKey, String)>) {
+    if let Some((store, key, owner)) = claim
+        && let Err(e) = store.release(key, owner).await
+    {
+        tracing::warn!(key = %key.key, error = %e, "could not release the idempotency lease; the next attempt waits for it to lapse");
+    }
+}
+
+/// Sends the message, body unchanged, to the dead-letter queue with the reason as
+/// attributes. The caller deletes the original only after this succeeded.
+async fn dead_letter<Q: Queue, H: Handler>(
+    shared: &Shared<Q, H>,
+    message: &ReceivedMessage,
+    name: &str,
+    reason: &str,
+) -> Result<(), QueueError> {
+    let failed_at = time::OffsetDateTime::now_utc()
+        .format(&time::format_description::well_known::Rfc3339)
+        .unwrap_or_default();
+    let ours = [
+        (attributes::ERROR, name.to_string()),
+        (attributes::REASON, truncate(reason, MAX_REASON_BYTES)),
+        (attributes::SOURCE_QUEUE, shared.config.queue_url.to_string()),
+        (attributes::RECEIVE_COUNT, message.receive_count.to_string()),
+        (attributes::FAILED_AT, failed_at),
+        (attributes::WORKER, shared.config.worker_id.clone()),
+    ];
+    let mut all: Vec<(String, String)> = message
+        .attributes
+        .iter()
+        .filter(|(k, _)| !k.starts_with("fleet."))
+        .take(MAX_MESSAGE_ATTRIBUTES - ours.len())
+        .map(|(k, v)| (k.clone(), v.clone()))
+        .collect();
+    all.extend(ours.into_iter().map(|(k, v)| (k.to_string(), v)));
+    let queue = &shared.queue;
+    let metrics = &shared.metrics;
+    let to = &shared.dead_letter_queue;
+    (|| async {
+        metrics.call(Api::Send);
+        queue.send(to, &message.body, &all).await
+    })
+    .retry(call_backoff())
+    .await
+}
+
+fn truncate(text: &str, max: usize) -> String {
+    if text.len() <= max {
+        return text.to_string();
+    }
+    let mut end = max;
+    while !text.is_char_boundary(end) {
+        end -= 1;
+    }
+    format!("{}…", &text[..end])
+}
+
+/// The last instant a lease may be extended to: 12 h after the first receipt, less a margin.
+fn ceiling(now: Instant, first_received_at: Option<SystemTime>) -> Instant {
+    let age = first_received_at
+        .and_then(|t| SystemTime::now().duration_since(t).ok())
+        .unwrap_or_default();
+    now + MAX_VISIBILITY.saturating_sub(age).saturating_sub(CEILING_MARGIN)
+}
+
+fn receive_backoff() -> backon::ExponentialBackoff {
+    backon::ExponentialBuilder::default()
+        .with_min_delay(Duration::from_millis(200))
+        .with_max_delay(Duration::from_secs(20))
+        .without_max_times()
+        .with_jitter()
+        .build()
+}
+
+async fn poll_some<T>(future: &mut Option<BoxFuture<'static, T>>) -> T {
+    match future {
+        Some(f) => f.await,
+        None => std::future::pending().await,
+    }
+}

@@ -1,0 +1,120 @@
+//! `JobRequested` → one simulation-job execution per job.
+//!
+//! Deliveries are at least once (EventBridge, and Lambda's async retries), so the handler
+//! is idempotent end to end: the job id is the event's own or derived from the event id;
+//! the row is written only if absent; the execution is named after the job id, so a
+//! second `StartExecution` is refused as `ExecutionAlreadyExists` and counted a success.
+
+use aws_sdk_sfn::error::{DisplayErrorContext, ProvideErrorMetadata};
+use contracts::{BusEvent, ContractError, JobEvent, JobId};
+use serde::Serialize;
+use serde_json::json;
+use time::OffsetDateTime;
+
+use crate::error::HandlerError;
+use crate::store::{Claim, NewJob};
+use crate::Deps;
+
+/// The namespace of job ids derived from event ids (UUID v5), fixed forever: changing it
+/// would give a redelivered event a second job.
+const JOB_ID_NAMESPACE: uuid::Uuid = uuid::Uuid::from_u128(0x5b0f_3c1e_8a4d_4e0b_9c71_2f6d_a8e3_41c7);
+
+/// The handler's answer: Lambda records it; nothing reads it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Started {
+    pub job_id: JobId,
+    pub execution_arn: Option<String>,
+    /// The execution already existed: this was a redelivery.
+    pub duplicate: bool,
+}
+
+/// The job id for a `JobRequested` without one: the same for every delivery of the
+/// event, different for every other event.
+pub fn job_id_for_event(event_id: &str) -> JobId {
+    let id = uuid::Uuid::new_v5(&JOB_ID_NAMESPACE, event_id.as_bytes()).to_string();
+    match JobId::parse(&id) {
+        Ok(job_id) => job_id,
+        Err(e) => panic!("a hyphenated UUID (36 characters of [0-9a-f-]) is a valid job id: {e}"),
+    }
+}
+
+/// Handles one `JobRequested` delivered by EventBridge.
+pub async fn handle_job_requested(event: BusEvent, deps: &Deps) -> Result<Started, HandlerError> {
+    let envelope = JobEvent::decode(&event.detail_type, &event.detail, &event.received())?;
+    let JobEvent::Requested(request) = envelope.event else {
+        return Err(HandlerError::InvalidEvent(ContractError::UnknownDetailType {
+            source_name: event.source.clone(),
+            detail_type: event.detail_type.clone(),
+            known: "JobRequested".to_string(),
+        }));
+    };
+    let Some(state_machine) = deps.state_machine_arn.as_deref() else {
+        return Err(HandlerError::Misconfigured("no state machine ARN (STATE_MACHINE_ARN)"));
+    };
+    // Upstream services may leave `requestedBy` out: the job then belongs to the source.
+    let requested_by = request
+        .requested_by
+        .clone()
+        .filter(|r| !r.is_empty())
+        .unwrap_or_else(|| event.source.clone());
+    let store = deps.store();
+    let job_id = match (&request.job_id, &request.idempotency_key) {
+        (Some(id), _) => id.clone(),
+        (None, Some(key)) => {
+            let derived = job_id_for_event(&envelope.meta.event_id);
+            match store.claim_key(&requested_by, key, &derived).await? {
+                Claim::Claimed => derived,
+                Claim::Taken(existing) => existing,
+            }
+        }
+        (None, None) => job_id_for_event(&envelope.meta.event_id),
+    };
+    store
+        .create(&NewJob {
+            job_id: job_id.clone(),
+            requested_by: requested_by.clone(),
+            model: request.model.clone(),
+            params: request.params.clone(),
+            idempotency_key: request.idempotency_key.clone(),
+            created_at: OffsetDateTime::now_utc(),
+        })
+        .await?;
+
+    let input = json!({
+        "jobId": job_id,
+        "model": request.model,
+        "params": request.params,
+        "requestedBy": requested_by,
+    });
+    let result = deps
+        .sfn
+        .start_execution()
+        .state_machine_arn(state_machine)
+        .name(job_id.as_str())
+        .input(input.to_string())
+        .send()
+        .await;
+    match result {
+        Ok(output) => {
+            tracing::info!(job_id = %job_id, requested_by = %requested_by, execution = %output.execution_arn(), "execution started");
+            Ok(Started {
+                job_id,
+                execution_arn: Some(output.execution_arn().to_string()),
+                duplicate: false,
+            })
+        }
+        Err(e) if e.code() == Some("ExecutionAlreadyExists") => {
+            tracing::info!(job_id = %job_id, "execution already exists: a redelivered request");
+            Ok(Started {
+                job_id,
+                execution_arn: None,
+                duplicate: true,
+            })
+        }
+        Err(e) => Err(HandlerError::StartExecution {
+            job_id: job_id.to_string(),
+            message: DisplayErrorContext(&e).to_string(),
+        }),
+    }
+}
