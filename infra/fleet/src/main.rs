@@ -50,6 +50,14 @@ enum InfraCommand {
     /// Create or update the stage's resources at the endpoint the AWS environment names
     /// (AWS_ENDPOINT_URL, AWS_REGION, AWS_PROFILE). Idempotent.
     Deploy,
+    /// Synthesize into a folder and check the templates with cfn-lint (installed into the
+    /// project's virtualenv on first use).
+    Lint {
+        #[arg(long, default_value = "target/cfn")]
+        out: PathBuf,
+        #[arg(long, env = "FLEET_HOME")]
+        home: Option<PathBuf>,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -118,6 +126,11 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             for path in infra::synth(&stage, &out)? {
                 println!("{}", path.display());
             }
+            Ok(())
+        }
+        Command::Infra(InfraCommand::Lint { out, home }) => {
+            let home = home.unwrap_or_else(emulator::default_home);
+            println!("{}", infra::lint(&stage, &out, &home)?);
             Ok(())
         }
         Command::Infra(InfraCommand::Deploy) => {

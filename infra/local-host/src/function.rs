@@ -3,6 +3,7 @@
 
 use std::collections::BTreeMap;
 use std::fmt;
+use std::marker::PhantomData;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -135,7 +136,13 @@ impl Functions {
         T: DeserializeOwned + Send + 'static,
         R: Serialize + Send + 'static,
     {
-        self.json(name, RuntimeService { service })
+        self.json(
+            name,
+            RuntimeService {
+                service,
+                types: PhantomData,
+            },
+        )
     }
 
     /// Registers an HTTP function: a tower service on `lambda_http`'s types, the value a
@@ -182,11 +189,13 @@ fn diagnostic<E: Into<Diagnostic>>(e: E) -> FunctionError {
 }
 
 /// A `lambda_runtime` service as a [`LambdaFunction`].
-struct RuntimeService<S> {
+struct RuntimeService<S, T, R> {
     service: S,
+    /// The event and response types; `fn` keeps the struct `Send + Sync` whatever they are.
+    types: PhantomData<fn(T) -> R>,
 }
 
-impl<S, T, R> LambdaFunction for RuntimeService<S>
+impl<S, T, R> LambdaFunction for RuntimeService<S, T, R>
 where
     S: Service<LambdaEvent<T>, Response = R> + Clone + Send + Sync + 'static,
     S::Future: Send + 'static,
@@ -231,11 +240,15 @@ where
             let request: lambda_http::request::LambdaRequest =
                 serde_json::from_str(&inv.payload.to_string())
                     .map_err(|e| FunctionError::new(UNMARSHAL_ERROR, e.to_string()))?;
-            let adapter = lambda_http::Adapter::from(service);
-            let response = adapter
-                .oneshot(LambdaEvent::new(request, inv.context))
-                .await
-                .map_err(diagnostic)?;
+            let mut service = service;
+            service.ready().await.map_err(diagnostic)?;
+            // The adapter is not `Send` for every response type (it holds a `&R` marker),
+            // so it lives only while the call is made; its future is `Send`.
+            let response = {
+                let mut adapter = lambda_http::Adapter::from(service);
+                adapter.call(LambdaEvent::new(request, inv.context))
+            };
+            let response = response.await.map_err(diagnostic)?;
             serde_json::to_value(response)
                 .map_err(|e| FunctionError::new(MARSHAL_ERROR, e.to_string()))
         }

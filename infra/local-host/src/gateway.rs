@@ -64,7 +64,7 @@ struct ApiRoute {
     function: Bound,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
 enum Segment {
     Literal(String),
     Variable(String),

@@ -134,13 +134,13 @@ fn sqs_event(messages: &[Message], queue_arn: &str, region: &str) -> SqsEvent {
                     attribute.binary_value = value
                         .binary_value
                         .as_ref()
-                        .map(|b| Base64Data(b.as_ref().to_vec()));
+                        .map(|b| base64_data(b.as_ref()));
                     attribute.string_list_values = value.string_list_values.clone().unwrap_or_default();
                     attribute.binary_list_values = value
                         .binary_list_values
                         .iter()
                         .flatten()
-                        .map(|b| Base64Data(b.as_ref().to_vec()))
+                        .map(|b| base64_data(b.as_ref()))
                         .collect();
                     (name.clone(), attribute)
                 })
@@ -152,6 +152,12 @@ fn sqs_event(messages: &[Message], queue_arn: &str, region: &str) -> SqsEvent {
         })
         .collect();
     event
+}
+
+fn base64_data(bytes: &[u8]) -> Base64Data {
+    let mut data = Base64Data::default();
+    data.extend_from_slice(bytes);
+    data
 }
 
 /// The message ids a response reports as failed, under Lambda's rules for

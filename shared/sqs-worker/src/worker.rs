@@ -574,3 +574,248 @@ async fn poll_some<T>(future: &mut Option<BoxFuture<'static, T>>) -> T {
         None => std::future::pending().await,
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Mutex;
+
+    use super::*;
+    use crate::memory::MemoryQueue;
+
+    /// A handler that records when it ran and answers from a script.
+    struct Scripted {
+        calls: Mutex<Vec<(String, Instant)>>,
+        answer: fn(&str) -> Result<(), HandlerError>,
+        takes: Duration,
+    }
+
+    impl Handler for Arc<Scripted> {
+        async fn handle(&self, delivery: Delivery, _ctx: JobContext) -> Result<(), HandlerError> {
+            self.calls
+                .lock()
+                .unwrap()
+                .push((delivery.body.clone(), Instant::now()));
+            tokio::time::sleep(self.takes).await;
+            (self.answer)(&delivery.body)
+        }
+    }
+
+    fn scripted(answer: fn(&str) -> Result<(), HandlerError>, takes: Duration) -> Arc<Scripted> {
+        Arc::new(Scripted {
+            calls: Mutex::new(Vec::new()),
+            answer,
+            takes,
+        })
+    }
+
+    fn queues(visibility: u64, max_receive_count: u32) -> (Arc<MemoryQueue>, Arc<MemoryQueue>) {
+        let dlq = Arc::new(MemoryQueue::new("dlq", Duration::from_secs(30)));
+        let queue = Arc::new(
+            MemoryQueue::new("q", Duration::from_secs(visibility))
+                .with_dead_letter(dlq.clone(), max_receive_count),
+        );
+        (queue, dlq)
+    }
+
+    fn config(queue: &MemoryQueue) -> Config {
+        Config {
+            metrics_log: None,
+            retry: RetryPolicy {
+                base_delay: Duration::from_secs(10),
+                max_delay: Duration::from_secs(100),
+                jitter: false,
+            },
+            ..Config::new(queue.url().clone(), "test-worker")
+        }
+    }
+
+    /// Runs the worker until `done` holds (checked every 100 ms of virtual time, at most
+    /// an hour), then shuts it down.
+    async fn run_until(worker: Worker<Arc<MemoryQueue>, Arc<Scripted>>, done: impl Fn() -> bool) -> MetricsSnapshot {
+        let shutdown = CancellationToken::new();
+        let run = tokio::spawn(worker.run(shutdown.clone()));
+        let deadline = Instant::now() + Duration::from_secs(3600);
+        while !done() {
+            assert!(Instant::now() < deadline, "condition not reached");
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        shutdown.cancel();
+        run.await.unwrap().unwrap()
+    }
+
+    use crate::config::RetryPolicy;
+
+    #[tokio::test(start_paused = true)]
+    async fn retryable_errors_back_off_then_redrive_to_the_dead_letter_queue() {
+        let (queue, dlq) = queues(30, 3);
+        queue.push("flaky");
+        let handler = scripted(|_| Err(HandlerError::retryable("down")), Duration::ZERO);
+        let worker = Worker::new(queue.clone(), handler.clone(), config(&queue));
+        let metrics = run_until(worker, || !dlq.messages().is_empty()).await;
+
+        let calls = handler.calls.lock().unwrap().clone();
+        assert_eq!(calls.len(), 3);
+        let gaps: Vec<u64> = calls.windows(2).map(|w| (w[1].1 - w[0].1).as_secs()).collect();
+        // 10 s after the first attempt, 20 s after the second; the third had no delay
+        // because the next receive dead-letters it anyway.
+        assert_eq!(gaps, [10, 20]);
+        assert_eq!(dlq.messages()[0].body, "flaky");
+        assert!(queue.messages().is_empty());
+        assert_eq!(metrics.retried, 3);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn fatal_errors_go_to_the_dead_letter_queue_at_once_with_the_reason() {
+        let (queue, dlq) = queues(30, 3);
+        queue.push_with("bad", [("trace".to_string(), "t-1".to_string())].into());
+        let handler = scripted(|_| Err(HandlerError::fatal("Message.Invalid", "field `x` is missing")), Duration::ZERO);
+        let worker = Worker::new(queue.clone(), handler.clone(), config(&queue));
+        let metrics = run_until(worker, || !dlq.messages().is_empty() && queue.messages().is_empty()).await;
+
+        let dead = &dlq.messages()[0];
+        assert_eq!(dead.body, "bad");
+        assert_eq!(dead.attributes[attributes::ERROR], "Message.Invalid");
+        assert_eq!(dead.attributes[attributes::REASON], "field `x` is missing");
+        assert_eq!(dead.attributes[attributes::RECEIVE_COUNT], "1");
+        assert_eq!(dead.attributes[attributes::SOURCE_QUEUE], queue.url().as_str());
+        assert_eq!(dead.attributes["trace"], "t-1");
+        assert_eq!(handler.calls.lock().unwrap().len(), 1);
+        assert_eq!(metrics.dead_lettered, 1);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_job_longer_than_many_leases_runs_once() {
+        let (queue, _dlq) = queues(30, 3);
+        queue.push("long");
+        let handler = scripted(|_| Ok(()), Duration::from_secs(600));
+        let worker = Worker::new(queue.clone(), handler.clone(), config(&queue));
+        let metrics = run_until(worker, || queue.messages().is_empty()).await;
+        assert_eq!(handler.calls.lock().unwrap().len(), 1);
+        assert_eq!(metrics.succeeded, 1);
+        // About one extension per half lease.
+        assert!(metrics.requests.change_visibility >= 600 / 15 - 1, "{metrics:?}");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn no_op_jobs_are_received_and_deleted_in_batches() {
+        let (queue, _dlq) = queues(30, 3);
+        for i in 0..100 {
+            queue.push(&i.to_string());
+        }
+        let handler = scripted(|_| Ok(()), Duration::ZERO);
+        let worker = Worker::new(queue.clone(), handler.clone(), config(&queue));
+        let metrics = run_until(worker, || queue.messages().is_empty()).await;
+        assert_eq!(metrics.succeeded, 100);
+        // The first receive takes one message (no duration known yet), then batches of 10.
+        assert!(metrics.requests.receive <= 13, "{metrics:?}");
+        assert!(metrics.requests.delete <= 12, "{metrics:?}");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn shutdown_releases_unstarted_messages_and_waits_for_running_ones() {
+        let (queue, _dlq) = queues(30, 3);
+        // Quick jobs first, so the worker learns it may prefetch.
+        for _ in 0..5 {
+            queue.push("quick");
+        }
+        let handler = Arc::new(Scripted {
+            calls: Mutex::new(Vec::new()),
+            answer: |_| Ok(()),
+            takes: Duration::ZERO,
+        });
+        let handler = SlowFor(handler, "slow", Duration::from_secs(5));
+        let calls = handler.0.clone();
+        let worker = Worker::new(queue.clone(), handler, Config {
+            drain_timeout: Duration::from_secs(60),
+            ..config(&queue)
+        });
+        let metrics = worker.metrics();
+        let shutdown = CancellationToken::new();
+        let run = tokio::spawn(worker.run(shutdown.clone()));
+        while !queue.messages().is_empty() {
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        queue.push("slow");
+        for _ in 0..4 {
+            queue.push("waiting");
+        }
+        while metrics.snapshot().received < 10 {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        let stopping = Instant::now();
+        shutdown.cancel();
+        let metrics = run.await.unwrap().unwrap();
+        assert!(stopping.elapsed() < Duration::from_secs(6));
+        let ran = calls.calls.lock().unwrap().iter().filter(|c| c.0 != "quick").count();
+        assert_eq!(ran, 1, "only the slow job ran");
+        let left = queue.messages();
+        assert_eq!(left.len(), 4);
+        assert!(left.iter().all(|m| m.visible), "released messages are visible at once");
+        assert_eq!(metrics.succeeded, 6);
+        assert_eq!(metrics.released, 4);
+    }
+
+    /// Takes `2` for bodies equal to `1`, no time otherwise.
+    struct SlowFor(Arc<Scripted>, &'static str, Duration);
+
+    impl Handler for SlowFor {
+        async fn handle(&self, delivery: Delivery, ctx: JobContext) -> Result<(), HandlerError> {
+            if delivery.body == self.1 {
+                tokio::time::sleep(self.2).await;
+            }
+            self.0.handle(delivery, ctx).await
+        }
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn handlers_still_running_at_the_drain_deadline_are_released() {
+        let (queue, _dlq) = queues(30, 3);
+        queue.push("endless");
+        let handler = scripted(|_| Ok(()), Duration::from_secs(3600));
+        let worker = Worker::new(queue.clone(), handler.clone(), Config {
+            drain_timeout: Duration::from_secs(2),
+            ..config(&queue)
+        });
+        let shutdown = CancellationToken::new();
+        let run = tokio::spawn(worker.run(shutdown.clone()));
+        while handler.calls.lock().unwrap().is_empty() {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        let stopping = Instant::now();
+        shutdown.cancel();
+        let metrics = run.await.unwrap().unwrap();
+        assert!(stopping.elapsed() < Duration::from_secs(3));
+        assert!(queue.messages()[0].visible);
+        assert_eq!(metrics.released, 1);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn completed_keys_are_acknowledged_without_running() {
+        struct Keyed(Arc<Scripted>);
+        impl Handler for Keyed {
+            async fn handle(&self, delivery: Delivery, ctx: JobContext) -> Result<(), HandlerError> {
+                self.0.handle(delivery, ctx).await
+            }
+            fn idempotency_key(&self, delivery: &Delivery) -> Option<IdempotencyKey> {
+                Some(IdempotencyKey::new(delivery.body.clone()))
+            }
+        }
+        let (queue, _dlq) = queues(30, 3);
+        queue.push("job-1");
+        queue.push("job-1");
+        queue.push("job-2");
+        let handler = scripted(|_| Ok(()), Duration::from_millis(10));
+        let worker = Worker::new(queue.clone(), Keyed(handler.clone()), config(&queue))
+            .with_store(crate::idempotency::MemoryStore::new());
+        let shutdown = CancellationToken::new();
+        let run = tokio::spawn(worker.run(shutdown.clone()));
+        while !queue.messages().is_empty() {
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        shutdown.cancel();
+        let metrics = run.await.unwrap().unwrap();
+        let bodies: Vec<String> = handler.calls.lock().unwrap().iter().map(|c| c.0.clone()).collect();
+        assert_eq!(bodies, ["job-1", "job-2"]);
+        assert_eq!(metrics.duplicates, 1);
+    }
+}

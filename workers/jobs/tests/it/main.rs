@@ -1,1 +1,7 @@
-fn main(){}
+//! The jobs service against the emulator, and the fleet's state machine definitions.
+
+mod api;
+mod asl;
+mod handlers;
+mod statemachine;
+mod support;

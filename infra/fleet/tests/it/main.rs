@@ -1,0 +1,4 @@
+//! The `fleet` command as a user runs it: real processes against the emulator.
+
+mod cli;
+mod dev;

@@ -1,0 +1,78 @@
+//! Idempotency records in DynamoDB: completed work is not run again.
+
+use std::time::Duration;
+
+use aws_sdk_dynamodb::types::{AttributeDefinition, AttributeValue, KeySchemaElement, KeyType, ScalarAttributeType, BillingMode};
+use sqs_worker::{Config, Delivery, Handler, HandlerError, IdempotencyConfig, IdempotencyKey, JobContext};
+
+use crate::{Recorder, eventually, queues, start};
+
+/// Keys each message by its body.
+struct ByBody(std::sync::Arc<Recorder>);
+
+impl Handler for ByBody {
+    async fn handle(&self, delivery: Delivery, ctx: JobContext) -> Result<(), HandlerError> {
+        self.0.handle(delivery, ctx).await
+    }
+
+    fn idempotency_key(&self, delivery: &Delivery) -> Option<IdempotencyKey> {
+        Some(IdempotencyKey::new(delivery.body.clone()))
+    }
+}
+
+async fn table() -> (aws_sdk_dynamodb::Client, String) {
+    let sdk = emulator::test_emulator().await.sdk_config();
+    let dynamo = aws_sdk_dynamodb::Client::new(&sdk);
+    let name = emulator::unique_name("jobs");
+    dynamo
+        .create_table()
+        .table_name(&name)
+        .attribute_definitions(AttributeDefinition::builder().attribute_name("jobId").attribute_type(ScalarAttributeType::S).build().unwrap())
+        .key_schema(KeySchemaElement::builder().attribute_name("jobId").key_type(KeyType::Hash).build().unwrap())
+        .billing_mode(BillingMode::PayPerRequest)
+        .send()
+        .await
+        .unwrap();
+    (dynamo, name)
+}
+
+#[tokio::test]
+async fn a_message_for_a_completed_key_is_acknowledged_without_running() {
+    let q = queues(30, 3).await;
+    let (dynamo, table) = table().await;
+    let handler = Recorder::new(|_| (Duration::from_millis(50), Ok(())));
+    let worker = start(
+        Config {
+            idempotency: Some(IdempotencyConfig::new(&table, "jobId")),
+            ..q.config()
+        },
+        ByBody(handler.clone()),
+    )
+    .await;
+    q.send("job-1").await;
+    eventually(Duration::from_secs(20), "first delivery handled", || async {
+        worker.metrics.snapshot().succeeded == 1
+    })
+    .await;
+    q.send("job-1").await;
+    q.send("job-2").await;
+    eventually(Duration::from_secs(20), "the rest settled", || async {
+        let s = worker.metrics.snapshot();
+        s.succeeded == 2 && s.duplicates == 1 && q.counts(&q.queue).await == (0, 0)
+    })
+    .await;
+    worker.stop().await;
+    assert_eq!(handler.count("job-1"), 1);
+    assert_eq!(handler.count("job-2"), 1);
+
+    let record = dynamo
+        .get_item()
+        .table_name(&table)
+        .key("jobId", AttributeValue::S("job-1".into()))
+        .send()
+        .await
+        .unwrap();
+    let item = record.item().expect("a record for job-1");
+    assert_eq!(item["status"].as_s().unwrap(), "completed");
+    assert!(item.contains_key("expiresAt"));
+}

@@ -1,0 +1,205 @@
+//! The runtime against the emulator: the real SQS and DynamoDB adapters, real leases.
+
+mod bench;
+mod idempotency;
+mod outcomes;
+mod shutdown;
+
+use std::future::Future;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use aws_sdk_sqs::types::QueueAttributeName;
+use sqs_worker::{Config, Delivery, Handler, HandlerError, JobContext, QueueUrl, RetryPolicy};
+use tokio_util::sync::CancellationToken;
+
+/// A queue with a dead-letter queue, unique to one test.
+struct Queues {
+    sqs: aws_sdk_sqs::Client,
+    queue: QueueUrl,
+    dlq: QueueUrl,
+}
+
+async fn queues(visibility_s: u32, max_receive_count: u32) -> Queues {
+    let emulator = emulator::test_emulator().await;
+    let sqs = aws_sdk_sqs::Client::new(&emulator.sdk_config());
+    let name = emulator::unique_name("worker");
+    let dlq = sqs
+        .create_queue()
+        .queue_name(format!("{name}-dlq"))
+        .send()
+        .await
+        .unwrap()
+        .queue_url
+        .unwrap();
+    let dlq_arn = format!(
+        "arn:aws:sqs:{}:{}:{name}-dlq",
+        emulator::REGION,
+        emulator::ACCOUNT_ID
+    );
+    let redrive = serde_json::json!({"deadLetterTargetArn": dlq_arn, "maxReceiveCount": max_receive_count});
+    let queue = sqs
+        .create_queue()
+        .queue_name(&name)
+        .attributes(QueueAttributeName::VisibilityTimeout, visibility_s.to_string())
+        .attributes(QueueAttributeName::RedrivePolicy, redrive.to_string())
+        .send()
+        .await
+        .unwrap()
+        .queue_url
+        .unwrap();
+    Queues {
+        sqs,
+        queue: QueueUrl::parse(queue).unwrap(),
+        dlq: QueueUrl::parse(dlq).unwrap(),
+    }
+}
+
+impl Queues {
+    async fn send(&self, body: &str) {
+        self.sqs
+            .send_message()
+            .queue_url(self.queue.as_str())
+            .message_body(body)
+            .send()
+            .await
+            .unwrap();
+    }
+
+    /// (visible, in flight) on `url`.
+    async fn counts(&self, url: &QueueUrl) -> (u64, u64) {
+        let out = self
+            .sqs
+            .get_queue_attributes()
+            .queue_url(url.as_str())
+            .attribute_names(QueueAttributeName::ApproximateNumberOfMessages)
+            .attribute_names(QueueAttributeName::ApproximateNumberOfMessagesNotVisible)
+            .send()
+            .await
+            .unwrap();
+        let get = |name: QueueAttributeName| {
+            out.attributes()
+                .and_then(|a| a.get(&name))
+                .and_then(|v| v.parse().ok())
+                .unwrap_or(0)
+        };
+        (
+            get(QueueAttributeName::ApproximateNumberOfMessages),
+            get(QueueAttributeName::ApproximateNumberOfMessagesNotVisible),
+        )
+    }
+
+    /// Waits for one message on the dead-letter queue and takes it.
+    async fn dead_letter(&self, within: Duration) -> aws_sdk_sqs::types::Message {
+        let deadline = Instant::now() + within;
+        loop {
+            let out = self
+                .sqs
+                .receive_message()
+                .queue_url(self.dlq.as_str())
+                .wait_time_seconds(1)
+                .message_attribute_names("All")
+                .send()
+                .await
+                .unwrap();
+            if let Some(m) = out.messages().first() {
+                return m.clone();
+            }
+            assert!(Instant::now() < deadline, "nothing reached the dead-letter queue within {within:?}");
+        }
+    }
+
+    fn config(&self) -> Config {
+        Config {
+            metrics_log: None,
+            retry: RetryPolicy {
+                base_delay: Duration::from_secs(2),
+                max_delay: Duration::from_secs(8),
+                jitter: false,
+            },
+            ..Config::new(self.queue.clone(), emulator::unique_name("w"))
+        }
+    }
+}
+
+/// Waits until `condition` holds, checking every 100 ms, failing after `within`.
+async fn eventually<F, Fut>(within: Duration, what: &str, mut condition: F)
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = bool>,
+{
+    let deadline = Instant::now() + within;
+    while !condition().await {
+        assert!(Instant::now() < deadline, "{what}: not within {within:?}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+type Behaviour = Box<dyn Fn(&str) -> (Duration, Result<(), HandlerError>) + Send + Sync>;
+
+/// A handler that records its calls and behaves as told per body: how long to take, what
+/// to answer.
+struct Recorder {
+    calls: Mutex<Vec<(String, Instant)>>,
+    behaviour: Behaviour,
+}
+
+impl Recorder {
+    fn new(behaviour: impl Fn(&str) -> (Duration, Result<(), HandlerError>) + Send + Sync + 'static) -> Arc<Recorder> {
+        Arc::new(Recorder {
+            calls: Mutex::new(Vec::new()),
+            behaviour: Box::new(behaviour),
+        })
+    }
+
+    fn calls(&self) -> Vec<(String, Instant)> {
+        self.calls.lock().unwrap().clone()
+    }
+
+    fn count(&self, body: &str) -> usize {
+        self.calls().iter().filter(|c| c.0 == body).count()
+    }
+}
+
+impl Handler for Arc<Recorder> {
+    async fn handle(&self, delivery: Delivery, _ctx: JobContext) -> Result<(), HandlerError> {
+        self.calls
+            .lock()
+            .unwrap()
+            .push((delivery.body.clone(), Instant::now()));
+        let (takes, answer) = (self.behaviour)(&delivery.body);
+        tokio::time::sleep(takes).await;
+        answer
+    }
+}
+
+/// A running worker, stopped (and awaited) by [`Running::stop`].
+struct Running {
+    shutdown: CancellationToken,
+    task: tokio::task::JoinHandle<Result<sqs_worker::MetricsSnapshot, sqs_worker::WorkerError>>,
+    metrics: Arc<sqs_worker::Metrics>,
+}
+
+async fn start<H: Handler>(config: Config, handler: H) -> Running {
+    let sdk = emulator::test_emulator().await.sdk_config();
+    let worker = sqs_worker::Worker::from_sdk(&sdk, config, handler);
+    let metrics = worker.metrics();
+    let shutdown = CancellationToken::new();
+    let task = tokio::spawn(worker.run(shutdown.clone()));
+    Running {
+        shutdown,
+        task,
+        metrics,
+    }
+}
+
+impl Running {
+    async fn stop(self) -> sqs_worker::MetricsSnapshot {
+        self.shutdown.cancel();
+        tokio::time::timeout(Duration::from_secs(30), self.task)
+            .await
+            .expect("the worker stops within 30 s")
+            .unwrap()
+            .unwrap()
+    }
+}

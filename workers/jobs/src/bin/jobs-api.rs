@@ -1,0 +1,38 @@
+//! `jobs-api`: the jobs HTTP API on Lambda (behind API Gateway's HTTP API).
+//!
+//! Environment: `STAGE`, `JOBS_TABLE`, `BUS`, `JWT_ISSUER`, `JWT_AUDIENCE`, `JWKS_URL`.
+
+use std::sync::Arc;
+
+use auth::{Jwks, Verifier, VerifierConfig};
+use jobs::Deps;
+use tracing_subscriber::EnvFilter;
+
+#[tokio::main]
+async fn main() -> Result<(), lambda_http::Error> {
+    init_tracing();
+    let stage = env("STAGE")?;
+    let sdk = aws_config::load_from_env().await;
+    let verifier = Verifier::new(VerifierConfig {
+        issuer: env("JWT_ISSUER")?,
+        audience: env("JWT_AUDIENCE")?,
+        jwks: Jwks::from_url(env("JWKS_URL")?)?,
+    });
+    let deps = Deps::new(&sdk, env("JOBS_TABLE")?)
+        .with_publisher(bus::Publisher::from_sdk(&sdk, env("BUS")?))
+        .with_verifier(verifier);
+    tracing::info!(stage = %stage, table = %deps.table, "jobs-api starting");
+    lambda_http::run(jobs::app(Arc::new(deps))).await
+}
+
+fn env(name: &str) -> Result<String, String> {
+    std::env::var(name).map_err(|_| format!("environment variable {name} is not set"))
+}
+
+fn init_tracing() {
+    tracing_subscriber::fmt()
+        .json()
+        .with_env_filter(EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info")))
+        .with_current_span(false)
+        .init();
+}

@@ -1,0 +1,35 @@
+//! `jobs-requested`: starts a simulation-job execution for each `JobRequested` on the bus
+//! (EventBridge → Lambda, asynchronous; failures go to the failures topic).
+//!
+//! Environment: `STAGE`, `JOBS_TABLE`, `STATE_MACHINE_ARN`.
+
+use contracts::BusEvent;
+use jobs::Deps;
+use lambda_runtime::{LambdaEvent, service_fn};
+use tracing_subscriber::EnvFilter;
+
+#[tokio::main]
+async fn main() -> Result<(), lambda_runtime::Error> {
+    init_tracing();
+    let stage = env("STAGE")?;
+    let sdk = aws_config::load_from_env().await;
+    let deps = Deps::new(&sdk, env("JOBS_TABLE")?).with_state_machine(env("STATE_MACHINE_ARN")?);
+    tracing::info!(stage = %stage, table = %deps.table, "jobs-requested starting");
+    let deps = &deps;
+    lambda_runtime::run(service_fn(move |event: LambdaEvent<BusEvent>| async move {
+        jobs::handle_job_requested(event.payload, deps).await
+    }))
+    .await
+}
+
+fn env(name: &str) -> Result<String, String> {
+    std::env::var(name).map_err(|_| format!("environment variable {name} is not set"))
+}
+
+fn init_tracing() {
+    tracing_subscriber::fmt()
+        .json()
+        .with_env_filter(EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info")))
+        .with_current_span(false)
+        .init();
+}

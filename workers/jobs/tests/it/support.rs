@@ -1,0 +1,281 @@
+//! Test fixtures on the shared emulator: a jobs table, a bus whose events land in a queue,
+//! the simulation-job state machine, tokens, and waiting on conditions with deadlines.
+
+use std::future::Future;
+use std::path::PathBuf;
+use std::sync::{Arc, LazyLock};
+use std::time::{Duration, Instant};
+
+use auth::{DevIssuer, Verifier};
+use aws_config::SdkConfig;
+use aws_sdk_dynamodb::types::{
+    AttributeDefinition, BillingMode, GlobalSecondaryIndex, KeySchemaElement, KeyType, Projection,
+    ProjectionType, ScalarAttributeType,
+};
+use contracts::{BusEvent, JobEvent};
+use jobs::Deps;
+use serde_json::{Value, json};
+
+/// One signing key per test process (key generation is the slow part).
+pub static ISSUER: LazyLock<DevIssuer> = LazyLock::new(|| match DevIssuer::generate() {
+    Ok(issuer) => issuer,
+    Err(e) => panic!("the dev issuer must generate a key: {e}"),
+});
+
+pub fn token(sub: &str) -> String {
+    ISSUER
+        .issue(sub, Duration::from_secs(600))
+        .expect("the dev issuer signs")
+}
+
+pub async fn sdk() -> SdkConfig {
+    emulator::test_emulator().await.sdk_config()
+}
+
+/// A fresh jobs table shaped like the topology's: `jobId`, index `byRequester`.
+pub async fn jobs_table(sdk: &SdkConfig) -> String {
+    let name = emulator::unique_name("jobs");
+    let key = |name: &str, kind| {
+        KeySchemaElement::builder()
+            .attribute_name(name)
+            .key_type(kind)
+            .build()
+            .expect("key schema element")
+    };
+    let attribute = |name: &str| {
+        AttributeDefinition::builder()
+            .attribute_name(name)
+            .attribute_type(ScalarAttributeType::S)
+            .build()
+            .expect("attribute definition")
+    };
+    aws_sdk_dynamodb::Client::new(sdk)
+        .create_table()
+        .table_name(&name)
+        .billing_mode(BillingMode::PayPerRequest)
+        .key_schema(key("jobId", KeyType::Hash))
+        .attribute_definitions(attribute("jobId"))
+        .attribute_definitions(attribute("requestedBy"))
+        .attribute_definitions(attribute("createdAt"))
+        .global_secondary_indexes(
+            GlobalSecondaryIndex::builder()
+                .index_name(jobs::store::BY_REQUESTER)
+                .key_schema(key("requestedBy", KeyType::Hash))
+                .key_schema(key("createdAt", KeyType::Range))
+                .projection(
+                    Projection::builder()
+                        .projection_type(ProjectionType::All)
+                        .build(),
+                )
+                .build()
+                .expect("index"),
+        )
+        .send()
+        .await
+        .expect("create the jobs table");
+    name
+}
+
+/// A queue; returns its URL and ARN.
+pub async fn queue(sdk: &SdkConfig, prefix: &str) -> (String, String) {
+    let sqs = aws_sdk_sqs::Client::new(sdk);
+    let url = sqs
+        .create_queue()
+        .queue_name(emulator::unique_name(prefix))
+        .send()
+        .await
+        .expect("create queue")
+        .queue_url()
+        .expect("queue url")
+        .to_string();
+    let arn = sqs
+        .get_queue_attributes()
+        .queue_url(&url)
+        .attribute_names(aws_sdk_sqs::types::QueueAttributeName::QueueArn)
+        .send()
+        .await
+        .expect("queue attributes")
+        .attributes()
+        .and_then(|a| a.get(&aws_sdk_sqs::types::QueueAttributeName::QueueArn))
+        .expect("queue arn")
+        .clone();
+    (url, arn)
+}
+
+/// A bus whose events matching `pattern` are delivered to a queue: returns the bus name
+/// and the queue URL.
+pub async fn bus_captured(sdk: &SdkConfig, pattern: Value) -> (String, String) {
+    let events = aws_sdk_eventbridge::Client::new(sdk);
+    let bus = emulator::unique_name("bus");
+    events
+        .create_event_bus()
+        .name(&bus)
+        .send()
+        .await
+        .expect("create bus");
+    let (url, arn) = queue(sdk, "capture").await;
+    let rule = emulator::unique_name("rule");
+    events
+        .put_rule()
+        .name(&rule)
+        .event_bus_name(&bus)
+        .event_pattern(pattern.to_string())
+        .send()
+        .await
+        .expect("put rule");
+    events
+        .put_targets()
+        .rule(&rule)
+        .event_bus_name(&bus)
+        .targets(
+            aws_sdk_eventbridge::types::Target::builder()
+                .id("capture")
+                .arn(arn)
+                .build()
+                .expect("target"),
+        )
+        .send()
+        .await
+        .expect("put targets");
+    (bus, url)
+}
+
+/// Receives up to one message, waiting at most `wait`; deletes it.
+pub async fn receive(sdk: &SdkConfig, url: &str, wait: Duration) -> Option<String> {
+    let sqs = aws_sdk_sqs::Client::new(sdk);
+    let output = sqs
+        .receive_message()
+        .queue_url(url)
+        .max_number_of_messages(1)
+        .wait_time_seconds(i32::try_from(wait.as_secs()).unwrap_or(1))
+        .send()
+        .await
+        .expect("receive");
+    let message = output.messages().first()?.clone();
+    if let Some(handle) = message.receipt_handle() {
+        sqs.delete_message()
+            .queue_url(url)
+            .receipt_handle(handle)
+            .send()
+            .await
+            .expect("delete message");
+    }
+    message.body().map(ToString::to_string)
+}
+
+/// Every message currently in the queue (until a receive comes back empty).
+pub async fn drain(sdk: &SdkConfig, url: &str) -> Vec<String> {
+    let mut bodies = Vec::new();
+    while let Some(body) = receive(sdk, url, Duration::from_secs(1)).await {
+        bodies.push(body);
+    }
+    bodies
+}
+
+/// A bus event delivered to a capture queue, decoded as a job event.
+pub fn job_event(body: &str) -> (BusEvent, JobEvent) {
+    let event = BusEvent::from_json(body).expect("an EventBridge event");
+    let envelope = JobEvent::decode(&event.detail_type, &event.detail, &event.received())
+        .unwrap_or_else(|e| panic!("the {} detail decodes: {e}\n{body}", event.detail_type));
+    (event, envelope.event)
+}
+
+/// Polls `probe` until it returns `Some`, failing the test after `limit`.
+pub async fn wait_for<T, F, Fut>(what: &str, limit: Duration, mut probe: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = Option<T>>,
+{
+    let deadline = Instant::now() + limit;
+    loop {
+        if let Some(value) = probe().await {
+            return value;
+        }
+        assert!(Instant::now() < deadline, "timed out after {limit:?} waiting for {what}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+pub fn definitions_dir() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../statemachines")
+}
+
+/// The simulation-job definition as JSON, before substitution.
+pub fn simulation_job_definition() -> Value {
+    let path = definitions_dir().join("simulation-job.asl.json");
+    let text = std::fs::read_to_string(&path).expect("read the definition");
+    serde_json::from_str(&text).expect("the definition is JSON")
+}
+
+/// Fills `${Key}` placeholders the way the topology's deployment does: as the inside of
+/// a JSON string.
+pub fn substitute(definition: &Value, substitutions: &[(&str, &str)]) -> String {
+    let mut text = definition.to_string();
+    for (key, value) in substitutions {
+        let escaped = Value::String((*value).to_string()).to_string();
+        text = text.replace(&format!("${{{key}}}"), &escaped[1..escaped.len() - 1]);
+    }
+    assert!(!text.contains("${"), "a placeholder is left: {text}");
+    text
+}
+
+/// The simulation-job machine deployed on the emulator with its queue and bus.
+pub struct Machine {
+    pub arn: String,
+    pub queue_url: String,
+    /// Receives the machine's JobSucceeded and JobFailed events.
+    pub outcomes_url: String,
+}
+
+/// Deploys `definition` (usually [`simulation_job_definition`], perhaps tweaked).
+pub async fn machine(sdk: &SdkConfig, definition: &Value) -> Machine {
+    let (queue_url, _) = queue(sdk, "simulation").await;
+    let (bus, outcomes_url) = bus_captured(
+        sdk,
+        json!({"source": ["fleet.jobs"], "detail-type": ["JobSucceeded", "JobFailed"]}),
+    )
+    .await;
+    let text = substitute(
+        definition,
+        &[("SimulationQueueUrl", &queue_url), ("EventBusName", &bus)],
+    );
+    let arn = aws_sdk_sfn::Client::new(sdk)
+        .create_state_machine()
+        .name(emulator::unique_name("simulation-job"))
+        .definition(text)
+        .role_arn(format!("arn:aws:iam::{}:role/fleet-test", emulator::ACCOUNT_ID))
+        .send()
+        .await
+        .expect("create the state machine")
+        .state_machine_arn()
+        .to_string();
+    Machine {
+        arn,
+        queue_url,
+        outcomes_url,
+    }
+}
+
+/// API dependencies on a fresh table and bus; the bus's JobRequested events are captured.
+pub struct Api {
+    pub deps: Arc<Deps>,
+    pub sdk: SdkConfig,
+    /// Receives every JobRequested the API publishes.
+    pub requested_url: String,
+}
+
+pub async fn api() -> Api {
+    let sdk = sdk().await;
+    let table = jobs_table(&sdk).await;
+    let (bus, requested_url) =
+        bus_captured(&sdk, json!({"detail-type": ["JobRequested"]})).await;
+    let verifier = Verifier::new(ISSUER.verifier_config().expect("the dev JWKS is valid"));
+    let deps = Deps::new(&sdk, table)
+        .with_publisher(bus::Publisher::from_sdk(&sdk, bus))
+        .with_verifier(verifier);
+    Api {
+        deps: Arc::new(deps),
+        sdk,
+        requested_url,
+    }
+}
