@@ -3,10 +3,13 @@
 //! started when told to.
 
 use std::path::PathBuf;
+use std::time::Duration;
 
 use anyhow::Context as _;
 use emulator::Emulator;
 use topology::{DeployReport, Stage, Topology};
+
+use crate::workers::{WorkerArgs, WorkerProcesses};
 
 /// What `fleet dev` runs.
 #[derive(Debug, Clone)]
@@ -16,6 +19,10 @@ pub struct DevConfig {
     pub emulator_port: u16,
     /// Where the emulator's virtualenv and logs live.
     pub home: PathBuf,
+    /// Simulation worker processes to run.
+    pub workers: usize,
+    /// The executable whose `worker` subcommand runs a worker (normally this `fleet`).
+    pub exe: Option<PathBuf>,
 }
 
 /// A running local stack.
@@ -24,6 +31,7 @@ pub struct Stack {
     pub topology: Topology,
     pub report: DeployReport,
     pub sdk: aws_config::SdkConfig,
+    pub workers: WorkerProcesses,
 }
 
 impl Stack {
@@ -40,11 +48,19 @@ impl Stack {
         let report = topology::deploy(&topology, &sdk)
             .await
             .with_context(|| format!("deploying stage {} to the emulator", config.stage))?;
+        let workers = match (&config.exe, config.workers) {
+            (Some(exe), n) if n > 0 => {
+                let args = worker_args(&topology, &report)?;
+                WorkerProcesses::spawn(n, exe.clone(), &args, emulator.endpoint())?
+            }
+            _ => WorkerProcesses::default(),
+        };
         Ok(Stack {
             emulator,
             topology,
             report,
             sdk,
+            workers,
         })
     }
 
@@ -56,15 +72,38 @@ impl Stack {
             "reused"
         };
         format!(
-            "{report}\nemulator: {endpoint} ({started})\n\nPoint another shell, the aws CLI or boto3 at the local stack with:\n{exports}\n",
+            "{report}\nemulator: {endpoint} ({started})\nsimulation workers: {workers} (pids {pids:?})\n\nPoint another shell, the aws CLI or boto3 at the local stack with:\n{exports}\n",
             report = self.report,
             endpoint = self.emulator.endpoint(),
+            workers = self.workers.pids().len(),
+            pids = self.workers.pids(),
             exports = self.emulator.exports(),
         )
     }
 
     /// Stops everything this stack started (the emulator only if it was started here).
     pub async fn stop(self) {
+        // Workers first: they drain against the emulator before it goes.
+        self.workers.stop(Duration::from_secs(35)).await;
         self.emulator.stop();
     }
+}
+
+/// Where the stage's simulation workers read, write and publish.
+pub fn worker_args(topology: &Topology, report: &DeployReport) -> anyhow::Result<WorkerArgs> {
+    let names = topology.names();
+    let queue_url = report
+        .queue_url("simulation")
+        .context("the deployment has no simulation queue")?
+        .to_string();
+    Ok(WorkerArgs {
+        queue_url,
+        bucket: names.bucket("results"),
+        bus: names.bus(),
+        table: Some(names.table("simulation-jobs")),
+        worker_id: None,
+        concurrency: 1,
+        drain_timeout_secs: 30,
+        exit_with_parent: true,
+    })
 }

@@ -4,7 +4,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::{Args, Parser, Subcommand};
-use fleet::{UsageError, dev, events, infra};
+use fleet::{UsageError, dev, events, infra, ops};
 use tokio_util::sync::CancellationToken;
 use topology::Stage;
 
@@ -14,6 +14,9 @@ struct Cli {
     /// The stage: every resource is named `fleet-<stage>-...`.
     #[arg(long, global = true, env = "FLEET_STAGE", default_value = "dev", value_parser = parse_stage)]
     stage: Stage,
+    /// JSON on stdout instead of a table (for scripts).
+    #[arg(long, global = true)]
+    json: bool,
     #[command(subcommand)]
     command: Command,
 }
@@ -25,9 +28,21 @@ enum Command {
     /// Synthesize CloudFormation or deploy the infrastructure.
     #[command(subcommand)]
     Infra(InfraCommand),
-    /// Put events on the bus.
+    /// Put events on the bus, or watch them.
     #[command(subcommand)]
     Events(EventsCommand),
+    /// Dead-letter queues: list, inspect, redrive, purge, export.
+    #[command(subcommand)]
+    Dlq(ops::DlqCommand),
+    /// State-machine executions: list, show a timeline, redrive.
+    #[command(subcommand)]
+    Runs(ops::RunsCommand),
+    /// Executions waiting on a task token, and answering for their worker.
+    #[command(subcommand)]
+    Tokens(ops::TokensCommand),
+    /// Run one simulation worker (what `fleet dev` starts; also usable alone).
+    #[command(hide = true)]
+    Worker(fleet::workers::WorkerArgs),
 }
 
 #[derive(Debug, Args)]
@@ -38,6 +53,9 @@ struct DevArgs {
     /// Folder for the emulator's virtualenv and logs.
     #[arg(long, env = "FLEET_HOME")]
     home: Option<PathBuf>,
+    /// Simulation worker processes.
+    #[arg(long, default_value_t = 2)]
+    workers: usize,
 }
 
 #[derive(Debug, Subcommand)]
@@ -75,6 +93,9 @@ enum EventsCommand {
         #[arg(long)]
         bus: Option<String>,
     },
+    /// Print live events of the bus, one JSON object per line, through a temporary rule
+    /// and queue of its own (removed on exit and Ctrl-C), so no consumer misses any.
+    Tail(ops::TailArgs),
 }
 
 fn parse_stage(s: &str) -> Result<Stage, String> {
@@ -106,12 +127,15 @@ async fn main() -> ExitCode {
 
 async fn run(cli: Cli) -> anyhow::Result<()> {
     let stage = cli.stage;
+    let json = cli.json;
     match cli.command {
         Command::Dev(args) => {
             let config = dev::DevConfig {
                 stage,
                 emulator_port: args.emulator_port,
                 home: args.home.unwrap_or_else(emulator::default_home),
+                workers: args.workers,
+                exe: std::env::current_exe().ok(),
             };
             let shutdown = shutdown_on_signals()?;
             let stack = dev::Stack::start(&config).await?;
@@ -151,6 +175,18 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             let id = events::put(&sdk, &bus, &source, &detail_type, &detail).await?;
             println!("{id}");
             Ok(())
+        }
+        Command::Events(EventsCommand::Tail(args)) => {
+            ops::run_tail(&stage, &fleet::aws_from_env().await, args, json).await
+        }
+        Command::Worker(args) => {
+            let shutdown = shutdown_on_signals()?;
+            fleet::workers::run(args, fleet::aws_from_env().await, shutdown).await
+        }
+        Command::Dlq(cmd) => ops::run_dlq(&stage, &fleet::aws_from_env().await, cmd, json).await,
+        Command::Runs(cmd) => ops::run_runs(&stage, &fleet::aws_from_env().await, cmd, json).await,
+        Command::Tokens(cmd) => {
+            ops::run_tokens(&stage, &fleet::aws_from_env().await, cmd, json).await
         }
     }
 }

@@ -69,8 +69,9 @@ pub(crate) async fn ensure_delivery(
             url
         }
         Err(e)
-            if e.code()
-                .is_some_and(|c| c.contains("NonExistentQueue") || c.contains("QueueDoesNotExist")) =>
+            if e.code().is_some_and(|c| {
+                c.contains("NonExistentQueue") || c.contains("QueueDoesNotExist")
+            }) =>
         {
             sqs.create_queue()
                 .queue_name(queue_name)
@@ -164,6 +165,44 @@ pub(crate) async fn ensure_delivery(
     })
 }
 
+/// Removes the host's own targets (ids starting with `prefix`) that a rule no longer asks
+/// for, so events stop piling up in delivery queues nobody polls. Deployment leaves these
+/// targets alone, and the host leaves every other target alone.
+pub(crate) async fn prune_targets(
+    events: &aws_sdk_eventbridge::Client,
+    rule: &RuleRef,
+    prefix: &str,
+    wanted: &[String],
+) -> Result<(), HostError> {
+    let have = events
+        .list_targets_by_rule()
+        .rule(&rule.physical)
+        .event_bus_name(&rule.bus)
+        .send()
+        .await
+        .map_err(HostError::sdk(&rule.physical, "ListTargetsByRule"))?;
+    let stale: Vec<String> = have
+        .targets()
+        .iter()
+        .map(|t| t.id())
+        .filter(|id| id.starts_with(prefix) && !wanted.iter().any(|w| w == id))
+        .map(str::to_owned)
+        .collect();
+    if stale.is_empty() {
+        return Ok(());
+    }
+    tracing::info!(rule = %rule.physical, targets = ?stale, "removing stale local delivery targets");
+    events
+        .remove_targets()
+        .rule(&rule.physical)
+        .event_bus_name(&rule.bus)
+        .set_ids(Some(stale))
+        .send()
+        .await
+        .map_err(HostError::sdk(&rule.physical, "RemoveTargets"))?;
+    Ok(())
+}
+
 /// Long enough to hold a message through every attempt, every retry delay and the
 /// dead-letter publish, so no second consumer sees it meanwhile.
 fn visibility_timeout(function_timeout: Duration, retry_delays: &[Duration]) -> Duration {
@@ -201,7 +240,8 @@ pub(crate) async fn deliver(d: Arc<Delivery>, message: Message) {
         .clone()
         .unwrap_or_else(|| uuid::Uuid::new_v4().to_string());
     // EventBridge only ever sends JSON; anything else is passed on as a JSON string.
-    let payload: Value = serde_json::from_str(&body).unwrap_or_else(|_| Value::String(body.clone()));
+    let payload: Value =
+        serde_json::from_str(&body).unwrap_or_else(|_| Value::String(body.clone()));
     let attempts = d.retry_delays.len() + 1;
     for attempt in 1..=attempts {
         let error = match d

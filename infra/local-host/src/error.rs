@@ -18,11 +18,20 @@ pub enum HostError {
         names.join(", ")
     )]
     UnknownFunctions { names: Vec<String> },
-    #[error("function {function} is registered as an HTTP service, but the topology makes it {kind}")]
-    NotHttp { function: String, kind: &'static str },
-    #[error("{what} is missing from the deploy report; deploy the topology before starting the host")]
+    #[error(
+        "function {function} is registered as an HTTP service, but the topology makes it {kind}"
+    )]
+    NotHttp {
+        function: String,
+        kind: &'static str,
+    },
+    #[error(
+        "{what} is missing from the deploy report; deploy the topology before starting the host"
+    )]
     NotDeployed { what: String },
-    #[error("route {route} is served by both {first} and {second}; one local listener cannot serve both")]
+    #[error(
+        "route {route} is served by both {first} and {second}; one local listener cannot serve both"
+    )]
     RouteConflict {
         route: String,
         first: String,

@@ -140,13 +140,15 @@ fn split(path: &str) -> Vec<&str> {
 fn parse_pattern(path: &str) -> Vec<Segment> {
     split(path)
         .into_iter()
-        .map(|s| match s.strip_prefix('{').and_then(|s| s.strip_suffix('}')) {
-            Some(name) => match name.strip_suffix('+') {
-                Some(name) => Segment::Greedy(name.to_owned()),
-                None => Segment::Variable(name.to_owned()),
+        .map(
+            |s| match s.strip_prefix('{').and_then(|s| s.strip_suffix('}')) {
+                Some(name) => match name.strip_suffix('+') {
+                    Some(name) => Segment::Greedy(name.to_owned()),
+                    None => Segment::Variable(name.to_owned()),
+                },
+                None => Segment::Literal(s.to_owned()),
             },
-            None => Segment::Literal(s.to_owned()),
-        })
+        )
         .collect()
 }
 
@@ -328,15 +330,19 @@ impl HttpRequest<'_> {
             ),
         ];
         for (name, value) in forwarded {
-            headers
-                .entry(name)
-                .or_insert_with(|| Value::String(value));
+            headers.entry(name).or_insert_with(|| Value::String(value));
         }
         let cookies: Vec<Value> = parts
             .headers
             .get_all(COOKIE)
             .iter()
-            .flat_map(|v| String::from_utf8_lossy(v.as_bytes()).into_owned().split(';').map(|c| c.trim().to_owned()).collect::<Vec<_>>())
+            .flat_map(|v| {
+                String::from_utf8_lossy(v.as_bytes())
+                    .into_owned()
+                    .split(';')
+                    .map(|c| c.trim().to_owned())
+                    .collect::<Vec<_>>()
+            })
             .filter(|c| !c.is_empty())
             .map(Value::String)
             .collect();
@@ -432,9 +438,15 @@ fn is_text(content_type: Option<&str>) -> bool {
         .unwrap_or_default()
         .trim()
         .to_ascii_lowercase();
-    ["text/", "application/json", "application/javascript", "application/xml", "application/yaml"]
-        .iter()
-        .any(|p| mime.starts_with(p))
+    [
+        "text/",
+        "application/json",
+        "application/javascript",
+        "application/xml",
+        "application/yaml",
+    ]
+    .iter()
+    .any(|p| mime.starts_with(p))
         || ["+json", "+xml", "+yaml"].iter().any(|s| mime.ends_with(s))
 }
 
@@ -464,7 +476,12 @@ fn structured(object: &Map<String, Value>) -> Result<Response, String> {
         .and_then(Value::as_u64)
         .and_then(|s| u16::try_from(s).ok())
         .and_then(|s| StatusCode::from_u16(s).ok())
-        .ok_or_else(|| format!("statusCode is not an HTTP status: {:?}", object.get("statusCode")))?;
+        .ok_or_else(|| {
+            format!(
+                "statusCode is not an HTTP status: {:?}",
+                object.get("statusCode")
+            )
+        })?;
     let base64 = object
         .get("isBase64Encoded")
         .and_then(Value::as_bool)
@@ -524,7 +541,11 @@ mod tests {
         check_match("/jobs/{id}", "/jobs/a%20b", Some(&[("id", "a b")]));
         check_match("/jobs/{id}", "/jobs/", None);
         check_match("/jobs/{id}", "/jobs/42/tasks", None);
-        check_match("/jobs/{id}/tasks/{task}", "/jobs/1/tasks/2", Some(&[("id", "1"), ("task", "2")]));
+        check_match(
+            "/jobs/{id}/tasks/{task}",
+            "/jobs/1/tasks/2",
+            Some(&[("id", "1"), ("task", "2")]),
+        );
         check_match("/files/{path+}", "/files/a/b/c", Some(&[("path", "a/b/c")]));
         check_match("/files/{path+}", "/files", None);
         check_match("/", "/", Some(&[]));
@@ -561,7 +582,13 @@ mod tests {
         assert_eq!(inferred.headers()[CONTENT_TYPE], "application/json");
 
         assert!(to_response(json!({ "statusCode": "nope" }), "id").is_err());
-        assert!(to_response(json!({ "statusCode": 200, "body": "!", "isBase64Encoded": true }), "id").is_err());
+        assert!(
+            to_response(
+                json!({ "statusCode": 200, "body": "!", "isBase64Encoded": true }),
+                "id"
+            )
+            .is_err()
+        );
     }
 
     #[test]

@@ -9,7 +9,7 @@ use aws_config::SdkConfig;
 use axum::Router;
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
-use topology::{DeployReport, FunctionKind, Names, Topology};
+use topology::{BusRef, DeployReport, FunctionKind, Names, Target, Topology};
 
 use crate::asynchronous::{self, Delivery, RuleRef};
 use crate::config::Config;
@@ -26,11 +26,13 @@ pub fn delivery_queue(names: &Names, function: &str) -> String {
     names.queue(&format!("local-{function}"))
 }
 
-/// The id of the rule target pointing at a function's delivery queue. Deployment leaves
-/// targets with this prefix alone.
+/// The id of the rule target pointing at a function's delivery queue:
+/// `local-lambda-<function>`. Deployment leaves targets with this prefix alone.
 pub fn delivery_target_id(function: &str) -> String {
-    format!("local-lambda-{function}")
+    format!("{TARGET_PREFIX}{function}")
 }
+
+const TARGET_PREFIX: &str = "local-lambda-";
 
 /// Runs the host until `shutdown` is cancelled (or a host task fails), then stops it
 /// gracefully.
@@ -99,6 +101,25 @@ impl Host {
         let token = CancellationToken::new();
 
         // Everything fallible happens before the first task is spawned.
+        for rule in topology.rules() {
+            let wanted: Vec<String> = rule
+                .targets
+                .iter()
+                .filter_map(|t| match t {
+                    Target::Function(f) => Some(delivery_target_id(f)),
+                    _ => None,
+                })
+                .collect();
+            let rule_ref = RuleRef {
+                physical: names.rule(&rule.name),
+                bus: match rule.bus {
+                    BusRef::Fleet => names.bus(),
+                    BusRef::Default => "default".to_owned(),
+                },
+                arn: String::new(),
+            };
+            asynchronous::prune_targets(&events, &rule_ref, TARGET_PREFIX, &wanted).await?;
+        }
         let mut deliveries = Vec::new();
         let mut rules: BTreeMap<&str, Vec<RuleRef>> = BTreeMap::new();
         for target in &report.lambda_targets {
@@ -217,7 +238,8 @@ impl Host {
             ));
         }
         for (mapping, batch_size) in mappings {
-            let span = tracing::info_span!("event_source_mapping", function = %mapping.function.name);
+            let span =
+                tracing::info_span!("event_source_mapping", function = %mapping.function.name);
             let poll_config = config.clone();
             let token = token.clone();
             tasks.spawn(tracing::Instrument::instrument(
@@ -258,7 +280,11 @@ impl Host {
                 .await
                 .map_err(HostError::Serve)
             });
-        } else if extra.is_some() || topology.functions().any(|f| matches!(f.kind, FunctionKind::Http { .. })) {
+        } else if extra.is_some()
+            || topology
+                .functions()
+                .any(|f| matches!(f.kind, FunctionKind::Http { .. }))
+        {
             tracing::warn!("no HTTP address is configured; the HTTP API is not served");
         }
         tracing::info!(stage = %topology.stage, tasks = tasks.len(), "local host started");
@@ -311,7 +337,9 @@ impl RunningHost {
         };
         let early = match early {
             None => Ok(()),
-            Some(Ok(Ok(()))) => Err(HostError::Task("a host task stopped unexpectedly".to_owned())),
+            Some(Ok(Ok(()))) => Err(HostError::Task(
+                "a host task stopped unexpectedly".to_owned(),
+            )),
             Some(Ok(Err(e))) => Err(e),
             Some(Err(e)) => Err(HostError::Task(e.to_string())),
         };
@@ -341,7 +369,9 @@ impl Account {
                 region: (*region).to_owned(),
                 id: (*account).to_owned(),
             }),
-            _ => Err(not_deployed(format!("a well-formed event bus ARN (got {arn})"))),
+            _ => Err(not_deployed(format!(
+                "a well-formed event bus ARN (got {arn})"
+            ))),
         }
     }
 }

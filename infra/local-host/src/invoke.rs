@@ -66,25 +66,24 @@ impl Bound {
         );
         // A panicking handler crashes its sandbox on AWS: the invocation fails and the next
         // one gets a fresh sandbox. Here the host survives and reports the failure.
-        let result = match std::panic::catch_unwind(AssertUnwindSafe(|| {
-            self.handler.invoke(invocation)
-        })) {
-            Err(panic) => Err(crashed(panic.as_ref())),
-            Ok(future) => {
-                let future = AssertUnwindSafe(future).catch_unwind().instrument(span);
-                match tokio::time::timeout(self.timeout, future).await {
-                    Err(_) => Err(FunctionError::new(
-                        "Sandbox.Timedout",
-                        format!(
-                            "RequestId: {request_id} Error: Task timed out after {:.2} seconds",
-                            self.timeout.as_secs_f64()
-                        ),
-                    )),
-                    Ok(Err(panic)) => Err(crashed(panic.as_ref())),
-                    Ok(Ok(result)) => result,
+        let result =
+            match std::panic::catch_unwind(AssertUnwindSafe(|| self.handler.invoke(invocation))) {
+                Err(panic) => Err(crashed(panic.as_ref())),
+                Ok(future) => {
+                    let future = AssertUnwindSafe(future).catch_unwind().instrument(span);
+                    match tokio::time::timeout(self.timeout, future).await {
+                        Err(_) => Err(FunctionError::new(
+                            "Sandbox.Timedout",
+                            format!(
+                                "RequestId: {request_id} Error: Task timed out after {:.2} seconds",
+                                self.timeout.as_secs_f64()
+                            ),
+                        )),
+                        Ok(Err(panic)) => Err(crashed(panic.as_ref())),
+                        Ok(Ok(result)) => result,
+                    }
                 }
-            }
-        };
+            };
         let duration_ms = started.elapsed().as_secs_f64() * 1000.0;
         match &result {
             Ok(_) => tracing::info!(

@@ -131,11 +131,10 @@ fn sqs_event(messages: &[Message], queue_arn: &str, region: &str) -> SqsEvent {
                     let mut attribute = SqsMessageAttribute::default();
                     attribute.data_type = Some(value.data_type.clone());
                     attribute.string_value = value.string_value.clone();
-                    attribute.binary_value = value
-                        .binary_value
-                        .as_ref()
-                        .map(|b| base64_data(b.as_ref()));
-                    attribute.string_list_values = value.string_list_values.clone().unwrap_or_default();
+                    attribute.binary_value =
+                        value.binary_value.as_ref().map(|b| base64_data(b.as_ref()));
+                    attribute.string_list_values =
+                        value.string_list_values.clone().unwrap_or_default();
                     attribute.binary_list_values = value
                         .binary_list_values
                         .iter()
@@ -216,10 +215,19 @@ mod tests {
             json!({ "batchItemFailures": [{ "itemIdentifier": "b" }] }),
             Ok(&["b"]),
         );
-        check(json!({ "batchItemFailures": [{ "itemIdentifier": "" }] }), Err(()));
-        check(json!({ "batchItemFailures": [{ "itemIdentifier": null }] }), Err(()));
+        check(
+            json!({ "batchItemFailures": [{ "itemIdentifier": "" }] }),
+            Err(()),
+        );
+        check(
+            json!({ "batchItemFailures": [{ "itemIdentifier": null }] }),
+            Err(()),
+        );
         check(json!({ "batchItemFailures": [{ "id": "b" }] }), Err(()));
-        check(json!({ "batchItemFailures": [{ "itemIdentifier": "z" }] }), Err(()));
+        check(
+            json!({ "batchItemFailures": [{ "itemIdentifier": "z" }] }),
+            Err(()),
+        );
         check(json!({ "batchItemFailures": "b" }), Err(()));
         check(json!("ok"), Err(()));
     }

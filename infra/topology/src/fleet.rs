@@ -3,15 +3,17 @@
 
 use std::time::Duration;
 
+use serde_json::json;
+
 use crate::model::{
-    Bucket, EventBus, FargateService, Key, Queue, ResourceRef, Scaling, Service, Table, Topic,
-    Topology, ValueRef,
+    Bucket, EventBus, FargateService, Function, Gsi, Key, Method, Queue, ResourceRef, Route, Rule,
+    Scaling, Service, StateMachine, Table, Target, Topic, Topology, ValueRef,
 };
 use crate::names::Stage;
 
 /// The fleet for `stage`.
 pub fn fleet(stage: &Stage) -> Topology {
-    Topology::new(stage, vec![core(), simulation()])
+    Topology::new(stage, vec![core(), simulation(), jobs()])
 }
 
 /// The topic every asynchronous function names as its dead letter, and the queue that
@@ -99,6 +101,106 @@ pub fn simulation() -> Service {
         .with(worker)
 }
 
+/// The jobs service: the jobs table, the simulation-job state machine, and three Lambda
+/// functions (crate `workers/jobs`, one binary each).
+///
+/// - `jobs-api` serves `POST /jobs`, `GET /jobs` and `GET /jobs/{id}`, and publishes
+///   `JobRequested`. Its token settings (`JWT_ISSUER`, `JWT_AUDIENCE`, `JWKS_URL`) belong
+///   to the deployment's identity provider, not to the topology: they are not set here.
+/// - `jobs-requested` turns every `JobRequested` on the bus, from any source (upstream
+///   services request jobs too), into one execution named after the job id.
+/// - `jobs-view` applies the other job events to the table.
+///
+/// The state machine hands each job to the simulation queue (owned by `simulation`,
+/// defined before this service) and publishes the outcome; it does not write the table.
+pub fn jobs() -> Service {
+    const TABLE: &str = "jobs";
+    const MACHINE: &str = "simulation-job";
+    const QUEUE: &str = "simulation";
+    let table = || ResourceRef::Table(TABLE.into());
+
+    let api = Function::http(
+        "jobs-api",
+        vec![
+            Route::new(Method::Post, "/jobs"),
+            Route::new(Method::Get, "/jobs"),
+            Route::new(Method::Get, "/jobs/{id}"),
+        ],
+    )
+    .env("STAGE", ValueRef::Stage)
+    .env("JOBS_TABLE", ValueRef::TableName(TABLE.into()))
+    .env("BUS", ValueRef::BusName)
+    // Put: the QUEUED row and idempotency keys; Get: reads and key lookups; Delete:
+    // undoing a job whose JobRequested could not be published.
+    .allow(
+        &[
+            "dynamodb:GetItem",
+            "dynamodb:PutItem",
+            "dynamodb:DeleteItem",
+        ],
+        table(),
+    )
+    .allow(&["dynamodb:Query"], ResourceRef::TableIndexes(TABLE.into()))
+    .allow(&["events:PutEvents"], ResourceRef::Bus);
+
+    let requested = Function::asynchronous("jobs-requested")
+        .env("STAGE", ValueRef::Stage)
+        .env("JOBS_TABLE", ValueRef::TableName(TABLE.into()))
+        .env(
+            "STATE_MACHINE_ARN",
+            ValueRef::StateMachineArn(MACHINE.into()),
+        )
+        .allow(&["dynamodb:GetItem", "dynamodb:PutItem"], table())
+        .allow(
+            &["states:StartExecution"],
+            ResourceRef::StateMachine(MACHINE.into()),
+        );
+
+    let view = Function::asynchronous("jobs-view")
+        .env("STAGE", ValueRef::Stage)
+        .env("JOBS_TABLE", ValueRef::TableName(TABLE.into()))
+        .allow(&["dynamodb:GetItem", "dynamodb:UpdateItem"], table());
+
+    Service::new("jobs")
+        .with(
+            Table::new(TABLE, Key::string("jobId"))
+                // Idempotency-key items expire; job rows carry no `expiresAt`.
+                .with_ttl("expiresAt")
+                .with_gsi(
+                    Gsi::new("byRequester", Key::string("requestedBy"))
+                        .with_sort_key(Key::string("createdAt")),
+                ),
+        )
+        .with(
+            StateMachine::new(MACHINE, "simulation-job.asl.json")
+                .substitute("SimulationQueueUrl", ValueRef::QueueUrl(QUEUE.into()))
+                .substitute("EventBusName", ValueRef::BusName)
+                .allow(&["sqs:SendMessage"], ResourceRef::Queue(QUEUE.into()))
+                .allow(&["events:PutEvents"], ResourceRef::Bus),
+        )
+        .with(api)
+        .with(requested)
+        .with(view)
+        .with(
+            // Any source: upstream services request jobs with their own `source`.
+            Rule::new(
+                "job-requested",
+                json!({ "source": [{ "prefix": "" }], "detail-type": ["JobRequested"] }),
+            )
+            .target(Target::Function("jobs-requested".into())),
+        )
+        .with(
+            Rule::new(
+                "job-view",
+                json!({
+                    "source": ["fleet.jobs"],
+                    "detail-type": ["JobStarted", "JobProgress", "JobSucceeded", "JobFailed"],
+                }),
+            )
+            .target(Target::Function("jobs-view".into())),
+        )
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -112,15 +214,27 @@ mod tests {
         let queues: Vec<_> = topology.queues().map(|q| q.name.as_str()).collect();
         assert_eq!(queues, ["failures", "simulation"]);
         let tables: Vec<_> = topology.tables().map(|t| t.name.as_str()).collect();
-        assert_eq!(tables, ["simulation-jobs"]);
+        assert_eq!(tables, ["simulation-jobs", "jobs"]);
+        let services: Vec<_> = topology.services.iter().map(|s| s.name.as_str()).collect();
+        assert_eq!(services, ["core", "simulation", "jobs"]);
     }
 
     #[test]
     fn dead_letters_name_their_source() {
         let topology = fleet(&Stage::default());
         let dead = topology.dead_letters();
-        assert_eq!(dead.len(), 1, "{dead:?}");
-        assert_eq!(dead[0].queue, "fleet-dev-simulation-dlq");
-        assert_eq!(dead[0].service, "simulation");
+        assert_eq!(dead.len(), 2, "{dead:?}");
+        assert_eq!(dead[0].queue, "fleet-dev-failures");
+        assert_eq!(dead[0].service, "core");
+        assert_eq!(
+            dead[0].source,
+            crate::model::DeadLetterSource::Functions {
+                name: FAILURES.into(),
+                topic: FAILURES.into(),
+                functions: vec!["jobs-requested".into(), "jobs-view".into()],
+            }
+        );
+        assert_eq!(dead[1].queue, "fleet-dev-simulation-dlq");
+        assert_eq!(dead[1].service, "simulation");
     }
 }

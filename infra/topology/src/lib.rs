@@ -23,7 +23,7 @@ mod synth;
 mod validate;
 
 pub use deploy::{DeployError, DeployReport, Deployed, LambdaTarget, Outcome, deploy};
-pub use fleet::{FAILURES, core, fleet, simulation};
+pub use fleet::{FAILURES, core, fleet, jobs, simulation};
 pub use model::{
     Bucket, BusRef, DeadLetter, DeadLetterSource, DefinitionError, Dlq, EventBus, FargateService,
     Function, FunctionKind, Gsi, Key, KeyKind, Method, Permission, Queue, Resource, ResourceKind,

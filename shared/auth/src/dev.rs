@@ -31,7 +31,9 @@ pub enum DevIssuerError {
         #[source]
         source: std::io::Error,
     },
-    #[error("the dev issuer's key at {path} is not a PKCS#8 RSA key ({detail}); delete it to get a new one")]
+    #[error(
+        "the dev issuer's key at {path} is not a PKCS#8 RSA key ({detail}); delete it to get a new one"
+    )]
     BadKey { path: PathBuf, detail: String },
     #[error("could not generate an RSA key: {0}")]
     Generate(String),
@@ -119,7 +121,10 @@ impl DevIssuer {
         // The key id is derived from the modulus, so every process loading the same key
         // agrees on it, and a new key gets a new id.
         let modulus = public.n().to_bytes_be();
-        let kid = format!("dev-{}", URL_SAFE_NO_PAD.encode(&modulus[..12.min(modulus.len())]));
+        let kid = format!(
+            "dev-{}",
+            URL_SAFE_NO_PAD.encode(&modulus[..12.min(modulus.len())])
+        );
         Ok(DevIssuer {
             issuer: DEV_ISSUER.to_string(),
             audience: DEV_AUDIENCE.to_string(),

@@ -145,7 +145,8 @@ impl Verifier {
             .kid
             .ok_or_else(|| AuthError::Malformed("the header has no `kid`".to_string()))?;
         let key = self.config.jwks.key(&kid).await?;
-        let data = jsonwebtoken::decode::<Claims>(token, &key, &self.validation).map_err(from_jwt)?;
+        let data =
+            jsonwebtoken::decode::<Claims>(token, &key, &self.validation).map_err(from_jwt)?;
         let claims = data.claims;
         if claims.sub.is_empty() {
             return Err(AuthError::MissingClaim("sub".to_string()));
@@ -184,7 +185,9 @@ pub fn bearer_token(authorization: Option<&str>) -> Result<&str, AuthError> {
         .split_once(' ')
         .ok_or_else(|| AuthError::Malformed("not `Bearer <token>`".to_string()))?;
     if !scheme.eq_ignore_ascii_case("bearer") {
-        return Err(AuthError::Malformed(format!("scheme {scheme:?}, not Bearer")));
+        return Err(AuthError::Malformed(format!(
+            "scheme {scheme:?}, not Bearer"
+        )));
     }
     let token = token.trim();
     if token.is_empty() {

@@ -71,7 +71,8 @@ pub struct Config {
     /// Long-polling wait of each `ReceiveMessage` (SQS allows at most 20 s).
     pub wait_time: Duration,
     /// The most received-but-unstarted messages held beyond the free slots; the runtime
-    /// holds fewer when handlers are slow (see [`crate::policy::receive_size`]).
+    /// holds fewer when handlers are slow (see [`crate::policy::receive_size`]). 20 lets
+    /// no-op handlers always have the next batch of 10 on its way.
     pub max_prefetch: usize,
     /// How long a finished message may wait for nine more before its delete is sent.
     pub delete_flush_interval: Duration,
@@ -99,7 +100,7 @@ impl Config {
             concurrency: 1,
             visibility_timeout: None,
             wait_time: Duration::from_secs(20),
-            max_prefetch: 10,
+            max_prefetch: 20,
             delete_flush_interval: Duration::from_millis(100),
             drain_timeout: Duration::from_secs(100),
             retry: RetryPolicy::default(),

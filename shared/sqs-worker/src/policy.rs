@@ -65,14 +65,18 @@ pub struct Occupancy {
 
 /// How many messages to ask for in the next `ReceiveMessage` (0: do not receive now).
 ///
-/// A worker takes as many messages as it has free slots. It takes more ("prefetch") only
-/// when they can be expected to start well within their lease: assuming every handler,
-/// running ones included, takes the average duration `d`, the `k`-th extra message starts
-/// after about `d × (1 + k / concurrency)`, and that must stay within a quarter of the
-/// visibility timeout. So the extra allowance is `⌊concurrency × (V/4 / d − 1)⌋`, capped at
-/// `max_prefetch`, and 0 until a first duration is known. No-op handlers get full batches
-/// of 10; a handler taking a quarter of the visibility timeout or more gets exactly the
-/// messages it can start.
+/// A worker may hold as many messages as it has free slots. It may hold more ("prefetch")
+/// only when they can be expected to start well within their lease: assuming every
+/// handler, running ones included, takes the average duration `d`, the `k`-th extra message
+/// starts after about `d × (1 + k / concurrency)`, and that must stay within a quarter of
+/// the visibility timeout. So the extra allowance is `⌊concurrency × (V/4 / d − 1)⌋`,
+/// capped at `max_prefetch`, and 0 until a first duration is known.
+///
+/// To keep receives full, the worker asks only once there is room for a whole batch (10,
+/// or everything it may hold when that is less). No-op handlers therefore get batches of
+/// 10 with up to 20 messages held (the default `max_prefetch` is 20, so a batch arrives
+/// before the buffer runs dry); a handler taking a quarter of the visibility timeout or
+/// more gets exactly the messages it can start.
 pub fn receive_size(o: &Occupancy) -> usize {
     let free = o.concurrency.saturating_sub(o.running);
     let extra = match o.average_handler {
@@ -92,7 +96,13 @@ pub fn receive_size(o: &Occupancy) -> usize {
             }
         }
     };
-    (free + extra).saturating_sub(o.buffered).min(MAX_BATCH)
+    let may_hold = free + extra;
+    let room = may_hold.saturating_sub(o.buffered);
+    if room == 0 || room < may_hold.min(MAX_BATCH) {
+        0
+    } else {
+        room.min(MAX_BATCH)
+    }
 }
 
 /// An exponentially weighted moving average of handler durations.
@@ -195,7 +205,7 @@ mod tests {
             buffered,
             average_handler: average_ms.map(Duration::from_millis),
             visibility: Duration::from_secs(60),
-            max_prefetch: 10,
+            max_prefetch: 20,
         };
         assert_eq!(receive_size(&o), expected, "{o:?}");
     }
@@ -204,13 +214,16 @@ mod tests {
     fn receive_sizes() {
         // Unknown duration: free slots only.
         check_receive(0, 0, None, 2);
+        check_receive(1, 0, None, 1);
         check_receive(2, 0, None, 0);
-        // No-op handlers: full batches.
+        // No-op handlers: full batches, and only full batches.
         check_receive(0, 0, Some(0), 10);
-        check_receive(2, 5, Some(1), 5);
+        check_receive(2, 5, Some(1), 10);
+        check_receive(2, 10, Some(1), 10);
+        check_receive(2, 11, Some(1), 0);
         // 5 s handlers, 60 s lease: 15 s budget, 2 slots × (3 − 1) = 4 extra.
         check_receive(2, 0, Some(5_000), 4);
-        check_receive(1, 2, Some(5_000), 3);
+        check_receive(1, 2, Some(5_000), 0);
         // 15 s handlers: exactly the free slots.
         check_receive(1, 0, Some(15_000), 1);
         check_receive(2, 0, Some(15_000), 0);

@@ -46,6 +46,14 @@ const MAX_REASON_BYTES: usize = 1024;
 const MIN_LEASE_LEFT_TO_START: f64 = 0.25;
 /// The 12-hour ceiling is measured by SQS's clock; stay this far inside it.
 const CEILING_MARGIN: Duration = Duration::from_secs(30);
+/// The long-poll wait of a receive made while handlers run or messages wait in the buffer.
+///
+/// A shutdown cannot simply drop an outstanding receive: the server may still hand it
+/// messages (the emulator does; SQS does not promise otherwise), and those would wait out
+/// their lease. So a draining worker lets the receive finish and releases what it
+/// returned. Short waits while busy keep that quick; an idle worker polls the full
+/// `Config::wait_time` and may take that long to stop.
+const BUSY_WAIT: Duration = Duration::from_secs(2);
 
 /// Why the worker could not run.
 #[derive(Debug, thiserror::Error)]
@@ -200,7 +208,11 @@ impl<Q: Queue, H: Handler> Worker<Q, H> {
         let mut drain_deadline: Option<Instant> = None;
 
         loop {
-            state.start_buffered(&shared, &shutdown);
+            if drain_deadline.is_none() {
+                state.start_buffered(&shared, &shutdown);
+            } else if receive.is_none() && !state.buffer.is_empty() {
+                release_buffer(&mut state, &shared);
+            }
             if drain_deadline.is_none()
                 && receive.is_none()
                 && receive_not_before.is_none_or(|t| t <= Instant::now())
@@ -216,32 +228,27 @@ impl<Q: Queue, H: Handler> Worker<Q, H> {
                 });
                 if n > 0 {
                     let queue = queue.clone();
-                    let wait = config.wait_time;
+                    let busy = !state.jobs.is_empty() || !state.buffer.is_empty();
+                    let wait = if busy { BUSY_WAIT.min(config.wait_time) } else { config.wait_time };
                     metrics.call(Api::Receive);
                     receive = Some(Box::pin(async move { queue.receive(n, wait, visibility).await }));
                 }
             }
-            if drain_deadline.is_some() && state.jobs.is_empty() {
+            if drain_deadline.is_some() && state.jobs.is_empty() && receive.is_none() && state.buffer.is_empty() {
                 break;
             }
             tokio::select! {
                 biased;
                 _ = shutdown.cancelled(), if drain_deadline.is_none() => {
-                    // Dropping the poll cancels it; a message SQS handed to it anyway waits
-                    // out its lease, the one case a shutdown can delay a message.
-                    receive = None;
-                    let handles: Vec<_> = state.buffer.drain(..).map(|p| p.message.receipt_handle).collect();
-                    tracing::info!(queue = %config.queue_url, running = state.jobs.len(), released = handles.len(), drain_timeout_s = config.drain_timeout.as_secs_f64(), "shutting down: draining");
-                    if !handles.is_empty() {
-                        for _ in &handles {
-                            metrics.count(Counted::Released);
-                        }
-                        let _ = commands.send(Command::Release { handles });
-                    }
+                    // Unstarted messages are released at the top of the loop once no
+                    // receive is outstanding (see BUSY_WAIT).
+                    tracing::info!(queue = %config.queue_url, running = state.jobs.len(), unstarted = state.buffer.len(), receiving = receive.is_some(), drain_timeout_s = config.drain_timeout.as_secs_f64(), "shutting down: draining");
                     drain_deadline = Some(Instant::now() + config.drain_timeout);
                 }
                 _ = sleep_until_some(drain_deadline) => {
                     tracing::warn!(queue = %config.queue_url, running = state.jobs.len(), "drain deadline passed: releasing the messages of running handlers");
+                    receive = None;
+                    release_buffer(&mut state, &shared);
                     state.abandon.cancel();
                     for _ in 0..state.jobs.len() {
                         metrics.count(Counted::Released);
@@ -308,6 +315,23 @@ impl<Q: Queue, H: Handler> Worker<Q, H> {
         tracing::info!(queue = %config.queue_url, received = snapshot.received, succeeded = snapshot.succeeded, retried = snapshot.retried, dead_lettered = snapshot.dead_lettered, released = snapshot.released, "worker stopped");
         Ok(snapshot)
     }
+}
+
+/// Makes every buffered message visible again at once.
+fn release_buffer<Q: Queue, H: Handler>(state: &mut LoopState, shared: &Shared<Q, H>) {
+    let handles: Vec<_> = state
+        .buffer
+        .drain(..)
+        .map(|p| p.message.receipt_handle)
+        .collect();
+    if handles.is_empty() {
+        return;
+    }
+    for _ in &handles {
+        shared.metrics.count(Counted::Released);
+    }
+    tracing::info!(queue = %shared.config.queue_url, released = handles.len(), "released unstarted messages");
+    let _ = shared.commands.send(Command::Release { handles });
 }
 
 /// What every job task shares.

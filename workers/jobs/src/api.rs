@@ -49,7 +49,9 @@ impl FromRequestParts<Arc<Deps>> for Caller {
 
     async fn from_request_parts(parts: &mut Parts, deps: &Arc<Deps>) -> Result<Self, ApiError> {
         let Some(verifier) = &deps.verifier else {
-            tracing::error!("the API has no token verifier: check JWT_ISSUER, JWT_AUDIENCE, JWKS_URL");
+            tracing::error!(
+                "the API has no token verifier: check JWT_ISSUER, JWT_AUDIENCE, JWKS_URL"
+            );
             return Err(ApiError::Internal);
         };
         let header = match parts.headers.get(header::AUTHORIZATION) {
@@ -87,7 +89,11 @@ async fn create_job(
     let job_id = JobId::generate();
 
     if let Some(key) = &key {
-        match store.claim_key(&sub, key, &job_id).await.map_err(unavailable)? {
+        match store
+            .claim_key(&sub, key, &job_id)
+            .await
+            .map_err(unavailable)?
+        {
             Claim::Claimed => {}
             Claim::Taken(existing) => {
                 tracing::info!(job_id = %existing, requested_by = %sub, "idempotent retry");
@@ -167,14 +173,18 @@ async fn list_jobs(
             .ok()
             .filter(|l| (1..=MAX_LIMIT).contains(l))
             .ok_or_else(|| {
-                ApiError::field("limit", format!("must be a whole number from 1 to {MAX_LIMIT}"))
+                ApiError::field(
+                    "limit",
+                    format!("must be a whole number from 1 to {MAX_LIMIT}"),
+                )
             })?,
         None => DEFAULT_LIMIT,
     };
     let cursor = match query.get("nextToken") {
-        Some(token) => Some(Cursor::decode(token).ok_or_else(|| {
-            ApiError::field("nextToken", "is not a token this API returned")
-        })?),
+        Some(token) => Some(
+            Cursor::decode(token)
+                .ok_or_else(|| ApiError::field("nextToken", "is not a token this API returned"))?,
+        ),
         None => None,
     };
     let (jobs, next) = deps
@@ -233,7 +243,11 @@ fn idempotency_key(headers: &HeaderMap) -> Result<Option<String>, ApiError> {
     let ok = !key.is_empty()
         && key.len() <= MAX_KEY_LEN
         && key.chars().all(|c| c.is_ascii_graphic() || c == ' ');
-    if ok { Ok(Some(key.to_string())) } else { Err(invalid()) }
+    if ok {
+        Ok(Some(key.to_string()))
+    } else {
+        Err(invalid())
+    }
 }
 
 fn accepted(job_id: &JobId) -> Response {

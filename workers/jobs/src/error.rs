@@ -105,7 +105,8 @@ impl ApiError {
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
-        let mut response = (self.status(), Json(json!({ "error": self.message() }))).into_response();
+        let mut response =
+            (self.status(), Json(json!({ "error": self.message() }))).into_response();
         if self == ApiError::Unauthorized {
             response.headers_mut().insert(
                 axum::http::header::WWW_AUTHENTICATE,

@@ -11,13 +11,14 @@ use serde::Serialize;
 use serde_json::json;
 use time::OffsetDateTime;
 
+use crate::Deps;
 use crate::error::HandlerError;
 use crate::store::{Claim, NewJob};
-use crate::Deps;
 
 /// The namespace of job ids derived from event ids (UUID v5), fixed forever: changing it
 /// would give a redelivered event a second job.
-const JOB_ID_NAMESPACE: uuid::Uuid = uuid::Uuid::from_u128(0x5b0f_3c1e_8a4d_4e0b_9c71_2f6d_a8e3_41c7);
+const JOB_ID_NAMESPACE: uuid::Uuid =
+    uuid::Uuid::from_u128(0x5b0f_3c1e_8a4d_4e0b_9c71_2f6d_a8e3_41c7);
 
 /// The handler's answer: Lambda records it; nothing reads it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -43,14 +44,18 @@ pub fn job_id_for_event(event_id: &str) -> JobId {
 pub async fn handle_job_requested(event: BusEvent, deps: &Deps) -> Result<Started, HandlerError> {
     let envelope = JobEvent::decode(&event.detail_type, &event.detail, &event.received())?;
     let JobEvent::Requested(request) = envelope.event else {
-        return Err(HandlerError::InvalidEvent(ContractError::UnknownDetailType {
-            source_name: event.source.clone(),
-            detail_type: event.detail_type.clone(),
-            known: "JobRequested".to_string(),
-        }));
+        return Err(HandlerError::InvalidEvent(
+            ContractError::UnknownDetailType {
+                source_name: event.source.clone(),
+                detail_type: event.detail_type.clone(),
+                known: "JobRequested".to_string(),
+            },
+        ));
     };
     let Some(state_machine) = deps.state_machine_arn.as_deref() else {
-        return Err(HandlerError::Misconfigured("no state machine ARN (STATE_MACHINE_ARN)"));
+        return Err(HandlerError::Misconfigured(
+            "no state machine ARN (STATE_MACHINE_ARN)",
+        ));
     };
     // Upstream services may leave `requestedBy` out: the job then belongs to the source.
     let requested_by = request

@@ -481,7 +481,8 @@ struct Update {
 impl Update {
     fn name(&mut self, attribute: &str) -> String {
         let placeholder = format!("#{attribute}");
-        self.names.insert(placeholder.clone(), attribute.to_string());
+        self.names
+            .insert(placeholder.clone(), attribute.to_string());
         placeholder
     }
 
@@ -500,7 +501,8 @@ impl Update {
     fn set_if_absent(&mut self, attribute: &str, value: AttributeValue) {
         let name = self.name(attribute);
         let value = self.value(value);
-        self.sets.push(format!("{name} = if_not_exists({name}, {value})"));
+        self.sets
+            .push(format!("{name} = if_not_exists({name}, {value})"));
     }
 
     fn cmp(&mut self, attribute: &str, op: &str, value: AttributeValue) -> String {
@@ -531,9 +533,8 @@ fn rank(status: JobStatus) -> u8 {
 
 /// RFC 3339 UTC with six fractional digits: text order is time order.
 pub(crate) fn timestamp(at: OffsetDateTime) -> String {
-    let format = format_description!(
-        "[year]-[month]-[day]T[hour]:[minute]:[second].[subsecond digits:6]Z"
-    );
+    let format =
+        format_description!("[year]-[month]-[day]T[hour]:[minute]:[second].[subsecond digits:6]Z");
     at.to_offset(time::UtcOffset::UTC)
         .format(&format)
         .unwrap_or_else(|_| at.unix_timestamp().to_string())
@@ -567,9 +568,12 @@ fn record(item: &HashMap<String, AttributeValue>) -> Result<JobRecord, StoreErro
         item.get(attribute).and_then(|v| v.as_s().ok()).cloned()
     };
     let number = |attribute: &'static str| -> Option<&str> {
-        item.get(attribute).and_then(|v| v.as_n().ok()).map(String::as_str)
+        item.get(attribute)
+            .and_then(|v| v.as_n().ok())
+            .map(String::as_str)
     };
-    let required = |attribute: &'static str| text(attribute).ok_or_else(|| corrupt(attribute, "is missing"));
+    let required =
+        |attribute: &'static str| text(attribute).ok_or_else(|| corrupt(attribute, "is missing"));
     let time = |attribute: &'static str| -> Result<OffsetDateTime, StoreError> {
         OffsetDateTime::parse(&required(attribute)?, &Rfc3339)
             .map_err(|e| corrupt(attribute, &format!("is not RFC 3339: {e}")))

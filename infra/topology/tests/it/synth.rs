@@ -28,7 +28,10 @@ fn check_snapshots(prefix: &str, templates: Vec<Template>) {
 fn fleet_templates_for_dev() {
     let templates = synth(&fleet(&Stage::default())).expect("fleet() synthesizes");
     let stacks: Vec<_> = templates.iter().map(|t| t.stack_name.as_str()).collect();
-    assert_eq!(stacks, ["fleet-dev-core", "fleet-dev-simulation"]);
+    assert_eq!(
+        stacks,
+        ["fleet-dev-core", "fleet-dev-simulation", "fleet-dev-jobs"]
+    );
     check_snapshots("fleet", templates);
 }
 

@@ -51,11 +51,17 @@ fn claims(overrides: Value) -> Value {
 /// Verifies `token` and compares the outcome: `Ok(sub)` or the error.
 async fn check(token: &str, expected: Result<&str, AuthError>) {
     let got = verifier().verify(token).await.map(|c| c.sub);
-    assert_eq!(got.as_deref().map_err(Clone::clone), expected, "token {token}");
+    assert_eq!(
+        got.as_deref().map_err(Clone::clone),
+        expected,
+        "token {token}"
+    );
 }
 
 fn sign(overrides: Value) -> String {
-    ISSUER.sign(&claims(overrides)).expect("signing with the dev key works")
+    ISSUER
+        .sign(&claims(overrides))
+        .expect("signing with the dev key works")
 }
 
 #[tokio::test]
@@ -100,7 +106,11 @@ async fn bad_tokens_are_refused() {
         Err(AuthError::WrongIssuer),
     )
     .await;
-    check(&sign(json!({"aud": "another-api"})), Err(AuthError::WrongAudience)).await;
+    check(
+        &sign(json!({"aud": "another-api"})),
+        Err(AuthError::WrongAudience),
+    )
+    .await;
     check(&sign(json!({"aud": null})), Err(AuthError::WrongAudience)).await;
     check(
         &sign(json!({"token_use": "refresh"})),
@@ -164,7 +174,10 @@ fn bearer_headers() {
         bearer_token(Some("Basic abc")),
         Err(AuthError::Malformed(_))
     ));
-    assert!(matches!(bearer_token(Some("abc")), Err(AuthError::Malformed(_))));
+    assert!(matches!(
+        bearer_token(Some("abc")),
+        Err(AuthError::Malformed(_))
+    ));
 }
 
 #[test]

@@ -8,7 +8,7 @@ use sqs_worker::{Config, Delivery, Handler, HandlerError, IdempotencyConfig, Ide
 use crate::{Recorder, eventually, queues, start};
 
 /// Keys each message by its body.
-struct ByBody(std::sync::Arc<Recorder>);
+struct ByBody(Recorder);
 
 impl Handler for ByBody {
     async fn handle(&self, delivery: Delivery, ctx: JobContext) -> Result<(), HandlerError> {

@@ -138,22 +138,25 @@ where
 type Behaviour = Box<dyn Fn(&str) -> (Duration, Result<(), HandlerError>) + Send + Sync>;
 
 /// A handler that records its calls and behaves as told per body: how long to take, what
-/// to answer.
-struct Recorder {
+/// to answer. Clones share the record.
+#[derive(Clone)]
+struct Recorder(Arc<RecorderInner>);
+
+struct RecorderInner {
     calls: Mutex<Vec<(String, Instant)>>,
     behaviour: Behaviour,
 }
 
 impl Recorder {
-    fn new(behaviour: impl Fn(&str) -> (Duration, Result<(), HandlerError>) + Send + Sync + 'static) -> Arc<Recorder> {
-        Arc::new(Recorder {
+    fn new(behaviour: impl Fn(&str) -> (Duration, Result<(), HandlerError>) + Send + Sync + 'static) -> Recorder {
+        Recorder(Arc::new(RecorderInner {
             calls: Mutex::new(Vec::new()),
             behaviour: Box::new(behaviour),
-        })
+        }))
     }
 
     fn calls(&self) -> Vec<(String, Instant)> {
-        self.calls.lock().unwrap().clone()
+        self.0.calls.lock().unwrap().clone()
     }
 
     fn count(&self, body: &str) -> usize {
@@ -161,13 +164,14 @@ impl Recorder {
     }
 }
 
-impl Handler for Arc<Recorder> {
+impl Handler for Recorder {
     async fn handle(&self, delivery: Delivery, _ctx: JobContext) -> Result<(), HandlerError> {
-        self.calls
+        self.0
+            .calls
             .lock()
             .unwrap()
             .push((delivery.body.clone(), Instant::now()));
-        let (takes, answer) = (self.behaviour)(&delivery.body);
+        let (takes, answer) = (self.0.behaviour)(&delivery.body);
         tokio::time::sleep(takes).await;
         answer
     }

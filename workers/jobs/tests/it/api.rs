@@ -17,7 +17,13 @@ struct Answer {
     body: Value,
 }
 
-async fn call(api: &Api, method: &str, uri: &str, bearer: Option<&str>, body: Option<&str>) -> Answer {
+async fn call(
+    api: &Api,
+    method: &str,
+    uri: &str,
+    bearer: Option<&str>,
+    body: Option<&str>,
+) -> Answer {
     call_with(api, method, uri, bearer, body, &[]).await
 }
 
@@ -56,7 +62,8 @@ async fn call_with(
     let body = if bytes.is_empty() {
         Value::Null
     } else {
-        serde_json::from_slice(&bytes).unwrap_or_else(|_| Value::String(String::from_utf8_lossy(&bytes).into()))
+        serde_json::from_slice(&bytes)
+            .unwrap_or_else(|_| Value::String(String::from_utf8_lossy(&bytes).into()))
     };
     Answer {
         status,
@@ -88,9 +95,19 @@ async fn post_accepts_a_job_and_get_shows_it_queued() {
     let answer = call(&api, "POST", "/jobs", Some(&token("alice")), Some(SPIN)).await;
     assert_eq!(answer.status, StatusCode::ACCEPTED, "{}", answer.body);
     let job_id = answer.body["jobId"].as_str().expect("jobId").to_string();
-    assert_eq!(answer.location.as_deref(), Some(format!("/jobs/{job_id}").as_str()));
+    assert_eq!(
+        answer.location.as_deref(),
+        Some(format!("/jobs/{job_id}").as_str())
+    );
 
-    let view = call(&api, "GET", &answer.location.unwrap(), Some(&token("alice")), None).await;
+    let view = call(
+        &api,
+        "GET",
+        &answer.location.unwrap(),
+        Some(&token("alice")),
+        None,
+    )
+    .await;
     assert_eq!(view.status, StatusCode::OK, "{}", view.body);
     assert_eq!(view.body["jobId"], job_id);
     assert_eq!(view.body["status"], "QUEUED");
@@ -104,7 +121,10 @@ async fn post_accepts_a_job_and_get_shows_it_queued() {
         panic!("expected JobRequested, got {events:?}");
     };
     assert_eq!(bus_event.source, "fleet.jobs");
-    assert_eq!(requested.job_id.as_ref().map(|j| j.as_str()), Some(job_id.as_str()));
+    assert_eq!(
+        requested.job_id.as_ref().map(|j| j.as_str()),
+        Some(job_id.as_str())
+    );
     assert_eq!(requested.requested_by.as_deref(), Some("alice"));
     assert_eq!(requested.params["durationMs"], 100);
 }
@@ -119,18 +139,35 @@ async fn requests_without_a_good_token_are_unauthorized() {
         .unwrap()
         .issue("alice", Duration::from_secs(60))
         .unwrap();
-    for bearer in [None, Some("garbage"), Some(expired.as_str()), Some(stranger.as_str())] {
+    for bearer in [
+        None,
+        Some("garbage"),
+        Some(expired.as_str()),
+        Some(stranger.as_str()),
+    ] {
         for (method, uri, body) in [
             ("POST", "/jobs", Some(SPIN)),
             ("GET", "/jobs/abc", None),
             ("GET", "/jobs", None),
         ] {
             let answer = call(&api, method, uri, bearer, body).await;
-            assert_eq!(answer.status, StatusCode::UNAUTHORIZED, "{method} {uri} with {bearer:?}");
+            assert_eq!(
+                answer.status,
+                StatusCode::UNAUTHORIZED,
+                "{method} {uri} with {bearer:?}"
+            );
             assert_eq!(answer.body, json!({"error": "unauthorized"}));
         }
     }
-    let wrong_scheme = call_with(&api, "GET", "/jobs", None, None, &[("authorization", "Basic YTpi")]).await;
+    let wrong_scheme = call_with(
+        &api,
+        "GET",
+        "/jobs",
+        None,
+        None,
+        &[("authorization", "Basic YTpi")],
+    )
+    .await;
     assert_eq!(wrong_scheme.status, StatusCode::UNAUTHORIZED);
     assert!(published(&api).await.is_empty(), "nothing was published");
 }
@@ -139,7 +176,11 @@ async fn requests_without_a_good_token_are_unauthorized() {
 async fn another_users_job_is_not_found() {
     let api = support::api().await;
     let job_id = post_job(&api, "alice").await;
-    for uri in [format!("/jobs/{job_id}"), "/jobs/no-such-job".to_string(), "/jobs/not%23valid".to_string()] {
+    for uri in [
+        format!("/jobs/{job_id}"),
+        "/jobs/no-such-job".to_string(),
+        "/jobs/not%23valid".to_string(),
+    ] {
         let answer = call(&api, "GET", &uri, Some(&token("bob")), None).await;
         assert_eq!(answer.status, StatusCode::NOT_FOUND, "{uri}");
         assert_eq!(answer.body, json!({"error": "not found"}));
@@ -151,7 +192,12 @@ async fn another_users_job_is_not_found() {
 /// Posts `body` and checks the 400's message starts with `expected`.
 async fn check_invalid(api: &Api, body: &str, expected: &str) {
     let answer = call(api, "POST", "/jobs", Some(&token("alice")), Some(body)).await;
-    assert_eq!(answer.status, StatusCode::BAD_REQUEST, "{body}: {}", answer.body);
+    assert_eq!(
+        answer.status,
+        StatusCode::BAD_REQUEST,
+        "{body}: {}",
+        answer.body
+    );
     let message = answer.body["error"].as_str().unwrap_or_default();
     assert!(message.starts_with(expected), "{body}: {message}");
 }
@@ -159,12 +205,42 @@ async fn check_invalid(api: &Api, body: &str, expected: &str) {
 #[tokio::test]
 async fn invalid_bodies_are_refused_naming_the_field() {
     let api = support::api().await;
-    check_invalid(&api, r#"{"model": "spin"}"#, "invalid request: field `params`: missing field").await;
-    check_invalid(&api, r#"{"model": "spin", "params": [1]}"#, "invalid request: field `params`: invalid type").await;
-    check_invalid(&api, r#"{"params": {}}"#, "invalid request: field `model`: missing field").await;
-    check_invalid(&api, r#"{"model": "Not A Model!", "params": {}}"#, "invalid request: field `model`: `Not A Model!` is not a model name").await;
-    check_invalid(&api, r#"{"model": 7, "params": {}}"#, "invalid request: field `model`: invalid type").await;
-    check_invalid(&api, r#"[1, 2]"#, "invalid request: field `(body)`: must be a JSON object").await;
+    check_invalid(
+        &api,
+        r#"{"model": "spin"}"#,
+        "invalid request: field `params`: missing field",
+    )
+    .await;
+    check_invalid(
+        &api,
+        r#"{"model": "spin", "params": [1]}"#,
+        "invalid request: field `params`: invalid type",
+    )
+    .await;
+    check_invalid(
+        &api,
+        r#"{"params": {}}"#,
+        "invalid request: field `model`: missing field",
+    )
+    .await;
+    check_invalid(
+        &api,
+        r#"{"model": "Not A Model!", "params": {}}"#,
+        "invalid request: field `model`: `Not A Model!` is not a model name",
+    )
+    .await;
+    check_invalid(
+        &api,
+        r#"{"model": 7, "params": {}}"#,
+        "invalid request: field `model`: invalid type",
+    )
+    .await;
+    check_invalid(
+        &api,
+        r#"[1, 2]"#,
+        "invalid request: field `(body)`: must be a JSON object",
+    )
+    .await;
     check_invalid(&api, "{not json", "invalid request: the body is not JSON").await;
     check_invalid(&api, "", "invalid request: the body is not JSON").await;
     // A client cannot choose the job id or the requester: those fields are dropped.
@@ -178,17 +254,46 @@ async fn invalid_bodies_are_refused_naming_the_field() {
     .await;
     assert_eq!(answer.status, StatusCode::ACCEPTED);
     assert_ne!(answer.body["jobId"], "mine");
-    let bad_key = call_with(&api, "POST", "/jobs", Some(&token("alice")), Some(SPIN), &[("idempotency-key", "")]).await;
+    let bad_key = call_with(
+        &api,
+        "POST",
+        "/jobs",
+        Some(&token("alice")),
+        Some(SPIN),
+        &[("idempotency-key", "")],
+    )
+    .await;
     assert_eq!(bad_key.status, StatusCode::BAD_REQUEST);
-    assert!(bad_key.body["error"].as_str().unwrap_or_default().contains("`Idempotency-Key`"));
+    assert!(
+        bad_key.body["error"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("`Idempotency-Key`")
+    );
 }
 
 #[tokio::test]
 async fn an_idempotency_key_makes_a_retry_return_the_same_job() {
     let api = support::api().await;
     let key = [("idempotency-key", "order-42")];
-    let first = call_with(&api, "POST", "/jobs", Some(&token("alice")), Some(SPIN), &key).await;
-    let second = call_with(&api, "POST", "/jobs", Some(&token("alice")), Some(SPIN), &key).await;
+    let first = call_with(
+        &api,
+        "POST",
+        "/jobs",
+        Some(&token("alice")),
+        Some(SPIN),
+        &key,
+    )
+    .await;
+    let second = call_with(
+        &api,
+        "POST",
+        "/jobs",
+        Some(&token("alice")),
+        Some(SPIN),
+        &key,
+    )
+    .await;
     assert_eq!(first.status, StatusCode::ACCEPTED);
     assert_eq!(second.status, StatusCode::ACCEPTED);
     assert_eq!(first.body["jobId"], second.body["jobId"]);
@@ -203,7 +308,11 @@ async fn an_idempotency_key_makes_a_retry_return_the_same_job() {
         .iter()
         .filter(|(_, e)| e.job_id().map(|j| j.as_str()) == first.body["jobId"].as_str())
         .collect();
-    assert_eq!(for_first.len(), 1, "one JobRequested for the retried request: {events:?}");
+    assert_eq!(
+        for_first.len(),
+        1,
+        "one JobRequested for the retried request: {events:?}"
+    );
     let JobEvent::Requested(requested) = &for_first[0].1 else {
         panic!("expected JobRequested");
     };
@@ -237,7 +346,9 @@ async fn list_shows_the_callers_jobs_newest_first_filtered_by_status() {
             resources: vec![],
             detail: serde_json::from_str(&entry.detail).unwrap(),
         };
-        jobs::handle_job_event(event, &api.deps).await.expect("applied");
+        jobs::handle_job_event(event, &api.deps)
+            .await
+            .expect("applied");
     }
 
     let all = call(&api, "GET", "/jobs", Some(&token("alice")), None).await;
@@ -250,14 +361,24 @@ async fn list_shows_the_callers_jobs_newest_first_filtered_by_status() {
         .collect();
     assert_eq!(ids, [third.as_str(), second.as_str(), first.as_str()]);
 
-    let running = call(&api, "GET", "/jobs?status=RUNNING", Some(&token("alice")), None).await;
+    let running = call(
+        &api,
+        "GET",
+        "/jobs?status=RUNNING",
+        Some(&token("alice")),
+        None,
+    )
+    .await;
     let statuses: Vec<(&str, &str)> = running.body["jobs"]
         .as_array()
         .unwrap()
         .iter()
         .map(|j| (j["jobId"].as_str().unwrap(), j["status"].as_str().unwrap()))
         .collect();
-    assert_eq!(statuses, [(third.as_str(), "RUNNING"), (second.as_str(), "RUNNING")]);
+    assert_eq!(
+        statuses,
+        [(third.as_str(), "RUNNING"), (second.as_str(), "RUNNING")]
+    );
 
     // Paging: one at a time, following nextToken.
     let mut seen = Vec::new();
@@ -286,13 +407,34 @@ async fn bad_list_parameters_are_refused_naming_them() {
         ("limit=lots", "`limit`"),
         ("nextToken=forged", "`nextToken`"),
     ] {
-        let answer = call(&api, "GET", &format!("/jobs?{query}"), Some(&token("alice")), None).await;
+        let answer = call(
+            &api,
+            "GET",
+            &format!("/jobs?{query}"),
+            Some(&token("alice")),
+            None,
+        )
+        .await;
         assert_eq!(answer.status, StatusCode::BAD_REQUEST, "{query}");
         let message = answer.body["error"].as_str().unwrap_or_default();
-        assert!(message.starts_with(&format!("invalid request: field {field}")), "{query}: {message}");
+        assert!(
+            message.starts_with(&format!("invalid request: field {field}")),
+            "{query}: {message}"
+        );
     }
-    let lower = call(&api, "GET", "/jobs?status=queued", Some(&token("alice")), None).await;
-    assert_eq!(lower.status, StatusCode::OK, "statuses are case-insensitive");
+    let lower = call(
+        &api,
+        "GET",
+        "/jobs?status=queued",
+        Some(&token("alice")),
+        None,
+    )
+    .await;
+    assert_eq!(
+        lower.status,
+        StatusCode::OK,
+        "statuses are case-insensitive"
+    );
     assert_eq!(JobStatus::Queued.as_str(), "QUEUED");
 }
 

@@ -25,18 +25,22 @@ fn lint(definition: &Value) -> Vec<String> {
 fn lint_scope(scope: &str, machine: &Value, problems: &mut Vec<String>) {
     let at = |name: &str| format!("{scope}{name}");
     let Some(states) = machine.get("States").and_then(Value::as_object) else {
-        problems.push(format!("{scope}(root): `States` must be a non-empty object"));
+        problems.push(format!(
+            "{scope}(root): `States` must be a non-empty object"
+        ));
         return;
     };
     if states.is_empty() {
-        problems.push(format!("{scope}(root): `States` must be a non-empty object"));
+        problems.push(format!(
+            "{scope}(root): `States` must be a non-empty object"
+        ));
     }
     let start = machine.get("StartAt").and_then(Value::as_str);
     match start {
         None => problems.push(format!("{scope}(root): `StartAt` is missing")),
-        Some(s) if !states.contains_key(s) => {
-            problems.push(format!("{scope}(root): `StartAt` names {s:?}, which is not a state"))
-        }
+        Some(s) if !states.contains_key(s) => problems.push(format!(
+            "{scope}(root): `StartAt` names {s:?}, which is not a state"
+        )),
         Some(_) => {}
     }
 
@@ -88,7 +92,10 @@ fn lint_scope(scope: &str, machine: &Value, problems: &mut Vec<String>) {
                     problems.push(format!("{}: a Choice state needs `Choices`", at(name)));
                 }
                 if has_next || has_end {
-                    problems.push(format!("{}: a Choice state has no `Next` or `End`", at(name)));
+                    problems.push(format!(
+                        "{}: a Choice state has no `Next` or `End`",
+                        at(name)
+                    ));
                 }
             }
             "Succeed" | "Fail" => {
@@ -130,7 +137,9 @@ fn lint_scope(scope: &str, machine: &Value, problems: &mut Vec<String>) {
                 if errors.is_empty() {
                     problems.push(format!("{}: a {field} rule needs `ErrorEquals`", at(name)));
                 }
-                if errors.iter().any(|e| e == "States.ALL") && (errors.len() > 1 || i + 1 != rules.len()) {
+                if errors.iter().any(|e| e == "States.ALL")
+                    && (errors.len() > 1 || i + 1 != rules.len())
+                {
                     problems.push(format!(
                         "{}: `States.ALL` must be alone in the last {field} rule",
                         at(name)
@@ -184,7 +193,12 @@ fn every_state_machine_definition_passes_the_lint() {
         let definition: Value = serde_json::from_str(&text)
             .unwrap_or_else(|e| panic!("{} is not JSON: {e}", path.display()));
         let problems = lint(&definition);
-        assert!(problems.is_empty(), "{}:\n{}", path.display(), problems.join("\n"));
+        assert!(
+            problems.is_empty(),
+            "{}:\n{}",
+            path.display(),
+            problems.join("\n")
+        );
         checked += 1;
     }
     assert!(checked >= 1, "no definitions found in statemachines/");
@@ -197,7 +211,10 @@ fn check(definition: Value, expected: &[&str]) {
 
 #[test]
 fn the_lint_catches_broken_definitions() {
-    check(json!({"StartAt": "A", "States": {"A": {"Type": "Succeed"}}}), &[]);
+    check(
+        json!({"StartAt": "A", "States": {"A": {"Type": "Succeed"}}}),
+        &[],
+    );
     check(
         json!({"StartAt": "B", "States": {"A": {"Type": "Succeed"}}}),
         &[

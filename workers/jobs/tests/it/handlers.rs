@@ -3,7 +3,9 @@
 use std::sync::Arc;
 
 use aws_config::SdkConfig;
-use contracts::jobs::{JobFailed, JobProgress, JobStarted, JobStatus, JobSucceeded, ResultLocation};
+use contracts::jobs::{
+    JobFailed, JobProgress, JobStarted, JobStatus, JobSucceeded, ResultLocation,
+};
 use contracts::{BusEvent, Envelope, JobEvent, JobId};
 use jobs::{Deps, HandlerError, ViewOutcome};
 use serde_json::{Value, json};
@@ -11,7 +13,10 @@ use serde_json::{Value, json};
 use crate::support;
 
 fn fixture(name: &str) -> BusEvent {
-    let path = format!("{}/../../shared/contracts/fixtures/{name}", env!("CARGO_MANIFEST_DIR"));
+    let path = format!(
+        "{}/../../shared/contracts/fixtures/{name}",
+        env!("CARGO_MANIFEST_DIR")
+    );
     let text = std::fs::read_to_string(&path).expect("the fixture exists");
     BusEvent::from_json(&text).expect("the fixture is an EventBridge event")
 }
@@ -57,7 +62,10 @@ async fn executions(deps: &Deps) -> Vec<(String, String)> {
             .send()
             .await
             .expect("describe execution");
-        names.push((e.name().to_string(), described.input().unwrap_or_default().to_string()));
+        names.push((
+            e.name().to_string(),
+            described.input().unwrap_or_default().to_string(),
+        ));
     }
     names
 }
@@ -84,14 +92,21 @@ async fn a_redelivered_job_requested_starts_one_execution() {
     let job_id = emulator::unique_name("job");
     event.detail["jobId"] = json!(job_id);
 
-    let first = jobs::handle_job_requested(event.clone(), &deps).await.expect("started");
-    let second = jobs::handle_job_requested(event, &deps).await.expect("a duplicate is fine");
+    let first = jobs::handle_job_requested(event.clone(), &deps)
+        .await
+        .expect("started");
+    let second = jobs::handle_job_requested(event, &deps)
+        .await
+        .expect("a duplicate is fine");
     assert_eq!(first.job_id.as_str(), job_id);
     assert!(!first.duplicate);
     assert_eq!(second.job_id, first.job_id);
     // moto refuses the second StartExecution (ExecutionAlreadyExists); AWS answers a
     // running execution's name and input with the same execution. One execution either way.
-    assert!(second.duplicate || second.execution_arn == first.execution_arn, "{second:?}");
+    assert!(
+        second.duplicate || second.execution_arn == first.execution_arn,
+        "{second:?}"
+    );
 
     let runs = executions(&deps).await;
     assert_eq!(runs.len(), 1, "{runs:?}");
@@ -101,7 +116,12 @@ async fn a_redelivered_job_requested_starts_one_execution() {
         input,
         json!({"jobId": job_id, "model": "spin", "params": {"durationMs": 1500}, "requestedBy": "alice"})
     );
-    let row = deps.store().get(&first.job_id).await.unwrap().expect("a row");
+    let row = deps
+        .store()
+        .get(&first.job_id)
+        .await
+        .unwrap()
+        .expect("a row");
     assert_eq!(row.status, JobStatus::Queued);
     assert_eq!(row.requested_by, "alice");
     finish_tasks(&sdk, &machine).await;
@@ -117,19 +137,33 @@ async fn an_upstream_request_gets_a_stable_job_id_and_belongs_to_its_source() {
         detail.remove("requestedBy");
     }
 
-    let first = jobs::handle_job_requested(event.clone(), &deps).await.expect("started");
-    let again = jobs::handle_job_requested(event.clone(), &deps).await.expect("a duplicate is fine");
+    let first = jobs::handle_job_requested(event.clone(), &deps)
+        .await
+        .expect("started");
+    let again = jobs::handle_job_requested(event.clone(), &deps)
+        .await
+        .expect("a duplicate is fine");
     assert_eq!(first.job_id, jobs::job_id_for_event(&event.id));
     assert_eq!(again.job_id, first.job_id);
     assert_eq!(executions(&deps).await.len(), 1);
-    let row = deps.store().get(&first.job_id).await.unwrap().expect("a row");
-    assert_eq!(row.requested_by, "acme.billing", "no requestedBy: the job is its source's");
+    let row = deps
+        .store()
+        .get(&first.job_id)
+        .await
+        .unwrap()
+        .expect("a row");
+    assert_eq!(
+        row.requested_by, "acme.billing",
+        "no requestedBy: the job is its source's"
+    );
     assert_eq!(row.model, "sir");
 
     // Another event (another id) is another job.
     let mut other = event;
     other.id = uuid::Uuid::new_v4().to_string();
-    let second = jobs::handle_job_requested(other, &deps).await.expect("started");
+    let second = jobs::handle_job_requested(other, &deps)
+        .await
+        .expect("started");
     assert_ne!(second.job_id, first.job_id);
     assert_eq!(executions(&deps).await.len(), 2);
     finish_tasks(&sdk, &machine).await;
@@ -148,7 +182,9 @@ async fn bad_job_requested_events_fail_for_good_naming_the_field() {
         for (k, v) in patch.as_object().unwrap() {
             event.detail[k] = v.clone();
         }
-        let error = jobs::handle_job_requested(event, &deps).await.expect_err("refused");
+        let error = jobs::handle_job_requested(event, &deps)
+            .await
+            .expect_err("refused");
         assert!(!error.is_retryable(), "{error}");
         assert_eq!(error.error_type(), "Jobs.InvalidEvent");
         let HandlerError::InvalidEvent(contract) = &error else {
@@ -223,28 +259,63 @@ async fn the_view_follows_a_job_and_never_moves_it_backwards() {
     let job_id = new_job(&deps).await;
     let view = || async { deps.store().get(&job_id).await.unwrap().expect("a row") };
 
-    assert_eq!(apply(&deps, started(&job_id, 1)).await, ViewOutcome::Applied);
+    assert_eq!(
+        apply(&deps, started(&job_id, 1)).await,
+        ViewOutcome::Applied
+    );
     let running = view().await;
-    assert_eq!((running.status, running.worker.as_deref()), (JobStatus::Running, Some("worker-1")));
+    assert_eq!(
+        (running.status, running.worker.as_deref()),
+        (JobStatus::Running, Some("worker-1"))
+    );
 
-    assert_eq!(apply(&deps, progress(&job_id, 0.5)).await, ViewOutcome::Applied);
-    assert_eq!(apply(&deps, progress(&job_id, 0.3)).await, ViewOutcome::Ignored, "progress only increases");
-    assert_eq!(apply(&deps, progress(&job_id, 0.5)).await, ViewOutcome::Ignored, "a duplicate");
+    assert_eq!(
+        apply(&deps, progress(&job_id, 0.5)).await,
+        ViewOutcome::Applied
+    );
+    assert_eq!(
+        apply(&deps, progress(&job_id, 0.3)).await,
+        ViewOutcome::Ignored,
+        "progress only increases"
+    );
+    assert_eq!(
+        apply(&deps, progress(&job_id, 0.5)).await,
+        ViewOutcome::Ignored,
+        "a duplicate"
+    );
     assert_eq!(view().await.progress, 0.5);
-    assert_eq!(apply(&deps, started(&job_id, 2)).await, ViewOutcome::Applied, "a redelivery to another worker");
-    assert_eq!(apply(&deps, started(&job_id, 1)).await, ViewOutcome::Ignored, "an older attempt");
+    assert_eq!(
+        apply(&deps, started(&job_id, 2)).await,
+        ViewOutcome::Applied,
+        "a redelivery to another worker"
+    );
+    assert_eq!(
+        apply(&deps, started(&job_id, 1)).await,
+        ViewOutcome::Ignored,
+        "an older attempt"
+    );
     assert_eq!(view().await.attempt, Some(2));
 
     assert_eq!(apply(&deps, succeeded(&job_id)).await, ViewOutcome::Applied);
     // Late and out-of-order events after the end change nothing.
-    assert_eq!(apply(&deps, progress(&job_id, 0.9)).await, ViewOutcome::Ignored);
-    assert_eq!(apply(&deps, started(&job_id, 3)).await, ViewOutcome::Ignored);
+    assert_eq!(
+        apply(&deps, progress(&job_id, 0.9)).await,
+        ViewOutcome::Ignored
+    );
+    assert_eq!(
+        apply(&deps, started(&job_id, 3)).await,
+        ViewOutcome::Ignored
+    );
     let failed = JobFailed {
         job_id: job_id.clone(),
         error: "Model.Failed".into(),
         cause: "late".into(),
     };
-    assert_eq!(apply(&deps, failed).await, ViewOutcome::Ignored, "a final status is never overwritten");
+    assert_eq!(
+        apply(&deps, failed).await,
+        ViewOutcome::Ignored,
+        "a final status is never overwritten"
+    );
     assert_eq!(apply(&deps, succeeded(&job_id)).await, ViewOutcome::Ignored);
 
     let done = view().await.view();
@@ -268,11 +339,18 @@ async fn a_failure_before_any_start_is_recorded() {
         cause: "no model `spin` here".into(),
     };
     assert_eq!(apply(&deps, failed).await, ViewOutcome::Applied);
-    assert_eq!(apply(&deps, started(&job_id, 1)).await, ViewOutcome::Ignored, "a late start");
+    assert_eq!(
+        apply(&deps, started(&job_id, 1)).await,
+        ViewOutcome::Ignored,
+        "a late start"
+    );
     let view = deps.store().get(&job_id).await.unwrap().unwrap().view();
     assert_eq!(view.status, JobStatus::Failed);
     let error = view.error.expect("an error");
-    assert_eq!((error.error.as_str(), error.cause.as_str()), ("Model.UnknownModel", "no model `spin` here"));
+    assert_eq!(
+        (error.error.as_str(), error.cause.as_str()),
+        ("Model.UnknownModel", "no model `spin` here")
+    );
 }
 
 #[tokio::test]
@@ -283,15 +361,22 @@ async fn the_view_decodes_the_contract_fixtures() {
     let error = jobs::handle_job_event(fixture("job-started.json"), &deps)
         .await
         .expect_err("no row");
-    assert!(matches!(error, HandlerError::UnknownJob { .. }), "{error:?}");
+    assert!(
+        matches!(error, HandlerError::UnknownJob { .. }),
+        "{error:?}"
+    );
     assert!(error.is_retryable());
     // A JobRequested reaching the view is ignored, not an error.
-    let outcome = jobs::handle_job_event(fixture("job-requested.json"), &deps).await.unwrap();
+    let outcome = jobs::handle_job_event(fixture("job-requested.json"), &deps)
+        .await
+        .unwrap();
     assert_eq!(outcome, ViewOutcome::Ignored);
     // A progress outside 0..1 is refused for good, naming the field.
     let mut bad = fixture("job-progress.json");
     bad.detail["progress"] = json!(1.5);
-    let error = jobs::handle_job_event(bad, &deps).await.expect_err("refused");
+    let error = jobs::handle_job_event(bad, &deps)
+        .await
+        .expect_err("refused");
     assert!(!error.is_retryable());
     assert!(error.to_string().contains("field `progress`"), "{error}");
 }

@@ -191,7 +191,10 @@ where
         if let Some(value) = probe().await {
             return value;
         }
-        assert!(Instant::now() < deadline, "timed out after {limit:?} waiting for {what}");
+        assert!(
+            Instant::now() < deadline,
+            "timed out after {limit:?} waiting for {what}"
+        );
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
 }
@@ -243,7 +246,10 @@ pub async fn machine(sdk: &SdkConfig, definition: &Value) -> Machine {
         .create_state_machine()
         .name(emulator::unique_name("simulation-job"))
         .definition(text)
-        .role_arn(format!("arn:aws:iam::{}:role/fleet-test", emulator::ACCOUNT_ID))
+        .role_arn(format!(
+            "arn:aws:iam::{}:role/fleet-test",
+            emulator::ACCOUNT_ID
+        ))
         .send()
         .await
         .expect("create the state machine")
@@ -267,8 +273,7 @@ pub struct Api {
 pub async fn api() -> Api {
     let sdk = sdk().await;
     let table = jobs_table(&sdk).await;
-    let (bus, requested_url) =
-        bus_captured(&sdk, json!({"detail-type": ["JobRequested"]})).await;
+    let (bus, requested_url) = bus_captured(&sdk, json!({"detail-type": ["JobRequested"]})).await;
     let verifier = Verifier::new(ISSUER.verifier_config().expect("the dev JWKS is valid"));
     let deps = Deps::new(&sdk, table)
         .with_publisher(bus::Publisher::from_sdk(&sdk, bus))

@@ -1,0 +1,132 @@
+//! The simulation workers `fleet dev` runs: separate processes of this same binary
+//! (`fleet worker`), so one can be killed like a Fargate task, each watching its parent
+//! so none outlives `fleet dev`, whatever way it ends.
+
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use anyhow::Context as _;
+use clap::Args;
+use sqs_worker::QueueUrl;
+use tokio_util::sync::CancellationToken;
+
+/// `fleet worker`: one simulation worker against the queue it is given.
+#[derive(Debug, Clone, Args)]
+pub struct WorkerArgs {
+    #[arg(long)]
+    pub queue_url: String,
+    #[arg(long)]
+    pub bucket: String,
+    #[arg(long)]
+    pub bus: String,
+    /// The idempotency table.
+    #[arg(long)]
+    pub table: Option<String>,
+    #[arg(long)]
+    pub worker_id: Option<String>,
+    #[arg(long, default_value_t = 1)]
+    pub concurrency: usize,
+    /// After SIGTERM, how long running jobs may finish.
+    #[arg(long, default_value_t = 30)]
+    pub drain_timeout_secs: u64,
+    /// Stop when the process that started this one is gone.
+    #[arg(long)]
+    pub exit_with_parent: bool,
+}
+
+/// Runs one worker until `shutdown` (or the parent's death, if asked).
+pub async fn run(args: WorkerArgs, sdk: aws_config::SdkConfig, shutdown: CancellationToken) -> anyhow::Result<()> {
+    let queue_url = QueueUrl::parse(&args.queue_url).context("--queue-url")?;
+    let mut config = simulation::WorkerConfig::new(sdk, queue_url, args.bucket, args.bus);
+    config.table = args.table;
+    if let Some(id) = args.worker_id {
+        config.worker_id = id;
+    }
+    anyhow::ensure!(args.concurrency > 0, "--concurrency must be at least 1");
+    config.concurrency = args.concurrency;
+    config.drain_timeout = Duration::from_secs(args.drain_timeout_secs);
+    if args.exit_with_parent {
+        let parent = std::os::unix::process::parent_id();
+        let cancel = shutdown.clone();
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(Duration::from_millis(300));
+            loop {
+                tokio::select! {
+                    _ = cancel.cancelled() => return,
+                    _ = tick.tick() => {}
+                }
+                if std::os::unix::process::parent_id() != parent {
+                    tracing::warn!("the parent process is gone; draining");
+                    cancel.cancel();
+                    return;
+                }
+            }
+        });
+    }
+    simulation::run(config, shutdown).await?;
+    Ok(())
+}
+
+/// Worker processes started by `fleet dev`.
+#[derive(Debug, Default)]
+pub struct WorkerProcesses {
+    children: Vec<Child>,
+}
+
+impl WorkerProcesses {
+    /// Starts `count` workers (this executable's `worker` subcommand) with `args`, pointed
+    /// at `endpoint` with the emulator's credentials.
+    pub fn spawn(count: usize, exe: PathBuf, args: &WorkerArgs, endpoint: &str) -> anyhow::Result<Self> {
+        let mut children = Vec::with_capacity(count);
+        for i in 1..=count {
+            let mut command = Command::new(&exe);
+            command
+                .arg("worker")
+                .args(["--queue-url", &args.queue_url, "--bucket", &args.bucket, "--bus", &args.bus])
+                .args(["--worker-id", &format!("worker-{i}")])
+                .args(["--drain-timeout-secs", &args.drain_timeout_secs.to_string()])
+                .arg("--exit-with-parent")
+                .env("AWS_ENDPOINT_URL", endpoint)
+                .env("AWS_REGION", emulator::REGION)
+                .env("AWS_ACCESS_KEY_ID", emulator::ACCESS_KEY_ID)
+                .env("AWS_SECRET_ACCESS_KEY", emulator::SECRET_ACCESS_KEY)
+                .env_remove("AWS_PROFILE")
+                .stdin(Stdio::null());
+            if let Some(table) = &args.table {
+                command.args(["--table", table]);
+            }
+            let child = command
+                .spawn()
+                .with_context(|| format!("starting worker {i} ({})", exe.display()))?;
+            children.push(child);
+        }
+        Ok(WorkerProcesses { children })
+    }
+
+    pub fn pids(&self) -> Vec<u32> {
+        self.children.iter().map(Child::id).collect()
+    }
+
+    /// SIGTERM to each (a graceful drain), then waits; kills what is still running after
+    /// `grace`.
+    pub async fn stop(mut self, grace: Duration) {
+        for child in &self.children {
+            let _ = Command::new("kill").args(["-TERM", &child.id().to_string()]).status();
+        }
+        let deadline = tokio::time::Instant::now() + grace;
+        for child in &mut self.children {
+            loop {
+                match child.try_wait() {
+                    Ok(Some(_)) | Err(_) => break,
+                    Ok(None) if tokio::time::Instant::now() >= deadline => {
+                        let _ = child.kill();
+                        let _ = child.wait();
+                        break;
+                    }
+                    Ok(None) => tokio::time::sleep(Duration::from_millis(50)).await,
+                }
+            }
+        }
+    }
+}

@@ -1,0 +1,142 @@
+//! The worker's configuration: what the binary reads from its environment, as a struct,
+//! and the parser for the operator's `exec` model definitions.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use aws_config::SdkConfig;
+use serde::Deserialize;
+use sqs_worker::QueueUrl;
+
+use crate::models::{ExecCommand, RegistryConfig};
+
+/// Everything [`crate::run`] needs.
+#[derive(Debug, Clone)]
+pub struct WorkerConfig {
+    pub sdk: SdkConfig,
+    /// The deployment stage, for logs.
+    pub stage: String,
+    pub queue_url: QueueUrl,
+    /// The idempotency table (`fleet-<stage>-simulation-jobs`, partition key `jobId`);
+    /// `None` runs every delivery.
+    pub table: Option<String>,
+    /// Where results are stored, as `results/<jobId>.json`.
+    pub bucket: String,
+    /// The event bus for `JobStarted` and `JobProgress`.
+    pub bus: String,
+    /// Unique per process: the `worker` of events and task outputs, the owner of leases.
+    pub worker_id: String,
+    /// Models running at once; they are CPU-bound, so about one per vCPU.
+    pub concurrency: usize,
+    /// After SIGTERM, how long running jobs may take (Fargate's stopTimeout is at most
+    /// 120 s; leave a few seconds for the final flush).
+    pub drain_timeout: Duration,
+    /// The SQS lease; `None` uses the queue's `VisibilityTimeout`.
+    pub visibility_timeout: Option<Duration>,
+    /// How often `SendTaskHeartbeat` is sent; well under the state's `HeartbeatSeconds`.
+    pub heartbeat_interval: Duration,
+    /// At most one `JobProgress` per job this often (plus the final 1.0).
+    pub progress_interval: Duration,
+    pub registry: RegistryConfig,
+    /// How often the runtime logs its metrics as an EMF line; `None` for never.
+    pub metrics_log: Option<Duration>,
+}
+
+impl WorkerConfig {
+    /// Defaults for everything but the resources.
+    pub fn new(sdk: SdkConfig, queue_url: QueueUrl, bucket: impl Into<String>, bus: impl Into<String>) -> Self {
+        WorkerConfig {
+            sdk,
+            stage: "dev".to_string(),
+            queue_url,
+            table: None,
+            bucket: bucket.into(),
+            bus: bus.into(),
+            worker_id: format!("simulation-{}", &uuid::Uuid::new_v4().simple().to_string()[..12]),
+            concurrency: 1,
+            drain_timeout: Duration::from_secs(100),
+            visibility_timeout: None,
+            heartbeat_interval: Duration::from_secs(10),
+            progress_interval: Duration::from_secs(1),
+            registry: RegistryConfig::default(),
+            metrics_log: Some(Duration::from_secs(60)),
+        }
+    }
+}
+
+/// The `EXEC_MODELS` document is invalid.
+#[derive(Debug, thiserror::Error)]
+#[error("invalid exec model configuration: {path}: {message}")]
+pub struct ExecModelsError {
+    /// Where in the document (`.sir2.program`).
+    pub path: String,
+    pub message: String,
+}
+
+/// One `exec` model as the operator writes it.
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+struct ExecModelSpec {
+    program: PathBuf,
+    #[serde(default)]
+    args: Vec<String>,
+    #[serde(default)]
+    timeout_secs: Option<u64>,
+}
+
+/// Parses `exec` model definitions:
+/// `{"<model name>": {"program": "/opt/bin/x", "args": ["--json"], "timeoutSecs": 600}}`.
+pub fn parse_exec_models(json: &str) -> Result<RegistryConfig, ExecModelsError> {
+    let mut de = serde_json::Deserializer::from_str(json);
+    let specs: BTreeMap<String, ExecModelSpec> =
+        serde_path_to_error::deserialize(&mut de).map_err(|e| ExecModelsError {
+            path: e.path().to_string(),
+            message: e.into_inner().to_string(),
+        })?;
+    let exec = specs
+        .into_iter()
+        .map(|(name, spec)| {
+            (
+                name,
+                ExecCommand {
+                    program: spec.program,
+                    args: spec.args,
+                    timeout: spec.timeout_secs.map(Duration::from_secs),
+                },
+            )
+        })
+        .collect();
+    Ok(RegistryConfig { exec })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn exec_models_parse() {
+        let config = parse_exec_models(
+            r#"{"echo": {"program": "/bin/cat", "args": ["-"], "timeoutSecs": 5}, "bare": {"program": "x"}}"#,
+        )
+        .unwrap();
+        assert_eq!(
+            config.exec["echo"],
+            ExecCommand {
+                program: "/bin/cat".into(),
+                args: vec!["-".into()],
+                timeout: Some(Duration::from_secs(5)),
+            }
+        );
+        assert_eq!(config.exec["bare"].timeout, None);
+    }
+
+    #[test]
+    fn exec_model_errors_name_the_place() {
+        let error = parse_exec_models(r#"{"echo": {"program": "/bin/cat", "timeout": 5}}"#).unwrap_err();
+        assert_eq!(error.path, "echo");
+        assert!(error.message.contains("unknown field `timeout`"), "{error}");
+        let error = parse_exec_models(r#"{"echo": {"args": []}}"#).unwrap_err();
+        assert!(error.message.contains("missing field `program`"), "{error}");
+    }
+}
