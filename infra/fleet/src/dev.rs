@@ -2,13 +2,16 @@
 //! the stage into it, runs the local host and the workers, and stops every process it
 //! started when told to.
 
+use std::net::{Ipv4Addr, SocketAddr};
 use std::path::PathBuf;
 use std::time::Duration;
 
 use anyhow::Context as _;
 use emulator::Emulator;
+use local_host::RunningHost;
 use topology::{DeployReport, Stage, Topology};
 
+use crate::local;
 use crate::workers::{WorkerArgs, WorkerProcesses};
 
 /// What `fleet dev` runs.
@@ -21,6 +24,8 @@ pub struct DevConfig {
     pub home: PathBuf,
     /// Simulation worker processes to run.
     pub workers: usize,
+    /// The local host's HTTP port on 127.0.0.1 (0 = a free one).
+    pub http_port: u16,
     /// The executable whose `worker` subcommand runs a worker (normally this `fleet`).
     pub exe: Option<PathBuf>,
 }
@@ -32,6 +37,10 @@ pub struct Stack {
     pub report: DeployReport,
     pub sdk: aws_config::SdkConfig,
     pub workers: WorkerProcesses,
+    pub host: RunningHost,
+    /// Where the local host's HTTP API listens.
+    pub http_addr: SocketAddr,
+    pub issuer: auth::DevIssuer,
 }
 
 impl Stack {
@@ -48,6 +57,20 @@ impl Stack {
         let report = topology::deploy(&topology, &sdk)
             .await
             .with_context(|| format!("deploying stage {} to the emulator", config.stage))?;
+        let issuer = local::dev_issuer(&config.home)?;
+        let functions = local::functions(&sdk, &topology, &report, &issuer)?;
+        let host_config = local_host::Config {
+            http_addr: Some(SocketAddr::from((Ipv4Addr::LOCALHOST, config.http_port))),
+            ..local_host::Config::default()
+        };
+        let host = local_host::Host::new(host_config, functions)
+            .with_extra(local::issuer_routes(&issuer))
+            .start(&topology, &report, &sdk)
+            .await
+            .with_context(|| format!("starting the local host on 127.0.0.1:{}", config.http_port))?;
+        let http_addr = host
+            .http_addr()
+            .context("the local host serves no HTTP")?;
         let workers = match (&config.exe, config.workers) {
             (Some(exe), n) if n > 0 => {
                 let args = worker_args(&topology, &report)?;
@@ -61,6 +84,9 @@ impl Stack {
             report,
             sdk,
             workers,
+            host,
+            http_addr,
+            issuer,
         })
     }
 
@@ -72,10 +98,11 @@ impl Stack {
             "reused"
         };
         format!(
-            "{report}\nemulator: {endpoint} ({started})\nsimulation workers: {workers} (pids {pids:?})\n\nPoint another shell, the aws CLI or boto3 at the local stack with:\n{exports}\n",
+            "{report}\nemulator: {endpoint} ({started})\nsimulation workers: {workers} (pids {pids:?})\nHTTP API: http://{http}  (token: `fleet auth token --sub NAME`)\n\nPoint another shell, the aws CLI or boto3 at the local stack with:\n{exports}\n",
             report = self.report,
             endpoint = self.emulator.endpoint(),
             workers = self.workers.pids().len(),
+            http = self.http_addr,
             pids = self.workers.pids(),
             exports = self.emulator.exports(),
         )
@@ -85,6 +112,9 @@ impl Stack {
     pub async fn stop(self) {
         // Workers first: they drain against the emulator before it goes.
         self.workers.stop(Duration::from_secs(35)).await;
+        if let Err(e) = self.host.shutdown().await {
+            tracing::warn!(error = %e, "the local host stopped with an error");
+        }
         self.emulator.stop();
     }
 }

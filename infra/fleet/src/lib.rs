@@ -4,6 +4,8 @@
 pub mod dev;
 pub mod events;
 pub mod infra;
+pub mod jobs_cmd;
+pub mod local;
 pub mod workers;
 pub mod ops;
 

@@ -4,7 +4,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::{Args, Parser, Subcommand};
-use fleet::{UsageError, dev, events, infra, ops};
+use fleet::{UsageError, dev, events, infra, jobs_cmd, ops};
 use tokio_util::sync::CancellationToken;
 use topology::Stage;
 
@@ -40,6 +40,12 @@ enum Command {
     /// Executions waiting on a task token, and answering for their worker.
     #[command(subcommand)]
     Tokens(ops::TokensCommand),
+    /// Submit jobs and follow them through the HTTP API.
+    #[command(subcommand)]
+    Jobs(JobsCommand),
+    /// Tokens for the local stack.
+    #[command(subcommand)]
+    Auth(AuthCommand),
     /// Run one simulation worker (what `fleet dev` starts; also usable alone).
     #[command(hide = true)]
     Worker(fleet::workers::WorkerArgs),
@@ -56,6 +62,9 @@ struct DevArgs {
     /// Simulation worker processes.
     #[arg(long, default_value_t = 2)]
     workers: usize,
+    /// Port of the local HTTP API (and later WebSocket gateway) on 127.0.0.1.
+    #[arg(long, default_value_t = 8080)]
+    http_port: u16,
 }
 
 #[derive(Debug, Subcommand)]
@@ -98,6 +107,84 @@ enum EventsCommand {
     Tail(ops::TailArgs),
 }
 
+#[derive(Debug, Args)]
+struct ApiArgs {
+    /// The jobs HTTP API.
+    #[arg(long, env = "FLEET_API", default_value = "http://127.0.0.1:8080")]
+    api: String,
+    /// A bearer token; locally, one for `--sub` is issued when absent.
+    #[arg(long, env = "FLEET_TOKEN")]
+    token: Option<String>,
+    /// The user a local token is issued for.
+    #[arg(long, default_value = "dev-user")]
+    sub: String,
+    #[arg(long, env = "FLEET_HOME")]
+    home: Option<PathBuf>,
+}
+
+#[derive(Debug, Subcommand)]
+enum JobsCommand {
+    /// Submit a job; prints its id (or, with --wait, its outcome).
+    Submit {
+        #[arg(long)]
+        model: String,
+        /// The model's parameters: a JSON object, or @file.json.
+        #[arg(long, default_value = "{}")]
+        params: String,
+        #[arg(long)]
+        idempotency_key: Option<String>,
+        /// Wait for the outcome and print the result summary.
+        #[arg(long)]
+        wait: bool,
+        /// How long --wait waits.
+        #[arg(long, default_value_t = 600)]
+        timeout_secs: u64,
+        #[command(flatten)]
+        api: ApiArgs,
+    },
+    /// A job's status, progress and result.
+    Status {
+        job_id: String,
+        #[arg(long)]
+        json: bool,
+        #[command(flatten)]
+        api: ApiArgs,
+    },
+    /// Your jobs, newest first.
+    Ls {
+        #[arg(long)]
+        status: Option<String>,
+        #[arg(long)]
+        json: bool,
+        #[command(flatten)]
+        api: ApiArgs,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum AuthCommand {
+    /// Print a token of the local dev issuer, valid only for the local stack.
+    Token {
+        #[arg(long)]
+        sub: String,
+        #[arg(long, default_value_t = 3600)]
+        ttl_secs: u64,
+        #[arg(long, env = "FLEET_HOME")]
+        home: Option<PathBuf>,
+    },
+}
+
+fn api(args: ApiArgs) -> anyhow::Result<jobs_cmd::Api> {
+    let token = match args.token {
+        Some(token) => token,
+        None => {
+            let home = args.home.unwrap_or_else(emulator::default_home);
+            fleet::local::dev_issuer(&home)?.issue(&args.sub, std::time::Duration::from_secs(3600))?
+        }
+    };
+    Ok(jobs_cmd::Api::new(args.api, token))
+}
+
 fn parse_stage(s: &str) -> Result<Stage, String> {
     Stage::new(s).map_err(|e| e.to_string())
 }
@@ -135,6 +222,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 emulator_port: args.emulator_port,
                 home: args.home.unwrap_or_else(emulator::default_home),
                 workers: args.workers,
+                http_port: args.http_port,
                 exe: std::env::current_exe().ok(),
             };
             let shutdown = shutdown_on_signals()?;
@@ -178,6 +266,56 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         }
         Command::Events(EventsCommand::Tail(args)) => {
             ops::run_tail(&stage, &fleet::aws_from_env().await, args, json).await
+        }
+        Command::Auth(AuthCommand::Token { sub, ttl_secs, home }) => {
+            let home = home.unwrap_or_else(emulator::default_home);
+            let token = fleet::local::dev_issuer(&home)?.issue(&sub, std::time::Duration::from_secs(ttl_secs))?;
+            println!("{token}");
+            Ok(())
+        }
+        Command::Jobs(JobsCommand::Submit { model, params, idempotency_key, wait, timeout_secs, api: args }) => {
+            let params = events::read_detail(&params).map_err(|e| UsageError(e.to_string().replace("--detail", "--params")))?;
+            if !params.is_object() {
+                return Err(UsageError("--params: must be a JSON object, e.g. --params '{\"durationMs\": 1000}'".into()).into());
+            }
+            let api = api(args)?;
+            let job_id = api.submit(&model, &params, idempotency_key.as_deref()).await?;
+            if !wait {
+                println!("{job_id}");
+                return Ok(());
+            }
+            eprintln!("submitted {job_id}; waiting");
+            let view = api.wait(&job_id, std::time::Duration::from_secs(timeout_secs)).await?;
+            println!("{}", jobs_cmd::render(&view));
+            if let Some(result) = &view.result {
+                println!("{}", serde_json::to_string_pretty(&result.summary)?);
+            }
+            anyhow::ensure!(view.status == contracts::jobs::JobStatus::Succeeded, "job {job_id} failed");
+            Ok(())
+        }
+        Command::Jobs(JobsCommand::Status { job_id, json, api: args }) => {
+            let view = api(args)?.status(&job_id).await?;
+            if json {
+                println!("{}", serde_json::to_string_pretty(&view)?);
+            } else {
+                println!("{}", jobs_cmd::render(&view));
+            }
+            Ok(())
+        }
+        Command::Jobs(JobsCommand::Ls { status, json, api: args }) => {
+            let status = status
+                .map(|s| s.parse::<contracts::jobs::JobStatus>())
+                .transpose()
+                .map_err(|e| UsageError(format!("--status: {e}")))?;
+            let views = api(args)?.list(status).await?;
+            if json {
+                println!("{}", serde_json::to_string_pretty(&views)?);
+            } else {
+                for view in &views {
+                    println!("{}", jobs_cmd::render(view));
+                }
+            }
+            Ok(())
         }
         Command::Worker(args) => {
             let shutdown = shutdown_on_signals()?;

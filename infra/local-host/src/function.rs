@@ -255,3 +255,61 @@ where
         .boxed()
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use lambda_http::lambda_runtime::service_fn;
+    use serde_json::json;
+
+    use super::*;
+
+    #[derive(serde::Deserialize)]
+    struct Input {
+        n: i64,
+    }
+
+    fn invocation(payload: Value) -> Invocation {
+        Invocation {
+            request_id: "r-1".to_owned(),
+            function: "double".to_owned(),
+            payload,
+            deadline: Instant::now() + Duration::from_secs(1),
+            context: Context::default(),
+        }
+    }
+
+    async fn check(payload: Value, expected: Result<Value, &str>) {
+        let functions = Functions::new().lambda(
+            "double",
+            service_fn(|event: LambdaEvent<Input>| async move {
+                match event.payload.n {
+                    n if n < 0 => Err("negative"),
+                    n => Ok(json!({ "double": n * 2, "request": event.context.request_id })),
+                }
+            }),
+        );
+        let function = &functions.get("double").expect("registered").function;
+        let got = function.invoke(invocation(payload.clone())).await;
+        match expected {
+            Ok(value) => assert_eq!(got, Ok(value), "{payload}"),
+            Err(error_type) => {
+                assert_eq!(
+                    got.map_err(|e| e.error_type.contains(error_type)),
+                    Err(true),
+                    "{payload}"
+                )
+            }
+        }
+    }
+
+    #[tokio::test]
+    async fn lambda_runtime_services_get_typed_events_and_report_errors() {
+        check(
+            json!({ "n": 2 }),
+            Ok(json!({ "double": 4, "request": "r-1" })),
+        )
+        .await;
+        check(json!({ "n": -1 }), Err("str")).await;
+        check(json!({ "m": 1 }), Err(UNMARSHAL_ERROR)).await;
+    }
+}

@@ -332,20 +332,17 @@ impl HttpRequest<'_> {
         for (name, value) in forwarded {
             headers.entry(name).or_insert_with(|| Value::String(value));
         }
-        let cookies: Vec<Value> = parts
-            .headers
-            .get_all(COOKIE)
-            .iter()
-            .flat_map(|v| {
-                String::from_utf8_lossy(v.as_bytes())
-                    .into_owned()
+        let mut cookies = Vec::new();
+        for value in parts.headers.get_all(COOKIE) {
+            let value = String::from_utf8_lossy(value.as_bytes());
+            cookies.extend(
+                value
                     .split(';')
-                    .map(|c| c.trim().to_owned())
-                    .collect::<Vec<_>>()
-            })
-            .filter(|c| !c.is_empty())
-            .map(Value::String)
-            .collect();
+                    .map(str::trim)
+                    .filter(|c| !c.is_empty())
+                    .map(|c| Value::String(c.to_owned())),
+            );
+        }
 
         let mut query = Map::new();
         if let Ok(Query(pairs)) = Query::<Vec<(String, String)>>::try_from_uri(&parts.uri) {

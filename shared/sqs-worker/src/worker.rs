@@ -247,7 +247,7 @@ impl<Q: Queue, H: Handler> Worker<Q, H> {
                 }
                 _ = sleep_until_some(drain_deadline) => {
                     tracing::warn!(queue = %config.queue_url, running = state.jobs.len(), "drain deadline passed: releasing the messages of running handlers");
-                    receive = None;
+                    // An outstanding receive is dropped when the loop ends.
                     release_buffer(&mut state, &shared);
                     state.abandon.cancel();
                     for _ in 0..state.jobs.len() {

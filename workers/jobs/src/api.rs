@@ -110,8 +110,19 @@ async fn create_job(
             idempotency_key: key.clone(),
             created_at: OffsetDateTime::now_utc(),
         })
-        .await
-        .map_err(unavailable)?;
+        .await;
+    let created = match created {
+        Ok(created) => created,
+        Err(e) => {
+            // The key must not keep pointing at a job that was never recorded.
+            if let Some(key) = &key
+                && let Err(e) = store.release_key(&sub, key).await
+            {
+                tracing::warn!(job_id = %job_id, error = %e, "could not release the idempotency key");
+            }
+            return Err(unavailable(e));
+        }
+    };
     if created == Created::AlreadyThere {
         // A fresh v7 id never exists already; if it does, something is badly wrong.
         tracing::error!(job_id = %job_id, "a freshly generated job id already has a row");

@@ -445,3 +445,64 @@ async fn unknown_routes_answer_json_404() {
     assert_eq!(answer.status, StatusCode::NOT_FOUND);
     assert_eq!(answer.body, json!({"error": "not found"}));
 }
+
+#[tokio::test]
+async fn a_job_that_cannot_be_published_is_undone() {
+    let api = support::api().await;
+    let verifier = auth::Verifier::new(ISSUER.verifier_config().unwrap());
+    let broken = jobs::Deps::new(&api.sdk, api.deps.table.clone())
+        .with_publisher(bus::Publisher::new(
+            aws_sdk_eventbridge::Client::new(&api.sdk),
+            emulator::unique_name("no-such-bus"),
+            bus::Config {
+                max_attempts: 2,
+                min_delay: Duration::from_millis(10),
+                max_delay: Duration::from_millis(50),
+            },
+        ))
+        .with_verifier(verifier);
+    let broken = Api {
+        deps: std::sync::Arc::new(broken),
+        sdk: api.sdk.clone(),
+        requested_url: api.requested_url.clone(),
+    };
+    let key = [("idempotency-key", "retry-me")];
+    let failed = call_with(
+        &broken,
+        "POST",
+        "/jobs",
+        Some(&token("alice")),
+        Some(SPIN),
+        &key,
+    )
+    .await;
+    assert_eq!(
+        failed.status,
+        StatusCode::SERVICE_UNAVAILABLE,
+        "{}",
+        failed.body
+    );
+    assert_eq!(
+        failed.body,
+        json!({"error": "unavailable, try again later"})
+    );
+    let listed = call(&api, "GET", "/jobs", Some(&token("alice")), None).await;
+    assert_eq!(
+        listed.body["jobs"],
+        json!([]),
+        "the unpublished job was removed"
+    );
+
+    // The key was released: the client's retry goes through as a new job.
+    let retried = call_with(
+        &api,
+        "POST",
+        "/jobs",
+        Some(&token("alice")),
+        Some(SPIN),
+        &key,
+    )
+    .await;
+    assert_eq!(retried.status, StatusCode::ACCEPTED, "{}", retried.body);
+    assert_eq!(published(&api).await.len(), 1);
+}

@@ -1,9 +1,13 @@
-//! Integration tests of the simulation models, through the public registry.
+//! Integration tests of the simulation worker: the models through the public registry,
+//! and the worker against the emulator (in process, and as the real binary).
 
 mod exec;
+mod jobs;
+mod process;
 mod registry;
 mod sir;
 mod spin;
+mod stack;
 
 use std::sync::Mutex;
 

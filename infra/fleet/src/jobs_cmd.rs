@@ -1,0 +1,128 @@
+//! `fleet jobs submit|status|ls` and `fleet auth token`: the jobs HTTP API as a user
+//! calls it, with a bearer token.
+
+use std::time::Duration;
+
+use anyhow::{Context as _, bail};
+use contracts::jobs::{JobStatus, JobView};
+use serde_json::{Value, json};
+
+use crate::UsageError;
+
+/// How to reach the API.
+#[derive(Debug, Clone)]
+pub struct Api {
+    pub base: String,
+    pub token: String,
+    http: reqwest::Client,
+}
+
+impl Api {
+    pub fn new(base: impl Into<String>, token: impl Into<String>) -> Api {
+        let http = reqwest::Client::builder()
+            .timeout(Duration::from_secs(30))
+            .no_proxy()
+            .build()
+            .unwrap_or_default();
+        Api {
+            base: base.into().trim_end_matches('/').to_string(),
+            token: token.into(),
+            http,
+        }
+    }
+
+    /// `POST /jobs`; returns the job id.
+    pub async fn submit(&self, model: &str, params: &Value, idempotency_key: Option<&str>) -> anyhow::Result<String> {
+        let mut request = self
+            .http
+            .post(format!("{}/jobs", self.base))
+            .bearer_auth(&self.token)
+            .json(&json!({"model": model, "params": params}));
+        if let Some(key) = idempotency_key {
+            request = request.header("Idempotency-Key", key);
+        }
+        let response = request.send().await.with_context(|| format!("calling {}", self.base))?;
+        let body = answer(response).await?;
+        body["jobId"]
+            .as_str()
+            .map(str::to_string)
+            .context("the API answered without a jobId")
+    }
+
+    /// `GET /jobs/{id}`.
+    pub async fn status(&self, job_id: &str) -> anyhow::Result<JobView> {
+        let response = self
+            .http
+            .get(format!("{}/jobs/{job_id}", self.base))
+            .bearer_auth(&self.token)
+            .send()
+            .await
+            .with_context(|| format!("calling {}", self.base))?;
+        let body = answer(response).await?;
+        serde_json::from_value(body).context("the API answered with an unexpected job shape")
+    }
+
+    /// `GET /jobs[?status=]`.
+    pub async fn list(&self, status: Option<JobStatus>) -> anyhow::Result<Vec<JobView>> {
+        let url = match status {
+            Some(status) => format!("{}/jobs?status={}", self.base, status.as_str()),
+            None => format!("{}/jobs", self.base),
+        };
+        let response = self
+            .http
+            .get(url)
+            .bearer_auth(&self.token)
+            .send().await.with_context(|| format!("calling {}", self.base))?;
+        let body = answer(response).await?;
+        let jobs = body.get("jobs").cloned().unwrap_or(body);
+        serde_json::from_value(jobs).context("the API answered with an unexpected list shape")
+    }
+
+    /// Polls until the job is SUCCEEDED or FAILED, or `timeout` passes.
+    pub async fn wait(&self, job_id: &str, timeout: Duration) -> anyhow::Result<JobView> {
+        let deadline = tokio::time::Instant::now() + timeout;
+        loop {
+            let view = self.status(job_id).await?;
+            if view.status.is_final() {
+                return Ok(view);
+            }
+            if tokio::time::Instant::now() >= deadline {
+                bail!("job {job_id} is still {} after {} s", view.status.as_str(), timeout.as_secs());
+            }
+            tokio::time::sleep(Duration::from_millis(250)).await;
+        }
+    }
+}
+
+async fn answer(response: reqwest::Response) -> anyhow::Result<Value> {
+    let status = response.status();
+    let body: Value = response.json().await.unwrap_or(Value::Null);
+    if status.is_success() {
+        return Ok(body);
+    }
+    let message = body["error"].as_str().unwrap_or("no details").to_string();
+    match status.as_u16() {
+        400 => Err(UsageError(format!("the API refused the request: {message}")).into()),
+        401 => bail!("unauthorized: pass a valid token with --token or FLEET_TOKEN (locally: `fleet auth token --sub NAME`)"),
+        404 => bail!("not found: no such job for this user"),
+        _ => bail!("the API answered {status}: {message}"),
+    }
+}
+
+/// One line per job, for humans.
+pub fn render(view: &JobView) -> String {
+    let mut line = format!(
+        "{}  {:<9}  {:<6}  {:>3.0}%",
+        view.job_id,
+        view.status.as_str(),
+        view.model,
+        view.progress * 100.0
+    );
+    if let Some(result) = &view.result {
+        line.push_str(&format!("  {}  {}", result.summary, result.location.uri()));
+    }
+    if let Some(error) = &view.error {
+        line.push_str(&format!("  {}: {}", error.error, error.cause));
+    }
+    line
+}
