@@ -1,3 +1,4 @@
 //! End-to-end scenarios against the local stack, and the workspace's invariants.
 
 mod architecture;
+mod jobs;

@@ -269,12 +269,14 @@ mod tests {
     }
 
     fn invocation(payload: Value) -> Invocation {
+        let mut context = Context::default();
+        context.request_id = "r-1".to_owned();
         Invocation {
             request_id: "r-1".to_owned(),
             function: "double".to_owned(),
             payload,
             deadline: Instant::now() + Duration::from_secs(1),
-            context: Context::default(),
+            context,
         }
     }
 

@@ -134,7 +134,7 @@ mod tests {
     #[test]
     fn exec_model_errors_name_the_place() {
         let error = parse_exec_models(r#"{"echo": {"program": "/bin/cat", "timeout": 5}}"#).unwrap_err();
-        assert_eq!(error.path, "echo");
+        assert_eq!(error.path, "echo.timeout");
         assert!(error.message.contains("unknown field `timeout`"), "{error}");
         let error = parse_exec_models(r#"{"echo": {"args": []}}"#).unwrap_err();
         assert!(error.message.contains("missing field `program`"), "{error}");

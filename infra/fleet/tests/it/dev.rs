@@ -33,7 +33,7 @@ fn alive(pid: u32) -> bool {
 async fn fleet_dev_prints_the_exports_and_ctrl_c_leaves_no_process_behind() {
     let stage = emulator::unique_stage();
     let mut child = Command::new(env!("CARGO_BIN_EXE_fleet"))
-        .args(["--stage", &stage, "dev", "--emulator-port", "0"])
+        .args(["--stage", &stage, "dev", "--emulator-port", "0", "--http-port", "0"])
         .stdout(Stdio::piped())
         .stderr(Stdio::inherit())
         .spawn()
@@ -103,6 +103,23 @@ async fn fleet_dev_prints_the_exports_and_ctrl_c_leaves_no_process_behind() {
     assert!(subs.subscriptions().iter().any(|s| s.protocol() == Some("sqs")));
     let tables = aws_sdk_dynamodb::Client::new(&sdk).list_tables().send().await.unwrap();
     assert!(tables.table_names().iter().any(|t| t.starts_with(&format!("fleet-{stage}-"))));
+
+    // A user submits a simulation through the CLI and waits for its summary; it runs on
+    // one of the worker processes `fleet dev` started.
+    let api = printed
+        .iter()
+        .find_map(|l| l.strip_prefix("HTTP API: "))
+        .and_then(|rest| rest.split_whitespace().next())
+        .unwrap_or_else(|| panic!("no HTTP API line in {printed:#?}"))
+        .to_string();
+    let submit = Command::new(env!("CARGO_BIN_EXE_fleet"))
+        .args(["jobs", "submit", "--model", "sir", "--wait", "--timeout-secs", "120", "--api", &api])
+        .args(["--params", r#"{"population": 5000, "initialInfected": 5, "beta": 0.3, "gamma": 0.1, "days": 120, "runs": 20, "seed": 1}"#])
+        .output()
+        .unwrap();
+    let out = String::from_utf8_lossy(&submit.stdout);
+    assert!(submit.status.success(), "{out}\n{}", String::from_utf8_lossy(&submit.stderr));
+    assert!(out.contains("SUCCEEDED") && out.contains("peakDay") && out.contains("finalSizeMedian"), "{out}");
 
     // Ctrl-C: every process it started goes away.
     let started = descendants(child.id());

@@ -29,7 +29,6 @@ pub struct Finished {
     pub status: ExecutionStatus,
     pub output: Option<Value>,
     pub error: Option<String>,
-    pub cause: Option<String>,
 }
 
 impl Stack {
@@ -150,7 +149,6 @@ impl Stack {
                     status: out.status.clone(),
                     output: out.output().and_then(|o| serde_json::from_str(o).ok()),
                     error: out.error().map(str::to_string),
-                    cause: out.cause().map(str::to_string),
                 };
             }
             assert!(Instant::now() < deadline, "execution still running after {within:?}");

@@ -1,0 +1,306 @@
+//! A job's whole life on the local stack `fleet dev` runs (in-process here): HTTP API or
+//! upstream event → state machine → worker → result → events → job view.
+
+use std::time::{Duration, Instant};
+
+use contracts::jobs::{JobRequested, JobStatus};
+use contracts::{Envelope, JobEvent, JobId};
+use fleet::dev::{DevConfig, Stack};
+use fleet::jobs_cmd::Api;
+use serde_json::{Value, json};
+use tokio_util::sync::CancellationToken;
+use topology::Stage;
+
+/// The stack with two in-process workers, on the shared test emulator.
+struct Local {
+    stack: Stack,
+    api_base: String,
+    shutdown: CancellationToken,
+    workers: tokio::task::JoinSet<anyhow::Result<()>>,
+}
+
+impl Local {
+    async fn start() -> Local {
+        let emulator = emulator::test_emulator().await;
+        let stage = Stage::new(emulator::unique_stage()).unwrap();
+        let stack = Stack::start(&DevConfig {
+            stage,
+            emulator_port: emulator.port(),
+            home: emulator::default_home(),
+            workers: 0,
+            http_port: 0,
+            exe: None,
+        })
+        .await
+        .expect("the local stack starts");
+        let shutdown = CancellationToken::new();
+        let mut workers = tokio::task::JoinSet::new();
+        for i in 0..2 {
+            let mut args = fleet::dev::worker_args(&stack.topology, &stack.report).unwrap();
+            args.worker_id = Some(format!("e2e-{i}"));
+            args.exit_with_parent = false;
+            workers.spawn(fleet::workers::run(args, stack.sdk.clone(), shutdown.clone()));
+        }
+        let api_base = format!("http://{}", stack.http_addr);
+        Local {
+            stack,
+            api_base,
+            shutdown,
+            workers,
+        }
+    }
+
+    fn api(&self, sub: &str) -> Api {
+        let token = self.stack.issuer.issue(sub, Duration::from_secs(600)).unwrap();
+        Api::new(&self.api_base, token)
+    }
+
+    fn bus(&self) -> String {
+        self.stack.topology.names().bus()
+    }
+
+    /// A queue receiving every `fleet.jobs` event of `detail_types` on the stage's bus.
+    async fn capture(&self, detail_types: &[&str]) -> String {
+        let sqs = aws_sdk_sqs::Client::new(&self.stack.sdk);
+        let events = aws_sdk_eventbridge::Client::new(&self.stack.sdk);
+        let name = emulator::unique_name("capture");
+        let url = sqs.create_queue().queue_name(&name).send().await.unwrap().queue_url.unwrap();
+        events
+            .put_rule()
+            .name(&name)
+            .event_bus_name(self.bus())
+            .event_pattern(json!({"source": ["fleet.jobs"], "detail-type": detail_types}).to_string())
+            .send()
+            .await
+            .unwrap();
+        events
+            .put_targets()
+            .rule(&name)
+            .event_bus_name(self.bus())
+            .targets(
+                aws_sdk_eventbridge::types::Target::builder()
+                    .id("capture")
+                    .arn(format!("arn:aws:sqs:{}:{}:{name}", emulator::REGION, emulator::ACCOUNT_ID))
+                    .build()
+                    .unwrap(),
+            )
+            .send()
+            .await
+            .unwrap();
+        url
+    }
+
+    /// Events in a capture queue until `done` says enough, or a deadline.
+    async fn drain(&self, url: &str, done: impl Fn(&[Value]) -> bool) -> Vec<Value> {
+        let sqs = aws_sdk_sqs::Client::new(&self.stack.sdk);
+        let mut seen = Vec::new();
+        let deadline = Instant::now() + Duration::from_secs(60);
+        while !done(&seen) && Instant::now() < deadline {
+            let out = sqs
+                .receive_message()
+                .queue_url(url)
+                .max_number_of_messages(10)
+                .wait_time_seconds(1)
+                .send()
+                .await
+                .unwrap();
+            for m in out.messages() {
+                seen.push(serde_json::from_str(m.body().unwrap_or("null")).unwrap());
+            }
+        }
+        seen
+    }
+
+    async fn stop(mut self) {
+        self.shutdown.cancel();
+        while let Some(done) = self.workers.join_next().await {
+            done.unwrap().unwrap();
+        }
+        self.stack.stop().await;
+    }
+}
+
+fn job_ids(events: &[Value], detail_type: &str) -> Vec<String> {
+    events
+        .iter()
+        .filter(|e| e["detail-type"] == detail_type)
+        .filter_map(|e| e["detail"]["jobId"].as_str().map(str::to_string))
+        .collect()
+}
+
+#[tokio::test]
+async fn jobs_from_the_api_and_from_an_upstream_event_both_run_to_success() {
+    let local = Local::start().await;
+    let captured = local.capture(&["JobSucceeded"]).await;
+
+    let alice = local.api("alice");
+    let from_api = alice
+        .submit("spin", &json!({"durationMs": 300}), None)
+        .await
+        .unwrap();
+
+    // An upstream service puts JobRequested straight on the bus, with requestedBy.
+    let job_id = JobId::generate();
+    let request = JobRequested {
+        model: "sir".into(),
+        params: json!({"population": 2000, "initialInfected": 5, "beta": 0.4, "gamma": 0.1, "days": 60, "runs": 10, "seed": 3})
+            .as_object()
+            .unwrap()
+            .clone(),
+        job_id: Some(job_id.clone()),
+        idempotency_key: None,
+        requested_by: Some("billing".into()),
+    };
+    let publisher = bus::Publisher::from_sdk(&local.stack.sdk, local.bus());
+    publisher
+        .publish(&Envelope::new(JobEvent::from(request), "billing"))
+        .await
+        .unwrap();
+
+    let view = alice.wait(&from_api, Duration::from_secs(60)).await.unwrap();
+    assert_eq!(view.status, JobStatus::Succeeded, "{view:?}");
+    assert_eq!(view.result.unwrap().summary["spunMs"], 300);
+
+    let billing = local.api("billing");
+    let view = billing.wait(job_id.as_str(), Duration::from_secs(60)).await.unwrap();
+    assert_eq!(view.status, JobStatus::Succeeded, "{view:?}");
+    let result = view.result.unwrap();
+    assert!(result.summary["peakDay"].is_number(), "{}", result.summary);
+    assert!(result.location.key.contains(job_id.as_str()));
+
+    // Both outcomes were announced on the bus.
+    let events = local
+        .drain(&captured, |seen| job_ids(seen, "JobSucceeded").len() >= 2)
+        .await;
+    let succeeded = job_ids(&events, "JobSucceeded");
+    assert!(succeeded.contains(&from_api) && succeeded.contains(&job_id.to_string()), "{succeeded:?}");
+    local.stop().await;
+}
+
+#[tokio::test]
+async fn a_model_failure_ends_in_job_failed_with_the_error() {
+    let local = Local::start().await;
+    let captured = local.capture(&["JobFailed"]).await;
+    let api = local.api("carol");
+    let job = api
+        .submit("spin", &json!({"durationMs": 50, "mode": "fail"}), None)
+        .await
+        .unwrap();
+    let view = api.wait(&job, Duration::from_secs(60)).await.unwrap();
+    assert_eq!(view.status, JobStatus::Failed);
+    assert_eq!(view.error.unwrap().error, "Model.Failed");
+    let events = local.drain(&captured, |seen| !seen.is_empty()).await;
+    assert_eq!(job_ids(&events, "JobFailed"), vec![job]);
+    local.stop().await;
+}
+
+#[tokio::test]
+async fn the_same_job_requested_twice_starts_one_execution() {
+    let local = Local::start().await;
+    let captured = local.capture(&["JobSucceeded"]).await;
+    let job_id = JobId::generate();
+    let request = JobRequested {
+        model: "spin".into(),
+        params: json!({"durationMs": 100}).as_object().unwrap().clone(),
+        job_id: Some(job_id.clone()),
+        idempotency_key: None,
+        requested_by: Some("dora".into()),
+    };
+    let publisher = bus::Publisher::from_sdk(&local.stack.sdk, local.bus());
+    let envelope = Envelope::new(JobEvent::from(request), "upstream");
+    publisher.publish(&envelope).await.unwrap();
+    publisher.publish(&envelope).await.unwrap();
+
+    let view = local.api("dora").wait(job_id.as_str(), Duration::from_secs(60)).await.unwrap();
+    assert_eq!(view.status, JobStatus::Succeeded);
+    let sfn = aws_sdk_sfn::Client::new(&local.stack.sdk);
+    let machine = local.stack.report.state_machine_arn("simulation-job").unwrap();
+    let executions = sfn.list_executions().state_machine_arn(machine).send().await.unwrap();
+    let runs = executions
+        .executions()
+        .iter()
+        .filter(|e| e.name() == job_id.as_str())
+        .count();
+    assert_eq!(runs, 1);
+    // One result: a single JobSucceeded for the job, even after the duplicate.
+    let events = local.drain(&captured, |seen| !seen.is_empty()).await;
+    assert_eq!(job_ids(&events, "JobSucceeded"), vec![job_id.to_string()]);
+    local.stop().await;
+}
+
+#[tokio::test]
+async fn the_api_refuses_strangers_other_users_and_bad_bodies() {
+    let local = Local::start().await;
+    let http = reqwest::Client::builder().no_proxy().build().unwrap();
+    let base = &local.api_base;
+
+    let anonymous = http.post(format!("{base}/jobs")).json(&json!({"model": "spin", "params": {}})).send().await.unwrap();
+    assert_eq!(anonymous.status(), 401);
+    let forged = http
+        .get(format!("{base}/jobs"))
+        .bearer_auth("eyJhbGciOiJSUzI1NiJ9.e30.c2ln")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(forged.status(), 401);
+
+    let erin = local.api("erin");
+    let job = erin.submit("spin", &json!({"durationMs": 10}), None).await.unwrap();
+    let frank = local.api("frank");
+    let err = frank.status(&job).await.unwrap_err();
+    assert!(err.to_string().contains("not found"), "{err}");
+    assert!(erin.status(&job).await.is_ok());
+
+    let token = local.stack.issuer.issue("erin", Duration::from_secs(60)).unwrap();
+    let bad = http
+        .post(format!("{base}/jobs"))
+        .bearer_auth(&token)
+        .json(&json!({"model": "sir", "params": "not an object"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(bad.status(), 400);
+    let body: Value = bad.json().await.unwrap();
+    assert!(body["error"].as_str().unwrap().contains("params"), "{body}");
+    local.stop().await;
+}
+
+#[tokio::test]
+async fn an_event_the_handler_always_fails_on_ends_in_the_failures_queue_with_lambdas_attributes() {
+    let local = Local::start().await;
+    // A JobRequested whose params are not an object: jobs-requested fails on it every time.
+    let detail = json!({"model": "sir", "params": [1, 2, 3], "requestedBy": "gina"});
+    let entry = contracts::Entry::new("acme.upstream", "JobRequested", &detail).unwrap();
+    let publisher = bus::Publisher::from_sdk(&local.stack.sdk, local.bus());
+    let event_id = publisher.put_one(entry).await.unwrap();
+
+    let failures = local.stack.report.queue_url("failures").unwrap().to_string();
+    let sqs = aws_sdk_sqs::Client::new(&local.stack.sdk);
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let mut found = None;
+    while found.is_none() && Instant::now() < deadline {
+        let out = sqs
+            .receive_message()
+            .queue_url(&failures)
+            .max_number_of_messages(10)
+            .wait_time_seconds(1)
+            .send()
+            .await
+            .unwrap();
+        for m in out.messages() {
+            let envelope: Value = serde_json::from_str(m.body().unwrap()).unwrap();
+            let original: Value = serde_json::from_str(envelope["Message"].as_str().unwrap()).unwrap();
+            if original["id"] == event_id.as_str() {
+                found = Some((envelope, original));
+            }
+        }
+    }
+    let (envelope, original) = found.expect("the failed event reaches the failures queue");
+    assert_eq!(original["detail"], detail, "the body is the original event");
+    let attributes = &envelope["MessageAttributes"];
+    for name in ["RequestID", "ErrorCode", "ErrorMessage"] {
+        assert!(attributes[name]["Value"].is_string(), "{name} missing: {attributes}");
+    }
+    assert!(attributes["ErrorMessage"]["Value"].as_str().unwrap().contains("params"));
+    local.stop().await;
+}
