@@ -46,6 +46,9 @@ enum Command {
     /// Tokens for the local stack.
     #[command(subcommand)]
     Auth(AuthCommand),
+    /// Benchmarks that print numbers.
+    #[command(subcommand)]
+    Bench(BenchCommand),
     /// Run one simulation worker (what `fleet dev` starts; also usable alone).
     #[command(hide = true)]
     Worker(fleet::workers::WorkerArgs),
@@ -158,6 +161,19 @@ enum JobsCommand {
         json: bool,
         #[command(flatten)]
         api: ApiArgs,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum BenchCommand {
+    /// Fill a queue with no-op jobs and drain it with the worker runtime, then with a
+    /// naive receive-one/delete-one loop; prints a JSON summary of both. Uses the endpoint
+    /// AWS_ENDPOINT_URL names, or a private emulator when it is unset.
+    Worker {
+        #[arg(long, default_value_t = 1000)]
+        messages: usize,
+        #[arg(long, env = "FLEET_HOME")]
+        home: Option<PathBuf>,
     },
 }
 
@@ -315,6 +331,22 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                     println!("{}", jobs_cmd::render(view));
                 }
             }
+            Ok(())
+        }
+        Command::Bench(BenchCommand::Worker { messages, home }) => {
+            let private;
+            let sdk = if std::env::var_os("AWS_ENDPOINT_URL").is_some() {
+                fleet::aws_from_env().await
+            } else {
+                private = emulator::Emulator::start_or_reuse(&emulator::Config {
+                    home: home.unwrap_or_else(emulator::default_home),
+                    port: 0,
+                })
+                .await?;
+                private.sdk_config()
+            };
+            let report = sqs_worker::bench::bench(&sdk, messages).await?;
+            println!("{}", serde_json::to_string_pretty(&report)?);
             Ok(())
         }
         Command::Worker(args) => {

@@ -17,6 +17,7 @@ use crate::error::HostError;
 use crate::function::Functions;
 use crate::gateway::Api;
 use crate::invoke::Bound;
+use crate::lambda_api::LambdaApi;
 use crate::poll::{self, Unit};
 use crate::sqs::{self, Mapping};
 
@@ -122,6 +123,13 @@ impl Host {
         }
         let mut deliveries = Vec::new();
         let mut rules: BTreeMap<&str, Vec<RuleRef>> = BTreeMap::new();
+        // Every asynchronous function gets a delivery queue, targeted by rules or not: the
+        // Invoke API queues `Event` invocations there.
+        for f in topology.functions() {
+            if matches!(f.kind, FunctionKind::Async) {
+                rules.entry(f.name.as_str()).or_default();
+            }
+        }
         for target in &report.lambda_targets {
             let arn = report
                 .rule_arn(&target.rule)
@@ -192,6 +200,11 @@ impl Host {
             mappings.push((mapping, *batch_size as usize));
         }
 
+        let delivery_urls: BTreeMap<String, String> = deliveries
+            .iter()
+            .map(|d| (d.function.name.clone(), d.source.url.clone()))
+            .collect();
+        let lambda_api = LambdaApi::new(&bound, &delivery_urls, sqs_client.clone());
         let api = Api::new(topology, &bound, account)?;
         let mut listener = None;
         if let Some(addr) = config.http_addr {
@@ -265,10 +278,11 @@ impl Host {
         let mut http_addr = None;
         if let Some((listener, local)) = listener {
             http_addr = Some(local);
-            let router = match extra {
-                Some(extra) => extra.fallback_service(api.into_router()),
-                None => api.into_router(),
+            let routes = match extra {
+                Some(extra) => extra.merge(lambda_api.into_router()),
+                None => lambda_api.into_router(),
             };
+            let router = routes.fallback_service(api.into_router());
             let token = token.clone();
             tasks.spawn(async move {
                 tracing::info!(addr = %local, "HTTP API listening");

@@ -30,6 +30,8 @@ pub(crate) enum Trigger {
     EventBridge,
     Sqs,
     Http,
+    /// A direct call of the Lambda Invoke API.
+    Invoke,
 }
 
 impl Trigger {
@@ -38,6 +40,7 @@ impl Trigger {
             Trigger::EventBridge => "eventbridge",
             Trigger::Sqs => "sqs",
             Trigger::Http => "http",
+            Trigger::Invoke => "invoke",
         }
     }
 }

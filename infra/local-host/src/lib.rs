@@ -18,6 +18,10 @@
 //!   topology's size, successes deleted, failures left for the queue's redrive policy.
 //! - **API Gateway HTTP API → Lambda**: an axum server routing the topology's routes to
 //!   their functions with payload format 2.0 events, through `lambda_http`'s own types.
+//! - **The Lambda Invoke API** on the same listener (`POST /2015-03-31/functions/{name}/invocations`):
+//!   an `Event` invocation joins the function's delivery queue, with the asynchronous
+//!   semantics above; `RequestResponse` answers the result. Tools point the SDK at it with
+//!   `AWS_ENDPOINT_URL_LAMBDA` (e.g. `fleet dlq redrive` re-delivering failed events).
 //!
 //! Handlers are JSON-in/JSON-out [`LambdaFunction`]s, registered by the topology's logical
 //! function names in [`Functions`]; `lambda_runtime` services and `lambda_http` services
@@ -33,6 +37,7 @@ mod function;
 mod gateway;
 mod host;
 mod invoke;
+mod lambda_api;
 mod poll;
 mod sqs;
 

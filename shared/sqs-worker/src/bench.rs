@@ -77,7 +77,8 @@ pub async fn bench(sdk: &SdkConfig, messages: usize) -> Result<BenchReport, Benc
     let name = |what: &str| format!("bench-{what}-{}", &run_id[..10]);
     let dlq = create_queue(&sqs, &name("dlq"), None).await?;
     let dlq_arn = queue_arn(&sqs, &dlq).await?;
-    let redrive = serde_json::json!({"deadLetterTargetArn": dlq_arn, "maxReceiveCount": 5}).to_string();
+    let redrive =
+        serde_json::json!({"deadLetterTargetArn": dlq_arn, "maxReceiveCount": 5}).to_string();
     let runtime_queue = create_queue(&sqs, &name("runtime"), Some(&redrive)).await?;
     let naive_queue = create_queue(&sqs, &name("naive"), None).await?;
     let result = async {
@@ -109,7 +110,11 @@ impl Handler for Noop {
     }
 }
 
-async fn drain_with_runtime(sdk: &SdkConfig, queue: &QueueUrl, messages: usize) -> Result<BenchRun, BenchError> {
+async fn drain_with_runtime(
+    sdk: &SdkConfig,
+    queue: &QueueUrl,
+    messages: usize,
+) -> Result<BenchRun, BenchError> {
     let config = Config {
         metrics_log: None,
         ..Config::new(queue.clone(), "bench")
@@ -122,14 +127,15 @@ async fn drain_with_runtime(sdk: &SdkConfig, queue: &QueueUrl, messages: usize) 
     let started = Instant::now();
     let cpu = cpu_time();
     let run = tokio::spawn(worker.run(shutdown.clone()));
-    let reached = wait_until(limit, || metrics.snapshot().handler_count as usize >= messages).await;
+    let reached = wait_until(limit, || {
+        metrics.snapshot().handler_count as usize >= messages
+    })
+    .await;
     shutdown.cancel();
-    let snapshot = run
-        .await
-        .map_err(|e| BenchError::Sqs {
-            api: "(worker task)",
-            message: e.to_string(),
-        })??;
+    let snapshot = run.await.map_err(|e| BenchError::Sqs {
+        api: "(worker task)",
+        message: e.to_string(),
+    })??;
     let seconds = started.elapsed().as_secs_f64();
     let cpu = cpu_time().saturating_sub(cpu);
     if !reached {
@@ -140,10 +146,21 @@ async fn drain_with_runtime(sdk: &SdkConfig, queue: &QueueUrl, messages: usize) 
             seconds: limit.as_secs(),
         });
     }
-    Ok(summarize("runtime", concurrency, messages, seconds, snapshot.requests, cpu))
+    Ok(summarize(
+        "runtime",
+        concurrency,
+        messages,
+        seconds,
+        snapshot.requests,
+        cpu,
+    ))
 }
 
-async fn drain_naively(sqs: &aws_sdk_sqs::Client, queue: &QueueUrl, messages: usize) -> Result<BenchRun, BenchError> {
+async fn drain_naively(
+    sqs: &aws_sdk_sqs::Client,
+    queue: &QueueUrl,
+    messages: usize,
+) -> Result<BenchRun, BenchError> {
     let mut requests = SqsRequests::default();
     let mut handled = 0;
     let limit = deadline(messages);
@@ -191,13 +208,23 @@ fn summarize(
     requests: SqsRequests,
     cpu: Duration,
 ) -> BenchRun {
-    let per = |x: f64| if messages == 0 { 0.0 } else { x / messages as f64 };
+    let per = |x: f64| {
+        if messages == 0 {
+            0.0
+        } else {
+            x / messages as f64
+        }
+    };
     BenchRun {
         consumer: consumer.to_string(),
         concurrency,
         messages,
         seconds,
-        messages_per_second: if seconds > 0.0 { messages as f64 / seconds } else { 0.0 },
+        messages_per_second: if seconds > 0.0 {
+            messages as f64 / seconds
+        } else {
+            0.0
+        },
         sqs_requests: requests.total(),
         sqs_requests_per_message: per(requests.total() as f64),
         requests,
@@ -207,7 +234,8 @@ fn summarize(
 
 /// Generous: the emulator is slow, and a slow machine must not fail the benchmark.
 fn deadline(messages: usize) -> Duration {
-    Duration::from_secs(60) + Duration::from_millis(50) * u32::try_from(messages).unwrap_or(u32::MAX)
+    Duration::from_secs(60)
+        + Duration::from_millis(50) * u32::try_from(messages).unwrap_or(u32::MAX)
 }
 
 async fn wait_until(limit: Duration, mut done: impl FnMut() -> bool) -> bool {
@@ -230,7 +258,11 @@ pub fn cpu_time() -> Duration {
     )
 }
 
-async fn create_queue(sqs: &aws_sdk_sqs::Client, name: &str, redrive: Option<&str>) -> Result<QueueUrl, BenchError> {
+async fn create_queue(
+    sqs: &aws_sdk_sqs::Client,
+    name: &str,
+    redrive: Option<&str>,
+) -> Result<QueueUrl, BenchError> {
     let mut request = sqs
         .create_queue()
         .queue_name(name)
@@ -238,7 +270,10 @@ async fn create_queue(sqs: &aws_sdk_sqs::Client, name: &str, redrive: Option<&st
     if let Some(redrive) = redrive {
         request = request.attributes(QueueAttributeName::RedrivePolicy, redrive);
     }
-    let out = request.send().await.map_err(|e| sqs_error("CreateQueue", &e))?;
+    let out = request
+        .send()
+        .await
+        .map_err(|e| sqs_error("CreateQueue", &e))?;
     QueueUrl::parse(out.queue_url().unwrap_or_default()).map_err(|e| BenchError::Sqs {
         api: "CreateQueue",
         message: e.to_string(),
@@ -262,7 +297,11 @@ async fn queue_arn(sqs: &aws_sdk_sqs::Client, url: &QueueUrl) -> Result<String, 
         })
 }
 
-async fn fill(sqs: &aws_sdk_sqs::Client, queue: &QueueUrl, messages: usize) -> Result<(), BenchError> {
+async fn fill(
+    sqs: &aws_sdk_sqs::Client,
+    queue: &QueueUrl,
+    messages: usize,
+) -> Result<(), BenchError> {
     let batches: Vec<Vec<usize>> = (0..messages)
         .collect::<Vec<_>>()
         .chunks(10)

@@ -216,13 +216,18 @@ impl DynamoStore {
             .table_name(&self.config.table)
             .key(key_name, key_value)
             .update_expression(update)
-            .condition_expression("#owner = :owner AND #attempt = :attempt AND #status = :in_progress")
+            .condition_expression(
+                "#owner = :owner AND #attempt = :attempt AND #status = :in_progress",
+            )
             .expression_attribute_names("#owner", "owner")
             .expression_attribute_names("#attempt", "attempt")
             .expression_attribute_names("#status", "status")
             .expression_attribute_values(":owner", AttributeValue::S(owner.to_string()))
             .expression_attribute_values(":attempt", AttributeValue::S(key.attempt.clone()))
-            .expression_attribute_values(":in_progress", AttributeValue::S(IN_PROGRESS.to_string()));
+            .expression_attribute_values(
+                ":in_progress",
+                AttributeValue::S(IN_PROGRESS.to_string()),
+            );
         if update.contains("#lease") {
             request = request.expression_attribute_names("#lease", "leaseExpiresAt");
         }
@@ -353,7 +358,10 @@ impl MemoryStore {
             .unwrap_or(false)
     }
 
-    fn with<T>(&self, f: impl FnOnce(&mut HashMap<String, MemoryRecord>) -> T) -> Result<T, StoreError> {
+    fn with<T>(
+        &self,
+        f: impl FnOnce(&mut HashMap<String, MemoryRecord>) -> T,
+    ) -> Result<T, StoreError> {
         let mut records = self.records.lock().map_err(|_| StoreError {
             operation: "lock",
             message: "a thread panicked while holding the memory store".to_string(),
@@ -452,7 +460,7 @@ impl IdempotencyStore for MemoryStore {
 fn now_millis() -> u64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
-        .map(|d| millis(d))
+        .map(millis)
         .unwrap_or(0)
 }
 
@@ -484,8 +492,14 @@ mod tests {
         assert_eq!(store.acquire(&key, "w3", lease).await, Ok(Claim::Completed));
         // A new attempt of the same key runs again.
         let retry = IdempotencyKey::with_attempt("job-1", "token-b");
-        assert_eq!(store.acquire(&retry, "w3", lease).await, Ok(Claim::Acquired));
+        assert_eq!(
+            store.acquire(&retry, "w3", lease).await,
+            Ok(Claim::Acquired)
+        );
         store.release(&retry, "w3").await.unwrap();
-        assert_eq!(store.acquire(&retry, "w4", lease).await, Ok(Claim::Acquired));
+        assert_eq!(
+            store.acquire(&retry, "w4", lease).await,
+            Ok(Claim::Acquired)
+        );
     }
 }

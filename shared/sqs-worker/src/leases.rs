@@ -92,11 +92,13 @@ impl<Q: Queue> Keeper<Q> {
     pub(crate) async fn run(mut self, mut commands: mpsc::UnboundedReceiver<Command>) {
         // Look at the leases four times per visibility timeout; each is extended once half
         // of it has passed, so an extension is never later than three quarters in.
-        let every = (self.config.visibility / 4).clamp(Duration::from_millis(100), Duration::from_secs(5));
+        let every =
+            (self.config.visibility / 4).clamp(Duration::from_millis(100), Duration::from_secs(5));
         let mut tick = tokio::time::interval(every);
         tick.set_missed_tick_behavior(MissedTickBehavior::Delay);
         let metrics_every = self.config.metrics_log.unwrap_or(Duration::from_secs(3600));
-        let mut metrics_tick = tokio::time::interval_at(Instant::now() + metrics_every, metrics_every);
+        let mut metrics_tick =
+            tokio::time::interval_at(Instant::now() + metrics_every, metrics_every);
         metrics_tick.set_missed_tick_behavior(MissedTickBehavior::Delay);
         loop {
             let flush_at = self.delete_deadline;
@@ -148,13 +150,15 @@ impl<Q: Queue> Keeper<Q> {
                     if self.deletes.len() >= MAX_BATCH {
                         self.flush_deletes().await;
                     } else if self.delete_deadline.is_none() {
-                        self.delete_deadline = Some(Instant::now() + self.config.delete_flush_interval);
+                        self.delete_deadline =
+                            Some(Instant::now() + self.config.delete_flush_interval);
                     }
                 }
             }
             Command::Delay { id, after } => {
                 if let Some(lease) = self.leases.remove(&id) {
-                    self.change_visibility(vec![(lease.handle, after)], "retry delay").await;
+                    self.change_visibility(vec![(lease.handle, after)], "retry delay")
+                        .await;
                 }
             }
             Command::Release { handles } => {
@@ -198,8 +202,13 @@ impl<Q: Queue> Keeper<Q> {
         let now = Instant::now();
         let mut planned: Vec<(u64, Duration)> = Vec::with_capacity(ids.len());
         for id in ids {
-            let Some(lease) = self.leases.get_mut(&id) else { continue };
-            match extension(self.config.visibility, lease.ceiling.saturating_duration_since(now)) {
+            let Some(lease) = self.leases.get_mut(&id) else {
+                continue;
+            };
+            match extension(
+                self.config.visibility,
+                lease.ceiling.saturating_duration_since(now),
+            ) {
                 Some(by) => planned.push((id, by)),
                 None if !lease.capped => {
                     lease.capped = true;
@@ -230,7 +239,9 @@ impl<Q: Queue> Keeper<Q> {
                     }
                 }
                 // The next tick tries again while the lease still runs.
-                Err(e) => tracing::warn!(queue = %self.queue.url(), error = %e, "could not extend leases"),
+                Err(e) => {
+                    tracing::warn!(queue = %self.queue.url(), error = %e, "could not extend leases")
+                }
             }
         }
         self.renew_claims(&renewed).await;
@@ -283,7 +294,12 @@ impl<Q: Queue> Keeper<Q> {
         }
     }
 
-    fn log_failures(&self, what: &'static str, result: Result<Vec<EntryFailure>, QueueError>, entries: usize) {
+    fn log_failures(
+        &self,
+        what: &'static str,
+        result: Result<Vec<EntryFailure>, QueueError>,
+        entries: usize,
+    ) {
         match result {
             Ok(failures) => {
                 for f in failures {

@@ -145,7 +145,11 @@ impl MemoryQueue {
             });
         }
         state.next = stamp;
-        let moved: Vec<Stored> = dead.iter().rev().map(|&i| state.messages.remove(i)).collect();
+        let moved: Vec<Stored> = dead
+            .iter()
+            .rev()
+            .map(|&i| state.messages.remove(i))
+            .collect();
         drop(state);
         if let Some((dlq, _)) = &self.redrive {
             for m in moved.into_iter().rev() {
@@ -157,7 +161,11 @@ impl MemoryQueue {
 
     fn apply(&self, handle: &ReceiptHandle, f: impl FnOnce(&mut Vec<Stored>, usize)) -> bool {
         let mut state = self.lock();
-        match state.messages.iter().position(|m| m.handle.as_deref() == Some(handle.0.as_str())) {
+        match state
+            .messages
+            .iter()
+            .position(|m| m.handle.as_deref() == Some(handle.0.as_str()))
+        {
             Some(i) => {
                 f(&mut state.messages, i);
                 true
@@ -206,7 +214,10 @@ impl Queue for MemoryQueue {
         }
     }
 
-    async fn delete_batch(&self, handles: &[ReceiptHandle]) -> Result<Vec<EntryFailure>, QueueError> {
+    async fn delete_batch(
+        &self,
+        handles: &[ReceiptHandle],
+    ) -> Result<Vec<EntryFailure>, QueueError> {
         Ok(handles
             .iter()
             .enumerate()
@@ -227,7 +238,9 @@ impl Queue for MemoryQueue {
         Ok(entries
             .iter()
             .enumerate()
-            .filter(|(_, (h, after))| !self.apply(h, |messages, i| messages[i].visible_at = now + *after))
+            .filter(|(_, (h, after))| {
+                !self.apply(h, |messages, i| messages[i].visible_at = now + *after)
+            })
             .map(|(i, _)| invalid_handle(i))
             .collect())
     }

@@ -265,7 +265,10 @@ mod tests {
         assert_eq!(emf["HandlerDurationSum"], 7000);
         assert_eq!(emf["HandlerDurationMax"], 5000);
         assert_eq!(emf["SqsReceiveRequests"], 1);
-        assert_eq!(emf["_aws"]["CloudWatchMetrics"][0]["Dimensions"], json!([["Queue"]]));
+        assert_eq!(
+            emf["_aws"]["CloudWatchMetrics"][0]["Dimensions"],
+            json!([["Queue"]])
+        );
     }
 
     #[test]

@@ -188,10 +188,7 @@ mod tests {
 
     #[test]
     fn the_last_attempt_goes_to_the_dead_letter_queue_without_waiting() {
-        assert_eq!(
-            retry_delay(&policy(false), 3, Some(3), 0.5),
-            Duration::ZERO
-        );
+        assert_eq!(retry_delay(&policy(false), 3, Some(3), 0.5), Duration::ZERO);
         assert_eq!(
             retry_delay(&policy(false), 2, Some(3), 0.5),
             Duration::from_secs(4)

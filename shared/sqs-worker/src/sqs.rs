@@ -82,8 +82,9 @@ impl Queue for SqsQueue {
             None => None,
             Some(policy) if policy.trim().is_empty() => None,
             Some(policy) => {
-                let (arn, max_receive_count) = parse_redrive_policy(policy)
-                    .ok_or_else(|| invalid(format!("RedrivePolicy `{policy}` is not understood")))?;
+                let (arn, max_receive_count) = parse_redrive_policy(policy).ok_or_else(|| {
+                    invalid(format!("RedrivePolicy `{policy}` is not understood"))
+                })?;
                 let dead_letter_queue = self.resolve_arn(&arn).await?;
                 Some(Redrive {
                     dead_letter_queue,
@@ -160,7 +161,10 @@ impl Queue for SqsQueue {
             .collect())
     }
 
-    async fn delete_batch(&self, handles: &[ReceiptHandle]) -> Result<Vec<EntryFailure>, QueueError> {
+    async fn delete_batch(
+        &self,
+        handles: &[ReceiptHandle],
+    ) -> Result<Vec<EntryFailure>, QueueError> {
         let mut entries = Vec::with_capacity(handles.len());
         for (i, handle) in handles.iter().enumerate() {
             entries.push(
@@ -230,7 +234,11 @@ impl Queue for SqsQueue {
         body: &str,
         attributes: &[(String, String)],
     ) -> Result<(), QueueError> {
-        let mut request = self.client.send_message().queue_url(to.as_str()).message_body(body);
+        let mut request = self
+            .client
+            .send_message()
+            .queue_url(to.as_str())
+            .message_body(body);
         for (name, value) in attributes {
             let value = MessageAttributeValue::builder()
                 .data_type("String")

@@ -141,9 +141,11 @@ impl<Q: Queue, H: Handler> Worker<Q, H> {
         }
         metrics.call(Api::Other);
         let attrs = queue.attributes().await?;
-        let visibility = Duration::from_secs(
-            crate::policy::sqs_seconds(config.visibility_timeout.unwrap_or(attrs.visibility_timeout)) as u64,
-        );
+        let visibility = Duration::from_secs(crate::policy::sqs_seconds(
+            config
+                .visibility_timeout
+                .unwrap_or(attrs.visibility_timeout),
+        ) as u64);
         if visibility < Duration::from_secs(2) {
             return Err(WorkerError::Config(format!(
                 "the visibility timeout is {} s; heartbeats need at least 2 s (set Config::visibility_timeout or the queue's VisibilityTimeout)",
@@ -202,7 +204,8 @@ impl<Q: Queue, H: Handler> Worker<Q, H> {
             average: MovingAverage::default(),
             abandon: CancellationToken::new(),
         };
-        let mut receive: Option<BoxFuture<'static, Result<Vec<ReceivedMessage>, QueueError>>> = None;
+        let mut receive: Option<BoxFuture<'static, Result<Vec<ReceivedMessage>, QueueError>>> =
+            None;
         let mut receive_backoff = receive_backoff();
         let mut receive_not_before: Option<Instant> = None;
         let mut drain_deadline: Option<Instant> = None;
@@ -229,12 +232,22 @@ impl<Q: Queue, H: Handler> Worker<Q, H> {
                 if n > 0 {
                     let queue = queue.clone();
                     let busy = !state.jobs.is_empty() || !state.buffer.is_empty();
-                    let wait = if busy { BUSY_WAIT.min(config.wait_time) } else { config.wait_time };
+                    let wait = if busy {
+                        BUSY_WAIT.min(config.wait_time)
+                    } else {
+                        config.wait_time
+                    };
                     metrics.call(Api::Receive);
-                    receive = Some(Box::pin(async move { queue.receive(n, wait, visibility).await }));
+                    receive = Some(Box::pin(
+                        async move { queue.receive(n, wait, visibility).await },
+                    ));
                 }
             }
-            if drain_deadline.is_some() && state.jobs.is_empty() && receive.is_none() && state.buffer.is_empty() {
+            if drain_deadline.is_some()
+                && state.jobs.is_empty()
+                && receive.is_none()
+                && state.buffer.is_empty()
+            {
                 break;
             }
             tokio::select! {
@@ -369,12 +382,20 @@ struct JobDone {
 
 impl LoopState {
     /// Starts buffered messages while slots are free.
-    fn start_buffered<Q: Queue, H: Handler>(&mut self, shared: &Arc<Shared<Q, H>>, shutdown: &CancellationToken) {
+    fn start_buffered<Q: Queue, H: Handler>(
+        &mut self,
+        shared: &Arc<Shared<Q, H>>,
+        shutdown: &CancellationToken,
+    ) {
         while self.jobs.len() < shared.config.concurrency {
-            let Some(pending) = self.buffer.pop_front() else { break };
+            let Some(pending) = self.buffer.pop_front() else {
+                break;
+            };
             let now = Instant::now();
             let expires_at = pending.received_at + shared.visibility;
-            if expires_at.saturating_duration_since(now) < shared.visibility.mul_f64(MIN_LEASE_LEFT_TO_START) {
+            if expires_at.saturating_duration_since(now)
+                < shared.visibility.mul_f64(MIN_LEASE_LEFT_TO_START)
+            {
                 shared.metrics.count(Counted::Expired);
                 tracing::warn!(queue = %shared.config.queue_url, message_id = %pending.message.message_id, "a prefetched message's lease lapsed before it could start; leaving it to be delivered again");
                 continue;
@@ -398,7 +419,9 @@ impl LoopState {
                 job: job.clone(),
             });
             shared.metrics.started();
-            let task = self.jobs.spawn(run_job(shared.clone(), id, pending.message, job));
+            let task = self
+                .jobs
+                .spawn(run_job(shared.clone(), id, pending.message, job));
             self.job_ids.insert(task.id(), id);
         }
     }
@@ -431,22 +454,30 @@ async fn run_job<Q: Queue, H: Handler>(
                     tracing::info!(queue = %queue_url, message_id = %message.message_id, key = %key.key, "already completed; acknowledging without running");
                     shared.metrics.count(Counted::Duplicate);
                     let _ = shared.commands.send(Command::Delete { id });
-                    return JobDone { handler_duration: None };
+                    return JobDone {
+                        handler_duration: None,
+                    };
                 }
                 Ok(Claim::HeldElsewhere { lease_left }) => {
-                    let after = (lease_left + Duration::from_secs(1))
-                        .clamp(Duration::from_secs(1), shared.config.retry.max_delay.max(Duration::from_secs(1)));
+                    let after = (lease_left + Duration::from_secs(1)).clamp(
+                        Duration::from_secs(1),
+                        shared.config.retry.max_delay.max(Duration::from_secs(1)),
+                    );
                     tracing::info!(queue = %queue_url, message_id = %message.message_id, key = %key.key, retry_in_s = after.as_secs(), "another worker holds this key; putting the message back");
                     shared.metrics.count(Counted::Deferred);
                     let _ = shared.commands.send(Command::Delay { id, after });
-                    return JobDone { handler_duration: None };
+                    return JobDone {
+                        handler_duration: None,
+                    };
                 }
                 Err(e) => {
                     let after = shared.retry_delay(message.receive_count);
                     tracing::warn!(queue = %queue_url, message_id = %message.message_id, error = %e, retry_in_s = after.as_secs(), "idempotency store unavailable; retrying the message later");
                     shared.metrics.count(Counted::Retried);
                     let _ = shared.commands.send(Command::Delay { id, after });
-                    return JobDone { handler_duration: None };
+                    return JobDone {
+                        handler_duration: None,
+                    };
                 }
             }
         }
@@ -473,8 +504,12 @@ async fn run_job<Q: Queue, H: Handler>(
             if let Some((store, key, owner)) = &claim {
                 match store.complete(key, owner).await {
                     Ok(true) => {}
-                    Ok(false) => tracing::warn!(key = %key.key, "idempotency record was taken over before completion"),
-                    Err(e) => tracing::warn!(key = %key.key, error = %e, "could not record completion; a redelivery would run again"),
+                    Ok(false) => {
+                        tracing::warn!(key = %key.key, "idempotency record was taken over before completion")
+                    }
+                    Err(e) => {
+                        tracing::warn!(key = %key.key, error = %e, "could not record completion; a redelivery would run again")
+                    }
                 }
             }
             shared.metrics.count(Counted::Succeeded);
@@ -540,7 +575,10 @@ async fn dead_letter<Q: Queue, H: Handler>(
     let ours = [
         (attributes::ERROR, name.to_string()),
         (attributes::REASON, truncate(reason, MAX_REASON_BYTES)),
-        (attributes::SOURCE_QUEUE, shared.config.queue_url.to_string()),
+        (
+            attributes::SOURCE_QUEUE,
+            shared.config.queue_url.to_string(),
+        ),
         (attributes::RECEIVE_COUNT, message.receive_count.to_string()),
         (attributes::FAILED_AT, failed_at),
         (attributes::WORKER, shared.config.worker_id.clone()),
@@ -580,7 +618,9 @@ fn ceiling(now: Instant, first_received_at: Option<SystemTime>) -> Instant {
     let age = first_received_at
         .and_then(|t| SystemTime::now().duration_since(t).ok())
         .unwrap_or_default();
-    now + MAX_VISIBILITY.saturating_sub(age).saturating_sub(CEILING_MARGIN)
+    now + MAX_VISIBILITY
+        .saturating_sub(age)
+        .saturating_sub(CEILING_MARGIN)
 }
 
 fn receive_backoff() -> backon::ExponentialBackoff {
@@ -655,7 +695,10 @@ mod tests {
 
     /// Runs the worker until `done` holds (checked every 100 ms of virtual time, at most
     /// an hour), then shuts it down.
-    async fn run_until(worker: Worker<Arc<MemoryQueue>, Arc<Scripted>>, done: impl Fn() -> bool) -> MetricsSnapshot {
+    async fn run_until(
+        worker: Worker<Arc<MemoryQueue>, Arc<Scripted>>,
+        done: impl Fn() -> bool,
+    ) -> MetricsSnapshot {
         let shutdown = CancellationToken::new();
         let run = tokio::spawn(worker.run(shutdown.clone()));
         let deadline = Instant::now() + Duration::from_secs(3600);
@@ -679,7 +722,10 @@ mod tests {
 
         let calls = handler.calls.lock().unwrap().clone();
         assert_eq!(calls.len(), 3);
-        let gaps: Vec<u64> = calls.windows(2).map(|w| (w[1].1 - w[0].1).as_secs()).collect();
+        let gaps: Vec<u64> = calls
+            .windows(2)
+            .map(|w| (w[1].1 - w[0].1).as_secs())
+            .collect();
         // 10 s after the first attempt, 20 s after the second; the third had no delay
         // because the next receive dead-letters it anyway.
         assert_eq!(gaps, [10, 20]);
@@ -692,16 +738,30 @@ mod tests {
     async fn fatal_errors_go_to_the_dead_letter_queue_at_once_with_the_reason() {
         let (queue, dlq) = queues(30, 3);
         queue.push_with("bad", [("trace".to_string(), "t-1".to_string())].into());
-        let handler = scripted(|_| Err(HandlerError::fatal("Message.Invalid", "field `x` is missing")), Duration::ZERO);
+        let handler = scripted(
+            |_| {
+                Err(HandlerError::fatal(
+                    "Message.Invalid",
+                    "field `x` is missing",
+                ))
+            },
+            Duration::ZERO,
+        );
         let worker = Worker::new(queue.clone(), handler.clone(), config(&queue));
-        let metrics = run_until(worker, || !dlq.messages().is_empty() && queue.messages().is_empty()).await;
+        let metrics = run_until(worker, || {
+            !dlq.messages().is_empty() && queue.messages().is_empty()
+        })
+        .await;
 
         let dead = &dlq.messages()[0];
         assert_eq!(dead.body, "bad");
         assert_eq!(dead.attributes[attributes::ERROR], "Message.Invalid");
         assert_eq!(dead.attributes[attributes::REASON], "field `x` is missing");
         assert_eq!(dead.attributes[attributes::RECEIVE_COUNT], "1");
-        assert_eq!(dead.attributes[attributes::SOURCE_QUEUE], queue.url().as_str());
+        assert_eq!(
+            dead.attributes[attributes::SOURCE_QUEUE],
+            queue.url().as_str()
+        );
         assert_eq!(dead.attributes["trace"], "t-1");
         assert_eq!(handler.calls.lock().unwrap().len(), 1);
         assert_eq!(metrics.dead_lettered, 1);
@@ -717,7 +777,10 @@ mod tests {
         assert_eq!(handler.calls.lock().unwrap().len(), 1);
         assert_eq!(metrics.succeeded, 1);
         // About one extension per half lease.
-        assert!(metrics.requests.change_visibility >= 600 / 15 - 1, "{metrics:?}");
+        assert!(
+            metrics.requests.change_visibility >= 600 / 15 - 1,
+            "{metrics:?}"
+        );
     }
 
     #[tokio::test(start_paused = true)]
@@ -749,10 +812,14 @@ mod tests {
         });
         let handler = SlowFor(handler, "slow", Duration::from_secs(5));
         let calls = handler.0.clone();
-        let worker = Worker::new(queue.clone(), handler, Config {
-            drain_timeout: Duration::from_secs(60),
-            ..config(&queue)
-        });
+        let worker = Worker::new(
+            queue.clone(),
+            handler,
+            Config {
+                drain_timeout: Duration::from_secs(60),
+                ..config(&queue)
+            },
+        );
         let metrics = worker.metrics();
         let shutdown = CancellationToken::new();
         let run = tokio::spawn(worker.run(shutdown.clone()));
@@ -770,11 +837,20 @@ mod tests {
         shutdown.cancel();
         let metrics = run.await.unwrap().unwrap();
         assert!(stopping.elapsed() < Duration::from_secs(6));
-        let ran = calls.calls.lock().unwrap().iter().filter(|c| c.0 != "quick").count();
+        let ran = calls
+            .calls
+            .lock()
+            .unwrap()
+            .iter()
+            .filter(|c| c.0 != "quick")
+            .count();
         assert_eq!(ran, 1, "only the slow job ran");
         let left = queue.messages();
         assert_eq!(left.len(), 4);
-        assert!(left.iter().all(|m| m.visible), "released messages are visible at once");
+        assert!(
+            left.iter().all(|m| m.visible),
+            "released messages are visible at once"
+        );
         assert_eq!(metrics.succeeded, 6);
         assert_eq!(metrics.released, 4);
     }
@@ -796,10 +872,14 @@ mod tests {
         let (queue, _dlq) = queues(30, 3);
         queue.push("endless");
         let handler = scripted(|_| Ok(()), Duration::from_secs(3600));
-        let worker = Worker::new(queue.clone(), handler.clone(), Config {
-            drain_timeout: Duration::from_secs(2),
-            ..config(&queue)
-        });
+        let worker = Worker::new(
+            queue.clone(),
+            handler.clone(),
+            Config {
+                drain_timeout: Duration::from_secs(2),
+                ..config(&queue)
+            },
+        );
         let shutdown = CancellationToken::new();
         let run = tokio::spawn(worker.run(shutdown.clone()));
         while handler.calls.lock().unwrap().is_empty() {
@@ -817,7 +897,11 @@ mod tests {
     async fn completed_keys_are_acknowledged_without_running() {
         struct Keyed(Arc<Scripted>);
         impl Handler for Keyed {
-            async fn handle(&self, delivery: Delivery, ctx: JobContext) -> Result<(), HandlerError> {
+            async fn handle(
+                &self,
+                delivery: Delivery,
+                ctx: JobContext,
+            ) -> Result<(), HandlerError> {
                 self.0.handle(delivery, ctx).await
             }
             fn idempotency_key(&self, delivery: &Delivery) -> Option<IdempotencyKey> {
@@ -838,7 +922,13 @@ mod tests {
         }
         shutdown.cancel();
         let metrics = run.await.unwrap().unwrap();
-        let bodies: Vec<String> = handler.calls.lock().unwrap().iter().map(|c| c.0.clone()).collect();
+        let bodies: Vec<String> = handler
+            .calls
+            .lock()
+            .unwrap()
+            .iter()
+            .map(|c| c.0.clone())
+            .collect();
         assert_eq!(bodies, ["job-1", "job-2"]);
         assert_eq!(metrics.duplicates, 1);
     }

@@ -45,7 +45,12 @@ pub struct WorkerConfig {
 
 impl WorkerConfig {
     /// Defaults for everything but the resources.
-    pub fn new(sdk: SdkConfig, queue_url: QueueUrl, bucket: impl Into<String>, bus: impl Into<String>) -> Self {
+    pub fn new(
+        sdk: SdkConfig,
+        queue_url: QueueUrl,
+        bucket: impl Into<String>,
+        bus: impl Into<String>,
+    ) -> Self {
         WorkerConfig {
             sdk,
             stage: "dev".to_string(),
@@ -53,7 +58,10 @@ impl WorkerConfig {
             table: None,
             bucket: bucket.into(),
             bus: bus.into(),
-            worker_id: format!("simulation-{}", &uuid::Uuid::new_v4().simple().to_string()[..12]),
+            worker_id: format!(
+                "simulation-{}",
+                &uuid::Uuid::new_v4().simple().to_string()[..12]
+            ),
             concurrency: 1,
             drain_timeout: Duration::from_secs(100),
             visibility_timeout: None,
@@ -89,8 +97,8 @@ struct ExecModelSpec {
 /// `{"<model name>": {"program": "/opt/bin/x", "args": ["--json"], "timeoutSecs": 600}}`.
 pub fn parse_exec_models(json: &str) -> Result<RegistryConfig, ExecModelsError> {
     let mut de = serde_json::Deserializer::from_str(json);
-    let specs: BTreeMap<String, ExecModelSpec> =
-        serde_path_to_error::deserialize(&mut de).map_err(|e| ExecModelsError {
+    let specs: BTreeMap<String, ExecModelSpec> = serde_path_to_error::deserialize(&mut de)
+        .map_err(|e| ExecModelsError {
             path: e.path().to_string(),
             message: e.into_inner().to_string(),
         })?;
@@ -133,7 +141,8 @@ mod tests {
 
     #[test]
     fn exec_model_errors_name_the_place() {
-        let error = parse_exec_models(r#"{"echo": {"program": "/bin/cat", "timeout": 5}}"#).unwrap_err();
+        let error =
+            parse_exec_models(r#"{"echo": {"program": "/bin/cat", "timeout": 5}}"#).unwrap_err();
         assert_eq!(error.path, "echo.timeout");
         assert!(error.message.contains("unknown field `timeout`"), "{error}");
         let error = parse_exec_models(r#"{"echo": {"args": []}}"#).unwrap_err();

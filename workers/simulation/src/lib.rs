@@ -31,7 +31,10 @@ pub enum RunError {
 
 /// Runs the worker until `shutdown` is cancelled and the drain is over; returns the
 /// runtime's final counters.
-pub async fn run(config: WorkerConfig, shutdown: CancellationToken) -> Result<MetricsSnapshot, RunError> {
+pub async fn run(
+    config: WorkerConfig,
+    shutdown: CancellationToken,
+) -> Result<MetricsSnapshot, RunError> {
     let registry = Registry::new(config.registry.clone())?;
     tracing::info!(stage = %config.stage, worker_id = %config.worker_id, models = ?registry.names().collect::<Vec<_>>(), "simulation worker starting");
     let handler = SimulationHandler::new(&config, registry);
@@ -46,5 +49,7 @@ pub async fn run(config: WorkerConfig, shutdown: CancellationToken) -> Result<Me
         metrics_log: config.metrics_log,
         ..Config::new(config.queue_url.clone(), config.worker_id.clone())
     };
-    Ok(Worker::from_sdk(&config.sdk, runtime, handler).run(shutdown).await?)
+    Ok(Worker::from_sdk(&config.sdk, runtime, handler)
+        .run(shutdown)
+        .await?)
 }

@@ -37,7 +37,9 @@ async fn main() -> anyhow::Result<()> {
     tracing_subscriber::fmt()
         .json()
         .with_current_span(true)
-        .with_env_filter(EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info")))
+        .with_env_filter(
+            EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info")),
+        )
         .init();
     if let Err(e) = serve().await {
         tracing::error!(error = format!("{e:#}"), "simulation worker failed");
@@ -82,13 +84,15 @@ async fn serve() -> anyhow::Result<()> {
         let json = if exec.trim_start().starts_with('{') {
             exec
         } else {
-            std::fs::read_to_string(&exec).with_context(|| format!("EXEC_MODELS: reading {exec}"))?
+            std::fs::read_to_string(&exec)
+                .with_context(|| format!("EXEC_MODELS: reading {exec}"))?
         };
         config.registry = simulation::parse_exec_models(&json).context("EXEC_MODELS")?;
     }
 
     let shutdown = CancellationToken::new();
-    let mut terminate = signal(SignalKind::terminate()).context("installing the SIGTERM handler")?;
+    let mut terminate =
+        signal(SignalKind::terminate()).context("installing the SIGTERM handler")?;
     let mut interrupt = signal(SignalKind::interrupt()).context("installing the SIGINT handler")?;
     let on_signal = shutdown.clone();
     let signals = tokio::spawn(async move {
@@ -113,11 +117,16 @@ fn optional(name: &str) -> Option<String> {
 }
 
 fn required(name: &str) -> anyhow::Result<String> {
-    optional(name).with_context(|| format!("{name} is not set; see the table at the top of src/main.rs"))
+    optional(name)
+        .with_context(|| format!("{name} is not set; see the table at the top of src/main.rs"))
 }
 
 fn number(name: &str) -> anyhow::Result<Option<u64>> {
     optional(name)
-        .map(|v| v.trim().parse::<u64>().with_context(|| format!("{name}=`{v}` is not a whole number")))
+        .map(|v| {
+            v.trim()
+                .parse::<u64>()
+                .with_context(|| format!("{name}=`{v}` is not a whole number"))
+        })
         .transpose()
 }

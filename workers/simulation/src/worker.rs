@@ -99,10 +99,11 @@ impl SimulationHandler {
 
     async fn run_task(&self, task: SimulationTask, ctx: JobContext) -> Result<(), HandlerError> {
         let params = Value::Object(task.params.clone());
-        let checked = self
-            .registry
-            .get(&task.model)
-            .and_then(|model| model.validate(&params).map(|()| model.suppresses_heartbeat(&params)));
+        let checked = self.registry.get(&task.model).and_then(|model| {
+            model
+                .validate(&params)
+                .map(|()| model.suppresses_heartbeat(&params))
+        });
         let suppress_heartbeat = match checked {
             Ok(suppress) => suppress,
             Err(e) => return self.answer_failure(&task, &e).await,
@@ -167,7 +168,10 @@ impl SimulationHandler {
         let model_cancel = cancel.clone();
         let run = tokio::task::spawn_blocking(move || {
             let progress = move |fraction: f64, message: Option<&str>| {
-                progress_tx.send_replace(Some((fraction.clamp(0.0, 1.0), message.map(str::to_string))));
+                progress_tx.send_replace(Some((
+                    fraction.clamp(0.0, 1.0),
+                    message.map(str::to_string),
+                )));
             };
             registry
                 .get(&model_name)
@@ -200,24 +204,38 @@ impl SimulationHandler {
                 }
                 self.answer_success(&task, output).await
             }
-            Err(ModelError::Cancelled) => Err(HandlerError::retryable("the worker is shutting down; another worker will run the job")),
+            Err(ModelError::Cancelled) => Err(HandlerError::retryable(
+                "the worker is shutting down; another worker will run the job",
+            )),
             Err(e) => self.answer_failure(&task, &e).await,
         }
     }
 
-    async fn answer_success(&self, task: &SimulationTask, output: ModelOutput) -> Result<(), HandlerError> {
+    async fn answer_success(
+        &self,
+        task: &SimulationTask,
+        output: ModelOutput,
+    ) -> Result<(), HandlerError> {
         let location = self.store_result(task, &output.result).await?;
         let task_output = TaskOutput {
             summary: output.summary,
             result: location.clone(),
             worker: self.worker_id.clone(),
         };
-        let json = serde_json::to_string(&task_output)
-            .map_err(|e| HandlerError::retryable(format!("could not serialize the task output: {e}")))?;
-        let result = (|| async { self.sfn.send_task_success().task_token(&task.task_token).output(&json).send().await })
-            .retry(sfn_backoff())
-            .when(|e| !is_gone(e.code()))
-            .await;
+        let json = serde_json::to_string(&task_output).map_err(|e| {
+            HandlerError::retryable(format!("could not serialize the task output: {e}"))
+        })?;
+        let result = (|| async {
+            self.sfn
+                .send_task_success()
+                .task_token(&task.task_token)
+                .output(&json)
+                .send()
+                .await
+        })
+        .retry(sfn_backoff())
+        .when(|e| !is_gone(e.code()))
+        .await;
         match result {
             Ok(_) => {
                 tracing::info!(result = %location.uri(), bytes = location.bytes, "job succeeded");
@@ -227,11 +245,18 @@ impl SimulationHandler {
                 tracing::warn!(error = %DisplayErrorContext(&e), "the execution no longer waits for this result; acknowledging");
                 Ok(())
             }
-            Err(e) => Err(HandlerError::retryable(format!("SendTaskSuccess failed: {}", DisplayErrorContext(&e)))),
+            Err(e) => Err(HandlerError::retryable(format!(
+                "SendTaskSuccess failed: {}",
+                DisplayErrorContext(&e)
+            ))),
         }
     }
 
-    async fn answer_failure(&self, task: &SimulationTask, error: &ModelError) -> Result<(), HandlerError> {
+    async fn answer_failure(
+        &self,
+        task: &SimulationTask,
+        error: &ModelError,
+    ) -> Result<(), HandlerError> {
         let cause: String = error.to_string().chars().take(MAX_CAUSE_CHARS).collect();
         tracing::warn!(error = error.error_name(), cause = %cause, "job failed");
         let result = (|| async {
@@ -252,12 +277,19 @@ impl SimulationHandler {
                 tracing::warn!(error = %DisplayErrorContext(&e), "the execution no longer waits for this job; acknowledging");
                 Ok(())
             }
-            Err(e) => Err(HandlerError::retryable(format!("SendTaskFailure failed: {}", DisplayErrorContext(&e)))),
+            Err(e) => Err(HandlerError::retryable(format!(
+                "SendTaskFailure failed: {}",
+                DisplayErrorContext(&e)
+            ))),
         }
     }
 
     /// Stores the full result; the key depends only on the job, so a retry overwrites.
-    async fn store_result(&self, task: &SimulationTask, result: &Value) -> Result<ResultLocation, HandlerError> {
+    async fn store_result(
+        &self,
+        task: &SimulationTask,
+        result: &Value,
+    ) -> Result<ResultLocation, HandlerError> {
         let body = serde_json::to_vec(result)
             .map_err(|e| HandlerError::retryable(format!("could not serialize the result: {e}")))?;
         let key = Self::result_key(&task.job_id);
@@ -388,7 +420,9 @@ async fn publish_progress(
             _ = stop.cancelled() => return last,
             changed = progress.changed() => if changed.is_err() { return last },
         }
-        let Some((fraction, message)) = progress.borrow_and_update().clone() else { continue };
+        let Some((fraction, message)) = progress.borrow_and_update().clone() else {
+            continue;
+        };
         let envelope = Envelope::new(
             JobEvent::from(JobProgress {
                 job_id: job_id.clone(),
@@ -410,7 +444,10 @@ async fn publish_progress(
 
 /// Whether a Step Functions error means nobody waits for this task token any more.
 fn is_gone(code: Option<&str>) -> bool {
-    matches!(code, Some("TaskTimedOut" | "TaskDoesNotExist" | "InvalidToken"))
+    matches!(
+        code,
+        Some("TaskTimedOut" | "TaskDoesNotExist" | "InvalidToken")
+    )
 }
 
 fn sfn_backoff() -> ExponentialBuilder {

@@ -791,7 +791,6 @@ async fn redrive_loop(
         i32::try_from(needed.clamp(60, 43_200)).unwrap_or(43_200)
     });
     loop {
-        let done = report.redriven + report.failed.len();
         if options.max.is_some_and(|m| report.redriven >= m) {
             break;
         }
@@ -875,10 +874,6 @@ async fn redrive_loop(
                     "the copy was sent but the original could not be deleted; it will be redriven again"
                 );
             }
-        }
-        if report.redriven + report.failed.len() == done && held.len() > 5_000 {
-            // Only skipped messages keep coming: nothing left to redrive in reach.
-            break;
         }
     }
     Ok(())

@@ -535,7 +535,7 @@ pub async fn list(
             }
         }
     }
-    out.sort_by(|a, b| b.started_at.cmp(&a.started_at));
+    out.sort_by_key(|r| std::cmp::Reverse(r.started_at));
     out.truncate(limit);
     Ok(out)
 }

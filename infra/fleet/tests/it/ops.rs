@@ -1,6 +1,10 @@
 //! The on-call tools against the emulator: `fleet dlq`, `fleet runs`, `fleet tokens` and
 //! `fleet events tail`, run as a user runs them, plus the library for what the stage's
-//! own topology cannot show yet (functions and their rules).
+//! own topology cannot show (a rule-target DLQ, functions that share an event).
+
+// The helpers below are test code too: like the tests, they panic on any failure
+// (`allow-unwrap-in-tests` only covers `#[test]` functions themselves).
+#![allow(clippy::unwrap_used)]
 
 use std::collections::BTreeMap;
 use std::process::{Output, Stdio};
@@ -403,8 +407,8 @@ async fn dead_letters_are_listed_shown_and_redriven_without_losing_a_message() {
     assert_eq!(payloads, originals, "re-delivered as the original events");
 }
 
-/// A topology whose failures queue is fed by two functions with rules, and a rule whose
-/// target has its own DLQ: what `fleet()` will hold once its services have functions.
+/// A topology whose failures queue is fed by two functions with rules, one event type
+/// each, and nothing for other events.
 fn topology_with_functions(stage: &str) -> topology::Topology {
     use topology::{Function, Rule, Service, Target};
     let stage = topology::Stage::new(stage).unwrap();

@@ -2,8 +2,13 @@
 
 use std::time::Duration;
 
-use aws_sdk_dynamodb::types::{AttributeDefinition, AttributeValue, KeySchemaElement, KeyType, ScalarAttributeType, BillingMode};
-use sqs_worker::{Config, Delivery, Handler, HandlerError, IdempotencyConfig, IdempotencyKey, JobContext};
+use aws_sdk_dynamodb::types::{
+    AttributeDefinition, AttributeValue, BillingMode, KeySchemaElement, KeyType,
+    ScalarAttributeType,
+};
+use sqs_worker::{
+    Config, Delivery, Handler, HandlerError, IdempotencyConfig, IdempotencyKey, JobContext,
+};
 
 use crate::{Recorder, eventually, queues, start};
 
@@ -27,8 +32,20 @@ async fn table() -> (aws_sdk_dynamodb::Client, String) {
     dynamo
         .create_table()
         .table_name(&name)
-        .attribute_definitions(AttributeDefinition::builder().attribute_name("jobId").attribute_type(ScalarAttributeType::S).build().unwrap())
-        .key_schema(KeySchemaElement::builder().attribute_name("jobId").key_type(KeyType::Hash).build().unwrap())
+        .attribute_definitions(
+            AttributeDefinition::builder()
+                .attribute_name("jobId")
+                .attribute_type(ScalarAttributeType::S)
+                .build()
+                .unwrap(),
+        )
+        .key_schema(
+            KeySchemaElement::builder()
+                .attribute_name("jobId")
+                .key_type(KeyType::Hash)
+                .build()
+                .unwrap(),
+        )
         .billing_mode(BillingMode::PayPerRequest)
         .send()
         .await
@@ -50,9 +67,11 @@ async fn a_message_for_a_completed_key_is_acknowledged_without_running() {
     )
     .await;
     q.send("job-1").await;
-    eventually(Duration::from_secs(20), "first delivery handled", || async {
-        worker.metrics.snapshot().succeeded == 1
-    })
+    eventually(
+        Duration::from_secs(20),
+        "first delivery handled",
+        || async { worker.metrics.snapshot().succeeded == 1 },
+    )
     .await;
     q.send("job-1").await;
     q.send("job-2").await;

@@ -1,5 +1,8 @@
 //! The runtime against the emulator: the real SQS and DynamoDB adapters, real leases.
 
+// Test helpers panic on a failed setup call: that is the test failing.
+#![allow(clippy::unwrap_used)]
+
 mod bench;
 mod idempotency;
 mod outcomes;
@@ -37,11 +40,15 @@ async fn queues(visibility_s: u32, max_receive_count: u32) -> Queues {
         emulator::REGION,
         emulator::ACCOUNT_ID
     );
-    let redrive = serde_json::json!({"deadLetterTargetArn": dlq_arn, "maxReceiveCount": max_receive_count});
+    let redrive =
+        serde_json::json!({"deadLetterTargetArn": dlq_arn, "maxReceiveCount": max_receive_count});
     let queue = sqs
         .create_queue()
         .queue_name(&name)
-        .attributes(QueueAttributeName::VisibilityTimeout, visibility_s.to_string())
+        .attributes(
+            QueueAttributeName::VisibilityTimeout,
+            visibility_s.to_string(),
+        )
         .attributes(QueueAttributeName::RedrivePolicy, redrive.to_string())
         .send()
         .await
@@ -105,7 +112,10 @@ impl Queues {
             if let Some(m) = out.messages().first() {
                 return m.clone();
             }
-            assert!(Instant::now() < deadline, "nothing reached the dead-letter queue within {within:?}");
+            assert!(
+                Instant::now() < deadline,
+                "nothing reached the dead-letter queue within {within:?}"
+            );
         }
     }
 
@@ -148,7 +158,9 @@ struct RecorderInner {
 }
 
 impl Recorder {
-    fn new(behaviour: impl Fn(&str) -> (Duration, Result<(), HandlerError>) + Send + Sync + 'static) -> Recorder {
+    fn new(
+        behaviour: impl Fn(&str) -> (Duration, Result<(), HandlerError>) + Send + Sync + 'static,
+    ) -> Recorder {
         Recorder(Arc::new(RecorderInner {
             calls: Mutex::new(Vec::new()),
             behaviour: Box::new(behaviour),

@@ -14,9 +14,11 @@ async fn handled_messages_are_deleted() {
     }
     let handler = Recorder::new(|_| (Duration::ZERO, Ok(())));
     let worker = start(q.config(), handler.clone()).await;
-    eventually(Duration::from_secs(20), "all handled and deleted", || async {
-        handler.calls().len() == 3 && q.counts(&q.queue).await == (0, 0)
-    })
+    eventually(
+        Duration::from_secs(20),
+        "all handled and deleted",
+        || async { handler.calls().len() == 3 && q.counts(&q.queue).await == (0, 0) },
+    )
     .await;
     let metrics = worker.stop().await;
     assert_eq!(metrics.succeeded, 3);
@@ -28,7 +30,12 @@ async fn retryable_errors_back_off_and_end_in_the_dead_letter_queue_intact() {
     let q = queues(30, 3).await;
     let body = r#"{"flaky": true, "text": "ünïcode"}"#;
     q.send(body).await;
-    let handler = Recorder::new(|_| (Duration::ZERO, Err(HandlerError::retryable("dependency down"))));
+    let handler = Recorder::new(|_| {
+        (
+            Duration::ZERO,
+            Err(HandlerError::retryable("dependency down")),
+        )
+    });
     let worker = start(q.config(), handler.clone()).await;
     let dead = q.dead_letter(Duration::from_secs(30)).await;
     let metrics = worker.stop().await;
@@ -53,7 +60,10 @@ async fn fatal_errors_go_to_the_dead_letter_queue_at_once_with_their_reason() {
     let handler = Recorder::new(|_| {
         (
             Duration::ZERO,
-            Err(HandlerError::fatal("Message.Invalid", "invalid task: field `(body)`: not JSON")),
+            Err(HandlerError::fatal(
+                "Message.Invalid",
+                "invalid task: field `(body)`: not JSON",
+            )),
         )
     });
     let config = q.config();
@@ -71,11 +81,20 @@ async fn fatal_errors_go_to_the_dead_letter_queue_at_once_with_their_reason() {
             .unwrap_or_else(|| panic!("attribute {name} missing"))
     };
     assert_eq!(attr(attributes::ERROR), "Message.Invalid");
-    assert_eq!(attr(attributes::REASON), "invalid task: field `(body)`: not JSON");
+    assert_eq!(
+        attr(attributes::REASON),
+        "invalid task: field `(body)`: not JSON"
+    );
     assert_eq!(attr(attributes::SOURCE_QUEUE), q.queue.as_str());
     assert_eq!(attr(attributes::RECEIVE_COUNT), "1");
     assert_eq!(attr(attributes::WORKER), worker_id);
-    assert!(time::OffsetDateTime::parse(&attr(attributes::FAILED_AT), &time::format_description::well_known::Rfc3339).is_ok());
+    assert!(
+        time::OffsetDateTime::parse(
+            &attr(attributes::FAILED_AT),
+            &time::format_description::well_known::Rfc3339
+        )
+        .is_ok()
+    );
     assert_eq!(handler.calls().len(), 1, "never retried");
     assert_eq!(metrics.dead_lettered, 1);
     assert_eq!(q.counts(&q.queue).await, (0, 0), "the original is deleted");
@@ -93,12 +112,19 @@ async fn a_job_longer_than_several_leases_is_delivered_once() {
     };
     let first = start(config(), handler.clone()).await;
     let second = start(config(), handler.clone()).await;
-    eventually(Duration::from_secs(25), "the long job finished and was deleted", || async {
-        first.metrics.snapshot().succeeded + second.metrics.snapshot().succeeded == 1
-            && q.counts(&q.queue).await == (0, 0)
-    })
+    eventually(
+        Duration::from_secs(25),
+        "the long job finished and was deleted",
+        || async {
+            first.metrics.snapshot().succeeded + second.metrics.snapshot().succeeded == 1
+                && q.counts(&q.queue).await == (0, 0)
+        },
+    )
     .await;
     let (a, b) = (first.stop().await, second.stop().await);
     assert_eq!(handler.count("long"), 1, "delivered exactly once");
-    assert!(a.requests.change_visibility + b.requests.change_visibility >= 3, "the lease was extended");
+    assert!(
+        a.requests.change_visibility + b.requests.change_visibility >= 3,
+        "the lease was extended"
+    );
 }

@@ -11,7 +11,11 @@ async fn shutdown_finishes_running_jobs_and_releases_prefetched_ones() {
     // A 30 s lease: anything visible within a few seconds was released, not lapsed.
     let q = queues(30, 3).await;
     let handler = Recorder::new(|body| {
-        let takes = if body == "slow" { Duration::from_secs(3) } else { Duration::ZERO };
+        let takes = if body == "slow" {
+            Duration::from_secs(3)
+        } else {
+            Duration::ZERO
+        };
         (takes, Ok(()))
     });
     let worker = start(
@@ -26,15 +30,23 @@ async fn shutdown_finishes_running_jobs_and_releases_prefetched_ones() {
     for _ in 0..5 {
         q.send("quick").await;
     }
-    eventually(Duration::from_secs(20), "warm-up done", || async { handler.calls().len() == 5 }).await;
+    eventually(Duration::from_secs(20), "warm-up done", || async {
+        handler.calls().len() == 5
+    })
+    .await;
     q.send("slow").await;
-    eventually(Duration::from_secs(20), "slow job started", || async { handler.count("slow") == 1 }).await;
+    eventually(Duration::from_secs(20), "slow job started", || async {
+        handler.count("slow") == 1
+    })
+    .await;
     for _ in 0..4 {
         q.send("waiting").await;
     }
-    eventually(Duration::from_secs(20), "the waiting ones prefetched", || async {
-        worker.metrics.snapshot().received == 10
-    })
+    eventually(
+        Duration::from_secs(20),
+        "the waiting ones prefetched",
+        || async { worker.metrics.snapshot().received == 10 },
+    )
     .await;
 
     let stopping = Instant::now();
@@ -44,9 +56,11 @@ async fn shutdown_finishes_running_jobs_and_releases_prefetched_ones() {
     assert_eq!(handler.count("slow"), 1);
     assert_eq!(handler.count("waiting"), 0, "unstarted jobs are not run");
     assert_eq!(metrics.released, 4);
-    eventually(Duration::from_secs(3), "released messages visible again", || async {
-        q.counts(&q.queue).await == (4, 0)
-    })
+    eventually(
+        Duration::from_secs(3),
+        "released messages visible again",
+        || async { q.counts(&q.queue).await == (4, 0) },
+    )
     .await;
 }
 
@@ -63,13 +77,18 @@ async fn jobs_still_running_at_the_drain_deadline_are_released() {
         handler.clone(),
     )
     .await;
-    eventually(Duration::from_secs(20), "job started", || async { handler.calls().len() == 1 }).await;
+    eventually(Duration::from_secs(20), "job started", || async {
+        handler.calls().len() == 1
+    })
+    .await;
     let stopping = Instant::now();
     let metrics = worker.stop().await;
     assert!(stopping.elapsed() < Duration::from_secs(5));
     assert_eq!(metrics.released, 1);
-    eventually(Duration::from_secs(3), "released message visible again", || async {
-        q.counts(&q.queue).await == (1, 0)
-    })
+    eventually(
+        Duration::from_secs(3),
+        "released message visible again",
+        || async { q.counts(&q.queue).await == (1, 0) },
+    )
     .await;
 }

@@ -41,21 +41,29 @@ async fn a_job_runs_end_to_end_and_its_result_is_stored() {
     assert_eq!(stored.len() as u64, output.result.bytes);
     let stored: serde_json::Value = serde_json::from_slice(&stored).unwrap();
     assert!(stored.is_object() && !stored.as_object().unwrap().is_empty());
-    assert_eq!(stack.counts(&stack.queue).await, (0, 0), "the message is deleted");
+    assert_eq!(
+        stack.counts(&stack.queue).await,
+        (0, 0),
+        "the message is deleted"
+    );
 }
 
 #[tokio::test]
 async fn a_failing_model_fails_the_execution_with_its_error_name() {
     let stack = Stack::new(30, 20).await;
-    let execution = stack.start(&job_id(), "spin", json!({"durationMs": 10, "mode": "fail"})).await;
+    let execution = stack
+        .start(&job_id(), "spin", json!({"durationMs": 10, "mode": "fail"}))
+        .await;
     let finished = with_worker(&stack, stack.finished(&execution, Duration::from_secs(30))).await;
     assert_eq!(finished.status, ExecutionStatus::Failed, "{finished:?}");
     assert_eq!(finished.error.as_deref(), Some("Model.Failed"));
     // The worker also sends the model's message as `cause`, but moto 5.2.5's
     // SendTaskFailure forwards only `error`, so the cause cannot be checked here.
-    eventually(Duration::from_secs(5), "the message is acknowledged", || async {
-        stack.counts(&stack.queue).await == (0, 0)
-    })
+    eventually(
+        Duration::from_secs(5),
+        "the message is acknowledged",
+        || async { stack.counts(&stack.queue).await == (0, 0) },
+    )
     .await;
     assert!(stack.result_keys().await.is_empty());
 }
@@ -63,8 +71,16 @@ async fn a_failing_model_fails_the_execution_with_its_error_name() {
 #[tokio::test]
 async fn an_invalid_task_goes_to_the_dead_letter_queue_naming_the_field() {
     let stack = Stack::new(30, 20).await;
-    let body = json!({"taskToken": "t", "jobId": "not a valid id!", "model": "spin", "params": {}}).to_string();
-    stack.sqs.send_message().queue_url(stack.queue.as_str()).message_body(&body).send().await.unwrap();
+    let body = json!({"taskToken": "t", "jobId": "not a valid id!", "model": "spin", "params": {}})
+        .to_string();
+    stack
+        .sqs
+        .send_message()
+        .queue_url(stack.queue.as_str())
+        .message_body(&body)
+        .send()
+        .await
+        .unwrap();
     let dead = with_worker(&stack, async {
         let deadline = std::time::Instant::now() + Duration::from_secs(20);
         loop {
@@ -80,12 +96,21 @@ async fn an_invalid_task_goes_to_the_dead_letter_queue_naming_the_field() {
             if let Some(m) = out.messages().first() {
                 break m.clone();
             }
-            assert!(std::time::Instant::now() < deadline, "nothing dead-lettered");
+            assert!(
+                std::time::Instant::now() < deadline,
+                "nothing dead-lettered"
+            );
         }
     })
     .await;
     assert_eq!(dead.body(), Some(body.as_str()), "the body is unchanged");
-    let attr = |name: &str| dead.message_attributes().and_then(|a| a.get(name)).and_then(|v| v.string_value()).unwrap_or_default().to_string();
+    let attr = |name: &str| {
+        dead.message_attributes()
+            .and_then(|a| a.get(name))
+            .and_then(|v| v.string_value())
+            .unwrap_or_default()
+            .to_string()
+    };
     assert_eq!(attr(attributes::ERROR), simulation::worker::INVALID_TASK);
     let reason = attr(attributes::REASON);
     assert!(reason.contains("`jobId`"), "{reason}");

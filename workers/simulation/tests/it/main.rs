@@ -1,6 +1,9 @@
 //! Integration tests of the simulation worker: the models through the public registry,
 //! and the worker against the emulator (in process, and as the real binary).
 
+// Test helpers panic on a failed setup call: that is the test failing.
+#![allow(clippy::unwrap_used)]
+
 mod exec;
 mod jobs;
 mod process;

@@ -20,10 +20,17 @@ struct WorkerProcess {
 
 impl WorkerProcess {
     fn spawn(stack: &Stack, env: &[(&str, &str)]) -> WorkerProcess {
-        let log = std::env::temp_dir().join(format!("{}.log", emulator::unique_name("simulation-worker")));
+        let log = std::env::temp_dir().join(format!(
+            "{}.log",
+            emulator::unique_name("simulation-worker")
+        ));
         let out = File::create(&log).unwrap();
         let err = out.try_clone().unwrap();
-        let endpoint = stack.sdk.endpoint_url().expect("the emulator's endpoint").to_string();
+        let endpoint = stack
+            .sdk
+            .endpoint_url()
+            .expect("the emulator's endpoint")
+            .to_string();
         let mut command = Command::new(env!("CARGO_BIN_EXE_simulation-worker"));
         command
             .env_clear()
@@ -61,7 +68,11 @@ impl WorkerProcess {
     async fn logged(&self, needle: &str, within: Duration) {
         let deadline = Instant::now() + within;
         while !self.log().contains(needle) {
-            assert!(Instant::now() < deadline, "the worker did not log {needle:?} within {within:?}; log:\n{}", self.log());
+            assert!(
+                Instant::now() < deadline,
+                "the worker did not log {needle:?} within {within:?}; log:\n{}",
+                self.log()
+            );
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
     }
@@ -78,7 +89,11 @@ impl WorkerProcess {
             if let Some(status) = self.child.try_wait().unwrap() {
                 return status;
             }
-            assert!(Instant::now() < deadline, "the worker did not exit within {within:?}; log:\n{}", self.log());
+            assert!(
+                Instant::now() < deadline,
+                "the worker did not exit within {within:?}; log:\n{}",
+                self.log()
+            );
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
     }
@@ -105,7 +120,12 @@ async fn a_job_of_a_killed_worker_is_finished_by_another_and_stored_once() {
 
     let second = WorkerProcess::spawn(&stack, &env);
     let finished = stack.finished(&execution, Duration::from_secs(30)).await;
-    assert_eq!(finished.status, ExecutionStatus::Succeeded, "{finished:?}\n{}", second.log());
+    assert_eq!(
+        finished.status,
+        ExecutionStatus::Succeeded,
+        "{finished:?}\n{}",
+        second.log()
+    );
     assert_eq!(stack.result_keys().await, [format!("results/{job}.json")]);
     assert!(second.log().contains("job started"));
     eventually(Duration::from_secs(5), "the message is deleted", || async {
@@ -117,13 +137,20 @@ async fn a_job_of_a_killed_worker_is_finished_by_another_and_stored_once() {
 #[tokio::test]
 async fn sigterm_lets_the_running_job_finish() {
     let stack = Stack::new(30, 10).await;
-    let execution = stack.start(&job_id(), "spin", json!({"durationMs": 3000})).await;
+    let execution = stack
+        .start(&job_id(), "spin", json!({"durationMs": 3000}))
+        .await;
     let mut worker = WorkerProcess::spawn(&stack, &[("DRAIN_TIMEOUT_SECS", "20")]);
     worker.logged("job started", Duration::from_secs(20)).await;
     worker.signal(Signal::TERM);
     let status = worker.exited(Duration::from_secs(15)).await;
     assert!(status.success(), "{status:?}\n{}", worker.log());
-    assert_eq!(stack.status(&execution).await, ExecutionStatus::Succeeded, "{}", worker.log());
+    assert_eq!(
+        stack.status(&execution).await,
+        ExecutionStatus::Succeeded,
+        "{}",
+        worker.log()
+    );
     assert_eq!(stack.counts(&stack.queue).await, (0, 0));
 }
 
@@ -131,18 +158,36 @@ async fn sigterm_lets_the_running_job_finish() {
 async fn sigterm_past_the_drain_timeout_releases_the_job_at_once() {
     // A 30 s lease: the message is visible again within seconds only if it was released.
     let stack = Stack::new(30, 60).await;
-    let execution = stack.start(&job_id(), "spin", json!({"durationMs": 30000})).await;
+    let execution = stack
+        .start(&job_id(), "spin", json!({"durationMs": 30000}))
+        .await;
     let mut worker = WorkerProcess::spawn(&stack, &[("DRAIN_TIMEOUT_SECS", "1")]);
     worker.logged("job started", Duration::from_secs(20)).await;
     let stopping = Instant::now();
     worker.signal(Signal::TERM);
     let status = worker.exited(Duration::from_secs(10)).await;
     assert!(status.success(), "{status:?}\n{}", worker.log());
-    assert!(stopping.elapsed() < Duration::from_secs(5), "stopped in {:?}", stopping.elapsed());
-    eventually(Duration::from_secs(3), "the message is visible again", || async {
-        stack.counts(&stack.queue).await == (1, 0)
-    })
+    assert!(
+        stopping.elapsed() < Duration::from_secs(5),
+        "stopped in {:?}",
+        stopping.elapsed()
+    );
+    eventually(
+        Duration::from_secs(3),
+        "the message is visible again",
+        || async { stack.counts(&stack.queue).await == (1, 0) },
+    )
     .await;
-    assert_eq!(stack.status(&execution).await, ExecutionStatus::Running, "the task still waits for a worker");
-    stack.sfn.stop_execution().execution_arn(&execution).send().await.unwrap();
+    assert_eq!(
+        stack.status(&execution).await,
+        ExecutionStatus::Running,
+        "the task still waits for a worker"
+    );
+    stack
+        .sfn
+        .stop_execution()
+        .execution_arn(&execution)
+        .send()
+        .await
+        .unwrap();
 }

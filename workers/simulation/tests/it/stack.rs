@@ -4,7 +4,9 @@
 
 use std::time::{Duration, Instant};
 
-use aws_sdk_dynamodb::types::{AttributeDefinition, BillingMode, KeySchemaElement, KeyType, ScalarAttributeType};
+use aws_sdk_dynamodb::types::{
+    AttributeDefinition, BillingMode, KeySchemaElement, KeyType, ScalarAttributeType,
+};
 use aws_sdk_sfn::types::ExecutionStatus;
 use aws_sdk_sqs::types::QueueAttributeName;
 use serde_json::{Value, json};
@@ -39,7 +41,14 @@ impl Stack {
         let sdk = emulator.sdk_config();
         let sqs = aws_sdk_sqs::Client::new(&sdk);
         let name = emulator::unique_name("sim");
-        let dlq = sqs.create_queue().queue_name(format!("{name}-dlq")).send().await.unwrap().queue_url.unwrap();
+        let dlq = sqs
+            .create_queue()
+            .queue_name(format!("{name}-dlq"))
+            .send()
+            .await
+            .unwrap()
+            .queue_url
+            .unwrap();
         let redrive = json!({
             "deadLetterTargetArn": format!("arn:aws:sqs:{}:{}:{name}-dlq", emulator::REGION, emulator::ACCOUNT_ID),
             "maxReceiveCount": 5,
@@ -47,7 +56,10 @@ impl Stack {
         let queue = sqs
             .create_queue()
             .queue_name(&name)
-            .attributes(QueueAttributeName::VisibilityTimeout, visibility_s.to_string())
+            .attributes(
+                QueueAttributeName::VisibilityTimeout,
+                visibility_s.to_string(),
+            )
             .attributes(QueueAttributeName::RedrivePolicy, redrive.to_string())
             .send()
             .await
@@ -59,14 +71,30 @@ impl Stack {
         dynamo
             .create_table()
             .table_name(&name)
-            .attribute_definitions(AttributeDefinition::builder().attribute_name("jobId").attribute_type(ScalarAttributeType::S).build().unwrap())
-            .key_schema(KeySchemaElement::builder().attribute_name("jobId").key_type(KeyType::Hash).build().unwrap())
+            .attribute_definitions(
+                AttributeDefinition::builder()
+                    .attribute_name("jobId")
+                    .attribute_type(ScalarAttributeType::S)
+                    .build()
+                    .unwrap(),
+            )
+            .key_schema(
+                KeySchemaElement::builder()
+                    .attribute_name("jobId")
+                    .key_type(KeyType::Hash)
+                    .build()
+                    .unwrap(),
+            )
             .billing_mode(BillingMode::PayPerRequest)
             .send()
             .await
             .unwrap();
 
-        let s3 = aws_sdk_s3::Client::from_conf(aws_sdk_s3::config::Builder::from(&sdk).force_path_style(true).build());
+        let s3 = aws_sdk_s3::Client::from_conf(
+            aws_sdk_s3::config::Builder::from(&sdk)
+                .force_path_style(true)
+                .build(),
+        );
         s3.create_bucket().bucket(&name).send().await.unwrap();
         let events = aws_sdk_eventbridge::Client::new(&sdk);
         events.create_event_bus().name(&name).send().await.unwrap();
@@ -96,7 +124,10 @@ impl Stack {
             .create_state_machine()
             .name(&name)
             .definition(definition.to_string())
-            .role_arn(format!("arn:aws:iam::{}:role/simulation-job", emulator::ACCOUNT_ID))
+            .role_arn(format!(
+                "arn:aws:iam::{}:role/simulation-job",
+                emulator::ACCOUNT_ID
+            ))
             .send()
             .await
             .unwrap()
@@ -122,7 +153,12 @@ impl Stack {
             heartbeat_interval: Duration::from_secs(1),
             drain_timeout: Duration::from_secs(5),
             metrics_log: None,
-            ..simulation::WorkerConfig::new(self.sdk.clone(), self.queue.clone(), &self.bucket, &self.bus)
+            ..simulation::WorkerConfig::new(
+                self.sdk.clone(),
+                self.queue.clone(),
+                &self.bucket,
+                &self.bus,
+            )
         }
     }
 
@@ -143,7 +179,13 @@ impl Stack {
     pub async fn finished(&self, execution: &str, within: Duration) -> Finished {
         let deadline = Instant::now() + within;
         loop {
-            let out = self.sfn.describe_execution().execution_arn(execution).send().await.unwrap();
+            let out = self
+                .sfn
+                .describe_execution()
+                .execution_arn(execution)
+                .send()
+                .await
+                .unwrap();
             if out.status != ExecutionStatus::Running {
                 return Finished {
                     status: out.status.clone(),
@@ -151,24 +193,50 @@ impl Stack {
                     error: out.error().map(str::to_string),
                 };
             }
-            assert!(Instant::now() < deadline, "execution still running after {within:?}");
+            assert!(
+                Instant::now() < deadline,
+                "execution still running after {within:?}"
+            );
             tokio::time::sleep(Duration::from_millis(200)).await;
         }
     }
 
     pub async fn status(&self, execution: &str) -> ExecutionStatus {
-        self.sfn.describe_execution().execution_arn(execution).send().await.unwrap().status
+        self.sfn
+            .describe_execution()
+            .execution_arn(execution)
+            .send()
+            .await
+            .unwrap()
+            .status
     }
 
     /// The keys under `results/`.
     pub async fn result_keys(&self) -> Vec<String> {
-        let out = self.s3.list_objects_v2().bucket(&self.bucket).prefix("results/").send().await.unwrap();
-        out.contents().iter().filter_map(|o| o.key().map(str::to_string)).collect()
+        let out = self
+            .s3
+            .list_objects_v2()
+            .bucket(&self.bucket)
+            .prefix("results/")
+            .send()
+            .await
+            .unwrap();
+        out.contents()
+            .iter()
+            .filter_map(|o| o.key().map(str::to_string))
+            .collect()
     }
 
     /// The stored object's bytes.
     pub async fn result(&self, key: &str) -> Vec<u8> {
-        let object = self.s3.get_object().bucket(&self.bucket).key(key).send().await.unwrap();
+        let object = self
+            .s3
+            .get_object()
+            .bucket(&self.bucket)
+            .key(key)
+            .send()
+            .await
+            .unwrap();
         object.body.collect().await.unwrap().into_bytes().to_vec()
     }
 
@@ -184,7 +252,10 @@ impl Stack {
             .await
             .unwrap();
         let get = |name: QueueAttributeName| {
-            out.attributes().and_then(|a| a.get(&name)).and_then(|v| v.parse().ok()).unwrap_or(0)
+            out.attributes()
+                .and_then(|a| a.get(&name))
+                .and_then(|v| v.parse().ok())
+                .unwrap_or(0)
         };
         (
             get(QueueAttributeName::ApproximateNumberOfMessages),
