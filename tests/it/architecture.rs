@@ -7,11 +7,21 @@ use tests::architecture::{Package, packages, violations};
 fn workspace_packages() -> Vec<Package> {
     let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".to_string());
     let output = Command::new(cargo)
-        .args(["metadata", "--format-version", "1", "--no-deps", "--offline"])
+        .args([
+            "metadata",
+            "--format-version",
+            "1",
+            "--no-deps",
+            "--offline",
+        ])
         .current_dir(env!("CARGO_MANIFEST_DIR"))
         .output()
         .expect("cargo metadata runs");
-    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
     let metadata = serde_json::from_slice(&output.stdout).expect("cargo metadata prints JSON");
     packages(&metadata)
 }
@@ -20,7 +30,11 @@ fn workspace_packages() -> Vec<Package> {
 fn no_service_depends_on_another_service() {
     let packages = workspace_packages();
     assert!(
-        packages.iter().filter(|p| p.dir.starts_with("workers")).count() >= 1,
+        packages
+            .iter()
+            .filter(|p| p.dir.starts_with("workers"))
+            .count()
+            >= 1,
         "expected services under workers/: {packages:?}"
     );
     let broken = violations(&packages);
@@ -36,7 +50,10 @@ fn the_check_catches_a_service_depending_on_another() {
         .map(|p| p.name.clone())
         .collect();
     // Pretend the first service depends on a second one (or on a made-up one).
-    let other = services.get(1).cloned().unwrap_or_else(|| "other-service".to_string());
+    let other = services
+        .get(1)
+        .cloned()
+        .unwrap_or_else(|| "other-service".to_string());
     if services.len() < 2 {
         packages.push(Package {
             name: other.clone(),

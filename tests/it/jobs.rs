@@ -39,7 +39,11 @@ impl Local {
             let mut args = fleet::dev::worker_args(&stack.topology, &stack.report).unwrap();
             args.worker_id = Some(format!("e2e-{i}"));
             args.exit_with_parent = false;
-            workers.spawn(fleet::workers::run(args, stack.sdk.clone(), shutdown.clone()));
+            workers.spawn(fleet::workers::run(
+                args,
+                stack.sdk.clone(),
+                shutdown.clone(),
+            ));
         }
         let api_base = format!("http://{}", stack.http_addr);
         Local {
@@ -51,7 +55,11 @@ impl Local {
     }
 
     fn api(&self, sub: &str) -> Api {
-        let token = self.stack.issuer.issue(sub, Duration::from_secs(600)).unwrap();
+        let token = self
+            .stack
+            .issuer
+            .issue(sub, Duration::from_secs(600))
+            .unwrap();
         Api::new(&self.api_base, token)
     }
 
@@ -64,12 +72,21 @@ impl Local {
         let sqs = aws_sdk_sqs::Client::new(&self.stack.sdk);
         let events = aws_sdk_eventbridge::Client::new(&self.stack.sdk);
         let name = emulator::unique_name("capture");
-        let url = sqs.create_queue().queue_name(&name).send().await.unwrap().queue_url.unwrap();
+        let url = sqs
+            .create_queue()
+            .queue_name(&name)
+            .send()
+            .await
+            .unwrap()
+            .queue_url
+            .unwrap();
         events
             .put_rule()
             .name(&name)
             .event_bus_name(self.bus())
-            .event_pattern(json!({"source": ["fleet.jobs"], "detail-type": detail_types}).to_string())
+            .event_pattern(
+                json!({"source": ["fleet.jobs"], "detail-type": detail_types}).to_string(),
+            )
             .send()
             .await
             .unwrap();
@@ -80,7 +97,11 @@ impl Local {
             .targets(
                 aws_sdk_eventbridge::types::Target::builder()
                     .id("capture")
-                    .arn(format!("arn:aws:sqs:{}:{}:{name}", emulator::REGION, emulator::ACCOUNT_ID))
+                    .arn(format!(
+                        "arn:aws:sqs:{}:{}:{name}",
+                        emulator::REGION,
+                        emulator::ACCOUNT_ID
+                    ))
                     .build()
                     .unwrap(),
             )
@@ -157,12 +178,18 @@ async fn jobs_from_the_api_and_from_an_upstream_event_both_run_to_success() {
         .await
         .unwrap();
 
-    let view = alice.wait(&from_api, Duration::from_secs(60)).await.unwrap();
+    let view = alice
+        .wait(&from_api, Duration::from_secs(60))
+        .await
+        .unwrap();
     assert_eq!(view.status, JobStatus::Succeeded, "{view:?}");
     assert_eq!(view.result.unwrap().summary["spunMs"], 300);
 
     let billing = local.api("billing");
-    let view = billing.wait(job_id.as_str(), Duration::from_secs(60)).await.unwrap();
+    let view = billing
+        .wait(job_id.as_str(), Duration::from_secs(60))
+        .await
+        .unwrap();
     assert_eq!(view.status, JobStatus::Succeeded, "{view:?}");
     let result = view.result.unwrap();
     assert!(result.summary["peakDay"].is_number(), "{}", result.summary);
@@ -173,7 +200,10 @@ async fn jobs_from_the_api_and_from_an_upstream_event_both_run_to_success() {
         .drain(&captured, |seen| job_ids(seen, "JobSucceeded").len() >= 2)
         .await;
     let succeeded = job_ids(&events, "JobSucceeded");
-    assert!(succeeded.contains(&from_api) && succeeded.contains(&job_id.to_string()), "{succeeded:?}");
+    assert!(
+        succeeded.contains(&from_api) && succeeded.contains(&job_id.to_string()),
+        "{succeeded:?}"
+    );
     local.stop().await;
 }
 
@@ -211,11 +241,24 @@ async fn the_same_job_requested_twice_starts_one_execution() {
     publisher.publish(&envelope).await.unwrap();
     publisher.publish(&envelope).await.unwrap();
 
-    let view = local.api("dora").wait(job_id.as_str(), Duration::from_secs(60)).await.unwrap();
+    let view = local
+        .api("dora")
+        .wait(job_id.as_str(), Duration::from_secs(60))
+        .await
+        .unwrap();
     assert_eq!(view.status, JobStatus::Succeeded);
     let sfn = aws_sdk_sfn::Client::new(&local.stack.sdk);
-    let machine = local.stack.report.state_machine_arn("simulation-job").unwrap();
-    let executions = sfn.list_executions().state_machine_arn(machine).send().await.unwrap();
+    let machine = local
+        .stack
+        .report
+        .state_machine_arn("simulation-job")
+        .unwrap();
+    let executions = sfn
+        .list_executions()
+        .state_machine_arn(machine)
+        .send()
+        .await
+        .unwrap();
     let runs = executions
         .executions()
         .iter()
@@ -234,7 +277,12 @@ async fn the_api_refuses_strangers_other_users_and_bad_bodies() {
     let http = reqwest::Client::builder().no_proxy().build().unwrap();
     let base = &local.api_base;
 
-    let anonymous = http.post(format!("{base}/jobs")).json(&json!({"model": "spin", "params": {}})).send().await.unwrap();
+    let anonymous = http
+        .post(format!("{base}/jobs"))
+        .json(&json!({"model": "spin", "params": {}}))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(anonymous.status(), 401);
     let forged = http
         .get(format!("{base}/jobs"))
@@ -245,13 +293,20 @@ async fn the_api_refuses_strangers_other_users_and_bad_bodies() {
     assert_eq!(forged.status(), 401);
 
     let erin = local.api("erin");
-    let job = erin.submit("spin", &json!({"durationMs": 10}), None).await.unwrap();
+    let job = erin
+        .submit("spin", &json!({"durationMs": 10}), None)
+        .await
+        .unwrap();
     let frank = local.api("frank");
     let err = frank.status(&job).await.unwrap_err();
     assert!(err.to_string().contains("not found"), "{err}");
     assert!(erin.status(&job).await.is_ok());
 
-    let token = local.stack.issuer.issue("erin", Duration::from_secs(60)).unwrap();
+    let token = local
+        .stack
+        .issuer
+        .issue("erin", Duration::from_secs(60))
+        .unwrap();
     let bad = http
         .post(format!("{base}/jobs"))
         .bearer_auth(&token)
@@ -274,7 +329,12 @@ async fn an_event_the_handler_always_fails_on_ends_in_the_failures_queue_with_la
     let publisher = bus::Publisher::from_sdk(&local.stack.sdk, local.bus());
     let event_id = publisher.put_one(entry).await.unwrap();
 
-    let failures = local.stack.report.queue_url("failures").unwrap().to_string();
+    let failures = local
+        .stack
+        .report
+        .queue_url("failures")
+        .unwrap()
+        .to_string();
     let sqs = aws_sdk_sqs::Client::new(&local.stack.sdk);
     let deadline = Instant::now() + Duration::from_secs(60);
     let mut found = None;
@@ -289,7 +349,8 @@ async fn an_event_the_handler_always_fails_on_ends_in_the_failures_queue_with_la
             .unwrap();
         for m in out.messages() {
             let envelope: Value = serde_json::from_str(m.body().unwrap()).unwrap();
-            let original: Value = serde_json::from_str(envelope["Message"].as_str().unwrap()).unwrap();
+            let original: Value =
+                serde_json::from_str(envelope["Message"].as_str().unwrap()).unwrap();
             if original["id"] == event_id.as_str() {
                 found = Some((envelope, original));
             }
@@ -299,8 +360,16 @@ async fn an_event_the_handler_always_fails_on_ends_in_the_failures_queue_with_la
     assert_eq!(original["detail"], detail, "the body is the original event");
     let attributes = &envelope["MessageAttributes"];
     for name in ["RequestID", "ErrorCode", "ErrorMessage"] {
-        assert!(attributes[name]["Value"].is_string(), "{name} missing: {attributes}");
+        assert!(
+            attributes[name]["Value"].is_string(),
+            "{name} missing: {attributes}"
+        );
     }
-    assert!(attributes["ErrorMessage"]["Value"].as_str().unwrap().contains("params"));
+    assert!(
+        attributes["ErrorMessage"]["Value"]
+            .as_str()
+            .unwrap()
+            .contains("params")
+    );
     local.stop().await;
 }

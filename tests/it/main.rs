@@ -1,4 +1,7 @@
 //! End-to-end scenarios against the local stack, and the workspace's invariants.
 
+// Tests may panic on what they did not expect: that is how they fail.
+#![allow(clippy::unwrap_used)]
+
 mod architecture;
 mod jobs;

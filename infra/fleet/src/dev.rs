@@ -67,10 +67,10 @@ impl Stack {
             .with_extra(local::issuer_routes(&issuer))
             .start(&topology, &report, &sdk)
             .await
-            .with_context(|| format!("starting the local host on 127.0.0.1:{}", config.http_port))?;
-        let http_addr = host
-            .http_addr()
-            .context("the local host serves no HTTP")?;
+            .with_context(|| {
+                format!("starting the local host on 127.0.0.1:{}", config.http_port)
+            })?;
+        let http_addr = host.http_addr().context("the local host serves no HTTP")?;
         let workers = match (&config.exe, config.workers) {
             (Some(exe), n) if n > 0 => {
                 let args = worker_args(&topology, &report)?;

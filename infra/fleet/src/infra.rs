@@ -17,7 +17,10 @@ pub fn synth(stage: &Stage, out: &Path) -> anyhow::Result<Vec<std::path::PathBuf
 /// Creates or updates the stage's resources at the endpoint `sdk` names.
 pub async fn deploy(stage: &Stage, sdk: &aws_config::SdkConfig) -> anyhow::Result<DeployReport> {
     let topology = topology::fleet(stage);
-    let endpoint = sdk.endpoint_url().unwrap_or("the AWS default endpoint").to_string();
+    let endpoint = sdk
+        .endpoint_url()
+        .unwrap_or("the AWS default endpoint")
+        .to_string();
     topology::deploy(&topology, sdk)
         .await
         .with_context(|| format!("deploying stage {stage} to {endpoint}"))
@@ -38,7 +41,11 @@ pub fn lint(stage: &Stage, out: &Path, home: &Path) -> anyhow::Result<String> {
         Some(code) if code & 2 == 0 => Ok(format!(
             "cfn-lint: {} templates, no errors{}\n{report}",
             files.len(),
-            if code & 4 != 0 { " (warnings below)" } else { "" }
+            if code & 4 != 0 {
+                " (warnings below)"
+            } else {
+                ""
+            }
         )),
         _ => anyhow::bail!(
             "cfn-lint found errors in the synthesized templates:\n{report}{}",

@@ -32,7 +32,12 @@ impl Api {
     }
 
     /// `POST /jobs`; returns the job id.
-    pub async fn submit(&self, model: &str, params: &Value, idempotency_key: Option<&str>) -> anyhow::Result<String> {
+    pub async fn submit(
+        &self,
+        model: &str,
+        params: &Value,
+        idempotency_key: Option<&str>,
+    ) -> anyhow::Result<String> {
         let mut request = self
             .http
             .post(format!("{}/jobs", self.base))
@@ -41,7 +46,10 @@ impl Api {
         if let Some(key) = idempotency_key {
             request = request.header("Idempotency-Key", key);
         }
-        let response = request.send().await.with_context(|| format!("calling {}", self.base))?;
+        let response = request
+            .send()
+            .await
+            .with_context(|| format!("calling {}", self.base))?;
         let body = answer(response).await?;
         body["jobId"]
             .as_str()
@@ -72,7 +80,9 @@ impl Api {
             .http
             .get(url)
             .bearer_auth(&self.token)
-            .send().await.with_context(|| format!("calling {}", self.base))?;
+            .send()
+            .await
+            .with_context(|| format!("calling {}", self.base))?;
         let body = answer(response).await?;
         let jobs = body.get("jobs").cloned().unwrap_or(body);
         serde_json::from_value(jobs).context("the API answered with an unexpected list shape")
@@ -87,7 +97,11 @@ impl Api {
                 return Ok(view);
             }
             if tokio::time::Instant::now() >= deadline {
-                bail!("job {job_id} is still {} after {} s", view.status.as_str(), timeout.as_secs());
+                bail!(
+                    "job {job_id} is still {} after {} s",
+                    view.status.as_str(),
+                    timeout.as_secs()
+                );
             }
             tokio::time::sleep(Duration::from_millis(250)).await;
         }
@@ -103,7 +117,9 @@ async fn answer(response: reqwest::Response) -> anyhow::Result<Value> {
     let message = body["error"].as_str().unwrap_or("no details").to_string();
     match status.as_u16() {
         400 => Err(UsageError(format!("the API refused the request: {message}")).into()),
-        401 => bail!("unauthorized: pass a valid token with --token or FLEET_TOKEN (locally: `fleet auth token --sub NAME`)"),
+        401 => bail!(
+            "unauthorized: pass a valid token with --token or FLEET_TOKEN (locally: `fleet auth token --sub NAME`)"
+        ),
         404 => bail!("not found: no such job for this user"),
         _ => bail!("the API answered {status}: {message}"),
     }

@@ -6,8 +6,8 @@ pub mod events;
 pub mod infra;
 pub mod jobs_cmd;
 pub mod local;
-pub mod workers;
 pub mod ops;
+pub mod workers;
 
 use std::fmt;
 

@@ -9,7 +9,11 @@ use tokio_util::sync::CancellationToken;
 use topology::Stage;
 
 #[derive(Debug, Parser)]
-#[command(name = "fleet", version, about = "An event-driven worker fleet for AWS: run it locally, deploy it, operate it.")]
+#[command(
+    name = "fleet",
+    version,
+    about = "An event-driven worker fleet for AWS: run it locally, deploy it, operate it."
+)]
 struct Cli {
     /// The stage: every resource is named `fleet-<stage>-...`.
     #[arg(long, global = true, env = "FLEET_STAGE", default_value = "dev", value_parser = parse_stage)]
@@ -195,7 +199,8 @@ fn api(args: ApiArgs) -> anyhow::Result<jobs_cmd::Api> {
         Some(token) => token,
         None => {
             let home = args.home.unwrap_or_else(emulator::default_home);
-            fleet::local::dev_issuer(&home)?.issue(&args.sub, std::time::Duration::from_secs(3600))?
+            fleet::local::dev_issuer(&home)?
+                .issue(&args.sub, std::time::Duration::from_secs(3600))?
         }
     };
     Ok(jobs_cmd::Api::new(args.api, token))
@@ -283,33 +288,61 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Events(EventsCommand::Tail(args)) => {
             ops::run_tail(&stage, &fleet::aws_from_env().await, args, json).await
         }
-        Command::Auth(AuthCommand::Token { sub, ttl_secs, home }) => {
+        Command::Auth(AuthCommand::Token {
+            sub,
+            ttl_secs,
+            home,
+        }) => {
             let home = home.unwrap_or_else(emulator::default_home);
-            let token = fleet::local::dev_issuer(&home)?.issue(&sub, std::time::Duration::from_secs(ttl_secs))?;
+            let token = fleet::local::dev_issuer(&home)?
+                .issue(&sub, std::time::Duration::from_secs(ttl_secs))?;
             println!("{token}");
             Ok(())
         }
-        Command::Jobs(JobsCommand::Submit { model, params, idempotency_key, wait, timeout_secs, api: args }) => {
-            let params = events::read_detail(&params).map_err(|e| UsageError(e.to_string().replace("--detail", "--params")))?;
+        Command::Jobs(JobsCommand::Submit {
+            model,
+            params,
+            idempotency_key,
+            wait,
+            timeout_secs,
+            api: args,
+        }) => {
+            let params = events::read_detail(&params)
+                .map_err(|e| UsageError(e.to_string().replace("--detail", "--params")))?;
             if !params.is_object() {
-                return Err(UsageError("--params: must be a JSON object, e.g. --params '{\"durationMs\": 1000}'".into()).into());
+                return Err(UsageError(
+                    "--params: must be a JSON object, e.g. --params '{\"durationMs\": 1000}'"
+                        .into(),
+                )
+                .into());
             }
             let api = api(args)?;
-            let job_id = api.submit(&model, &params, idempotency_key.as_deref()).await?;
+            let job_id = api
+                .submit(&model, &params, idempotency_key.as_deref())
+                .await?;
             if !wait {
                 println!("{job_id}");
                 return Ok(());
             }
             eprintln!("submitted {job_id}; waiting");
-            let view = api.wait(&job_id, std::time::Duration::from_secs(timeout_secs)).await?;
+            let view = api
+                .wait(&job_id, std::time::Duration::from_secs(timeout_secs))
+                .await?;
             println!("{}", jobs_cmd::render(&view));
             if let Some(result) = &view.result {
                 println!("{}", serde_json::to_string_pretty(&result.summary)?);
             }
-            anyhow::ensure!(view.status == contracts::jobs::JobStatus::Succeeded, "job {job_id} failed");
+            anyhow::ensure!(
+                view.status == contracts::jobs::JobStatus::Succeeded,
+                "job {job_id} failed"
+            );
             Ok(())
         }
-        Command::Jobs(JobsCommand::Status { job_id, json, api: args }) => {
+        Command::Jobs(JobsCommand::Status {
+            job_id,
+            json,
+            api: args,
+        }) => {
             let view = api(args)?.status(&job_id).await?;
             if json {
                 println!("{}", serde_json::to_string_pretty(&view)?);
@@ -318,7 +351,11 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             }
             Ok(())
         }
-        Command::Jobs(JobsCommand::Ls { status, json, api: args }) => {
+        Command::Jobs(JobsCommand::Ls {
+            status,
+            json,
+            api: args,
+        }) => {
             let status = status
                 .map(|s| s.parse::<contracts::jobs::JobStatus>())
                 .transpose()

@@ -36,7 +36,11 @@ pub struct WorkerArgs {
 }
 
 /// Runs one worker until `shutdown` (or the parent's death, if asked).
-pub async fn run(args: WorkerArgs, sdk: aws_config::SdkConfig, shutdown: CancellationToken) -> anyhow::Result<()> {
+pub async fn run(
+    args: WorkerArgs,
+    sdk: aws_config::SdkConfig,
+    shutdown: CancellationToken,
+) -> anyhow::Result<()> {
     let queue_url = QueueUrl::parse(&args.queue_url).context("--queue-url")?;
     let mut config = simulation::WorkerConfig::new(sdk, queue_url, args.bucket, args.bus);
     config.table = args.table;
@@ -77,13 +81,25 @@ pub struct WorkerProcesses {
 impl WorkerProcesses {
     /// Starts `count` workers (this executable's `worker` subcommand) with `args`, pointed
     /// at `endpoint` with the emulator's credentials.
-    pub fn spawn(count: usize, exe: PathBuf, args: &WorkerArgs, endpoint: &str) -> anyhow::Result<Self> {
+    pub fn spawn(
+        count: usize,
+        exe: PathBuf,
+        args: &WorkerArgs,
+        endpoint: &str,
+    ) -> anyhow::Result<Self> {
         let mut children = Vec::with_capacity(count);
         for i in 1..=count {
             let mut command = Command::new(&exe);
             command
                 .arg("worker")
-                .args(["--queue-url", &args.queue_url, "--bucket", &args.bucket, "--bus", &args.bus])
+                .args([
+                    "--queue-url",
+                    &args.queue_url,
+                    "--bucket",
+                    &args.bucket,
+                    "--bus",
+                    &args.bus,
+                ])
                 .args(["--worker-id", &format!("worker-{i}")])
                 .args(["--drain-timeout-secs", &args.drain_timeout_secs.to_string()])
                 .arg("--exit-with-parent")
@@ -112,7 +128,9 @@ impl WorkerProcesses {
     /// `grace`.
     pub async fn stop(mut self, grace: Duration) {
         for child in &self.children {
-            let _ = Command::new("kill").args(["-TERM", &child.id().to_string()]).status();
+            let _ = Command::new("kill")
+                .args(["-TERM", &child.id().to_string()])
+                .status();
         }
         let deadline = tokio::time::Instant::now() + grace;
         for child in &mut self.children {

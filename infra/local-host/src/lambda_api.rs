@@ -20,11 +20,11 @@
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
+use aws_smithy_types::error::display::DisplayErrorContext;
 use axum::Router;
 use axum::body::{Body, Bytes};
 use axum::extract::{Path, State};
 use axum::response::Response;
-use aws_smithy_types::error::display::DisplayErrorContext;
 use http::{HeaderMap, StatusCode};
 use serde_json::{Value, json};
 
@@ -153,7 +153,9 @@ async fn invoke(
         other => error(
             StatusCode::BAD_REQUEST,
             "InvalidParameterValueException",
-            &format!("unsupported X-Amz-Invocation-Type {other:?}: use Event, RequestResponse or DryRun"),
+            &format!(
+                "unsupported X-Amz-Invocation-Type {other:?}: use Event, RequestResponse or DryRun"
+            ),
         ),
     }
 }
@@ -182,7 +184,14 @@ async fn queue(api: &LambdaApi, target: &Invocable, body: &Bytes) -> Response {
     } else {
         String::from_utf8_lossy(body).into_owned()
     };
-    match api.sqs.send_message().queue_url(url).message_body(text).send().await {
+    match api
+        .sqs
+        .send_message()
+        .queue_url(url)
+        .message_body(text)
+        .send()
+        .await
+    {
         Ok(out) => {
             // The delivery's message id becomes the invocation's request id.
             let request_id = out.message_id().unwrap_or_default().to_owned();
@@ -209,7 +218,9 @@ fn error(status: StatusCode, code: &str, message: &str) -> Response {
         .status(status)
         .header("content-type", "application/json")
         .header("x-amzn-errortype", code)
-        .body(Body::from(json!({"Type": "User", "message": message}).to_string()))
+        .body(Body::from(
+            json!({"Type": "User", "message": message}).to_string(),
+        ))
         .unwrap_or_else(|_| internal(message))
 }
 
@@ -226,7 +237,10 @@ mod tests {
     #[test]
     fn functions_are_named_by_name_or_arn() {
         assert_eq!(function_name("fleet-dev-jobs-view"), "fleet-dev-jobs-view");
-        assert_eq!(function_name("fleet-dev-jobs-view:$LATEST"), "fleet-dev-jobs-view");
+        assert_eq!(
+            function_name("fleet-dev-jobs-view:$LATEST"),
+            "fleet-dev-jobs-view"
+        );
         assert_eq!(
             function_name("arn:aws:lambda:us-east-1:123456789012:function:fleet-dev-jobs-view"),
             "fleet-dev-jobs-view"

@@ -7,7 +7,11 @@ use contracts::Entry;
 use crate::{EntryResult, EventSink, SinkError};
 
 impl EventSink for aws_sdk_eventbridge::Client {
-    async fn put_events(&self, bus: &str, entries: &[Entry]) -> Result<Vec<EntryResult>, SinkError> {
+    async fn put_events(
+        &self,
+        bus: &str,
+        entries: &[Entry],
+    ) -> Result<Vec<EntryResult>, SinkError> {
         let request: Vec<PutEventsRequestEntry> = entries
             .iter()
             .map(|e| {
@@ -34,9 +38,12 @@ impl EventSink for aws_sdk_eventbridge::Client {
                         | "UnrecognizedClientException"
                 );
                 SinkError {
-                    message: format!("{code} {}", aws_sdk_eventbridge::error::DisplayErrorContext(&e))
-                        .trim()
-                        .to_string(),
+                    message: format!(
+                        "{code} {}",
+                        aws_sdk_eventbridge::error::DisplayErrorContext(&e)
+                    )
+                    .trim()
+                    .to_string(),
                     retryable,
                 }
             })?;

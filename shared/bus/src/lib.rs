@@ -98,7 +98,11 @@ pub struct Publisher<S = aws_sdk_eventbridge::Client> {
 impl Publisher<aws_sdk_eventbridge::Client> {
     /// A publisher on `bus` using the SDK client.
     pub fn from_sdk(sdk: &aws_config::SdkConfig, bus: impl Into<String>) -> Self {
-        Publisher::new(aws_sdk_eventbridge::Client::new(sdk), bus, Config::default())
+        Publisher::new(
+            aws_sdk_eventbridge::Client::new(sdk),
+            bus,
+            Config::default(),
+        )
     }
 }
 
@@ -172,14 +176,16 @@ impl<S: EventSink> Publisher<S> {
                 let entries: Vec<Entry> = batch.iter().map(|(_, e)| e.clone()).collect();
                 match self.sink.put_events(&self.bus, &entries).await {
                     Ok(results) => {
-                        for ((index, entry), result) in batch.into_iter().zip(
-                            results
+                        for ((index, entry), result) in
+                            batch
                                 .into_iter()
-                                .chain(std::iter::repeat(EntryResult::Rejected {
-                                    code: "InternalFailure".to_string(),
-                                    message: "no result returned for this entry".to_string(),
-                                })),
-                        ) {
+                                .zip(results.into_iter().chain(std::iter::repeat(
+                                    EntryResult::Rejected {
+                                        code: "InternalFailure".to_string(),
+                                        message: "no result returned for this entry".to_string(),
+                                    },
+                                )))
+                        {
                             match result {
                                 EntryResult::Accepted { event_id } => {
                                     outcome.event_ids[index] = Some(event_id);
@@ -230,8 +236,7 @@ impl<S: EventSink> Publisher<S> {
                     pending = retry;
                 }
                 None => {
-                    for ((_, entry), (code, message)) in retry.into_iter().zip(retry_errors)
-                    {
+                    for ((_, entry), (code, message)) in retry.into_iter().zip(retry_errors) {
                         outcome.failed.push(FailedEntry {
                             entry,
                             code,

@@ -36,7 +36,11 @@ impl<F> EventSink for &ScriptedBus<F>
 where
     F: Fn(&str, usize) -> EntryResult + Send + Sync,
 {
-    async fn put_events(&self, _bus: &str, entries: &[Entry]) -> Result<Vec<EntryResult>, SinkError> {
+    async fn put_events(
+        &self,
+        _bus: &str,
+        entries: &[Entry],
+    ) -> Result<Vec<EntryResult>, SinkError> {
         self.calls
             .lock()
             .unwrap()
@@ -147,7 +151,12 @@ async fn does_not_retry_entries_the_bus_refuses_for_good() {
 async fn refuses_an_oversized_entry_without_calling_the_bus() {
     let bus = ScriptedBus::new(|d, _| accepted(d));
     let publisher = Publisher::new(&bus, "b", fast());
-    let huge = Entry::new("s", "t", &serde_json::json!({"pad": "x".repeat(300 * 1024)})).unwrap();
+    let huge = Entry::new(
+        "s",
+        "t",
+        &serde_json::json!({"pad": "x".repeat(300 * 1024)}),
+    )
+    .unwrap();
     let outcome = publisher.put(vec![huge, entry(1)]).await;
     assert_eq!(outcome.failed.len(), 1);
     assert_eq!(outcome.failed[0].code, "EntryTooLarge");

@@ -36,7 +36,11 @@ impl ContractError {
         }
     }
 
-    pub(crate) fn invalid(what: &str, field: impl Into<String>, message: impl Into<String>) -> Self {
+    pub(crate) fn invalid(
+        what: &str,
+        field: impl Into<String>,
+        message: impl Into<String>,
+    ) -> Self {
         ContractError::Invalid {
             what: what.to_string(),
             field: field.into(),

@@ -15,7 +15,9 @@ pub const SOURCE: &str = "fleet.jobs";
 
 /// A job's id: also its Step Functions execution name, so 1–80 characters of
 /// `A-Z a-z 0-9 - _`.
-#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize, JsonSchema)]
+#[derive(
+    Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize, JsonSchema,
+)]
 #[serde(try_from = "String", into = "String")]
 #[schemars(with = "String")]
 pub struct JobId(String);
@@ -227,7 +229,9 @@ fn validate_model(what: &str, model: &str) -> Result<(), ContractError> {
         Err(ContractError::invalid(
             what,
             "model",
-            format!("`{model}` is not a model name: use 1 to 64 characters of a-z, 0-9, `-` and `_` (e.g. `sir`)"),
+            format!(
+                "`{model}` is not a model name: use 1 to 64 characters of a-z, 0-9, `-` and `_` (e.g. `sir`)"
+            ),
         ))
     }
 }
@@ -266,7 +270,9 @@ job_event!(JobSucceeded, Succeeded);
 job_event!(JobFailed, Failed);
 
 /// Where a job stands, as the HTTP API reports it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize, JsonSchema)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize, JsonSchema,
+)]
 #[serde(rename_all = "SCREAMING_SNAKE_CASE")]
 pub enum JobStatus {
     Queued,

@@ -34,11 +34,15 @@ pub enum EmulatorError {
         "python3 was not found on PATH; the local emulator (moto) needs Python 3.9 or newer: install python3 (with its venv module) and try again"
     )]
     PythonMissing,
-    #[error("could not create the virtualenv at {path}: {detail}; install python3's venv module (Debian: apt-get install python3-venv)")]
+    #[error(
+        "could not create the virtualenv at {path}: {detail}; install python3's venv module (Debian: apt-get install python3-venv)"
+    )]
     Venv { path: PathBuf, detail: String },
     #[error("pip could not install the emulator's requirements into {path}: {detail}")]
     Pip { path: PathBuf, detail: String },
-    #[error("port {port} on 127.0.0.1 is in use by something that is not moto; pick another with --emulator-port")]
+    #[error(
+        "port {port} on 127.0.0.1 is in use by something that is not moto; pick another with --emulator-port"
+    )]
     PortTaken { port: u16 },
     #[error("the emulator did not become ready within {seconds} s; see its log at {log}")]
     NotReady { seconds: u64, log: PathBuf },
@@ -130,7 +134,14 @@ pub fn ensure_venv(home: &Path) -> Result<Venv, EmulatorError> {
     let req_path = home.join("requirements.txt");
     fs::write(&req_path, REQUIREMENTS).map_err(io(&req_path))?;
     let out = Command::new(venv.python())
-        .args(["-m", "pip", "install", "--quiet", "--disable-pip-version-check", "-r"])
+        .args([
+            "-m",
+            "pip",
+            "install",
+            "--quiet",
+            "--disable-pip-version-check",
+            "-r",
+        ])
         .arg(&req_path)
         .output()
         .map_err(io(&venv.python()))?;
@@ -312,7 +323,10 @@ fn spawn(venv: &Venv, home: &Path, port: u16) -> Result<Emulator, EmulatorError>
     };
     let launcher = home.join("moto-launcher.py");
     // Written to a unique name then renamed, so concurrent starters never read a half file.
-    let tmp = home.join(format!("moto-launcher.{}.py", uuid::Uuid::new_v4().simple()));
+    let tmp = home.join(format!(
+        "moto-launcher.{}.py",
+        uuid::Uuid::new_v4().simple()
+    ));
     fs::File::create(&tmp)
         .and_then(|mut f| f.write_all(LAUNCHER.as_bytes()))
         .map_err(io(&tmp))?;
@@ -367,9 +381,15 @@ pub fn sdk_config_for(endpoint: &str) -> SdkConfig {
         .behavior_version(BehaviorVersion::latest())
         .endpoint_url(endpoint)
         .region(Region::new(REGION))
-        .credentials_provider(aws_credential_types::provider::SharedCredentialsProvider::new(
-            Credentials::new(ACCESS_KEY_ID, SECRET_ACCESS_KEY, None, None, "fleet-emulator"),
-        ))
+        .credentials_provider(
+            aws_credential_types::provider::SharedCredentialsProvider::new(Credentials::new(
+                ACCESS_KEY_ID,
+                SECRET_ACCESS_KEY,
+                None,
+                None,
+                "fleet-emulator",
+            )),
+        )
         .build()
 }
 
@@ -407,7 +427,12 @@ pub async fn test_emulator() -> &'static Emulator {
 }
 
 fn port_of(endpoint: &str) -> Option<u16> {
-    endpoint.rsplit(':').next()?.trim_end_matches('/').parse().ok()
+    endpoint
+        .rsplit(':')
+        .next()?
+        .trim_end_matches('/')
+        .parse()
+        .ok()
 }
 
 /// A stage name no other test uses, so tests can share one emulator in parallel.
@@ -417,5 +442,8 @@ pub fn unique_stage() -> String {
 
 /// A resource name no other test uses, prefixed for readability.
 pub fn unique_name(prefix: &str) -> String {
-    format!("{prefix}-{}", &uuid::Uuid::new_v4().simple().to_string()[..10])
+    format!(
+        "{prefix}-{}",
+        &uuid::Uuid::new_v4().simple().to_string()[..10]
+    )
 }

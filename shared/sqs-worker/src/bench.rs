@@ -16,6 +16,8 @@
 //! drain, divided by the messages; the emulator runs in another process and is excluded,
 //! but anything else this process does meanwhile is included.
 
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use aws_config::SdkConfig;
@@ -23,6 +25,7 @@ use aws_sdk_sqs::error::DisplayErrorContext;
 use aws_sdk_sqs::types::{QueueAttributeName, SendMessageBatchRequestEntry};
 use futures::StreamExt as _;
 use serde::Serialize;
+use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 
 use crate::config::{Config, QueueUrl};
@@ -101,11 +104,21 @@ pub async fn bench(sdk: &SdkConfig, messages: usize) -> Result<BenchReport, Benc
     result
 }
 
-/// A handler that does nothing; the worker's metrics count its runs.
-struct Noop;
+/// A handler that does nothing but count, and says when it reached its target (waking
+/// the benchmark once instead of having it poll, which would cost CPU of its own).
+struct Noop(Arc<Progress>);
+
+struct Progress {
+    handled: AtomicUsize,
+    target: usize,
+    done: Notify,
+}
 
 impl Handler for Noop {
     async fn handle(&self, _delivery: Delivery, _ctx: JobContext) -> Result<(), HandlerError> {
+        if self.0.handled.fetch_add(1, Ordering::Relaxed) + 1 == self.0.target {
+            self.0.done.notify_one();
+        }
         Ok(())
     }
 }
@@ -120,17 +133,21 @@ async fn drain_with_runtime(
         ..Config::new(queue.clone(), "bench")
     };
     let concurrency = config.concurrency;
-    let worker = Worker::from_sdk(sdk, config, Noop);
-    let metrics = worker.metrics();
+    let progress = Arc::new(Progress {
+        handled: AtomicUsize::new(0),
+        target: messages,
+        done: Notify::new(),
+    });
+    let worker = Worker::from_sdk(sdk, config, Noop(progress.clone()));
     let shutdown = CancellationToken::new();
     let limit = deadline(messages);
     let started = Instant::now();
     let cpu = cpu_time();
     let run = tokio::spawn(worker.run(shutdown.clone()));
-    let reached = wait_until(limit, || {
-        metrics.snapshot().handler_count as usize >= messages
-    })
-    .await;
+    let reached = messages == 0
+        || tokio::time::timeout(limit, progress.done.notified())
+            .await
+            .is_ok();
     shutdown.cancel();
     let snapshot = run.await.map_err(|e| BenchError::Sqs {
         api: "(worker task)",
@@ -236,17 +253,6 @@ fn summarize(
 fn deadline(messages: usize) -> Duration {
     Duration::from_secs(60)
         + Duration::from_millis(50) * u32::try_from(messages).unwrap_or(u32::MAX)
-}
-
-async fn wait_until(limit: Duration, mut done: impl FnMut() -> bool) -> bool {
-    let until = tokio::time::Instant::now() + limit;
-    while !done() {
-        if tokio::time::Instant::now() >= until {
-            return false;
-        }
-        tokio::time::sleep(Duration::from_millis(5)).await;
-    }
-    true
 }
 
 /// This process's CPU time so far, all threads, user and system.

@@ -430,22 +430,44 @@ pub async fn dead_letter_queues(ops: &Ops) -> anyhow::Result<Vec<DeadLetterQueue
                     .collect(),
             ),
         };
-        push_dlq(&mut out, dead.queue.clone(), kind, Some(dead.service.clone()), sources);
+        push_dlq(
+            &mut out,
+            dead.queue.clone(),
+            kind,
+            Some(dead.service.clone()),
+            sources,
+        );
     }
     // The failures topic's queues are DLQs even while no function names the topic yet
     // (the topology's `dead_letters` lists them only once one does).
-    for topic in ops.topology.topics().filter(|t| t.name == topology::FAILURES) {
+    for topic in ops
+        .topology
+        .topics()
+        .filter(|t| t.name == topology::FAILURES)
+    {
         for queue in &topic.subscriptions {
             let service = ops
                 .topology
                 .resources()
                 .find(|(_, r)| matches!(r, topology::Resource::Queue(q) if &q.name == queue))
                 .map(|(s, _)| s.name.clone());
-            push_dlq(&mut out, names.queue(queue), DlqKind::LambdaFailures, service, Vec::new());
+            push_dlq(
+                &mut out,
+                names.queue(queue),
+                DlqKind::LambdaFailures,
+                service,
+                Vec::new(),
+            );
         }
     }
     for (queue, source) in rule_target_dlqs(ops).await? {
-        push_dlq(&mut out, queue, DlqKind::EventbridgeTarget, None, vec![source]);
+        push_dlq(
+            &mut out,
+            queue,
+            DlqKind::EventbridgeTarget,
+            None,
+            vec![source],
+        );
     }
     Ok(out)
 }
@@ -478,7 +500,10 @@ fn push_dlq(
 async fn rule_target_dlqs(ops: &Ops) -> anyhow::Result<Vec<(String, DlqSource)>> {
     let mut out = Vec::new();
     let prefix = ops.names.prefix();
-    for (bus, name_prefix) in [(ops.names.bus(), None), ("default".to_owned(), Some(prefix.clone()))] {
+    for (bus, name_prefix) in [
+        (ops.names.bus(), None),
+        ("default".to_owned(), Some(prefix.clone())),
+    ] {
         let mut token = None;
         loop {
             let page = ops
@@ -496,7 +521,9 @@ async fn rule_target_dlqs(ops: &Ops) -> anyhow::Result<Vec<(String, DlqSource)>>
                 Err(e) => return Err(aws_error("ListRules", format!("bus {bus}"), e)),
             };
             for rule in page.rules() {
-                let Some(rule_name) = rule.name() else { continue };
+                let Some(rule_name) = rule.name() else {
+                    continue;
+                };
                 let targets = ops
                     .events
                     .list_targets_by_rule()
@@ -509,7 +536,10 @@ async fn rule_target_dlqs(ops: &Ops) -> anyhow::Result<Vec<(String, DlqSource)>>
                     let Some(arn) = target.dead_letter_config().and_then(|d| d.arn()) else {
                         continue;
                     };
-                    let Some(queue) = arn.strip_prefix("arn:").and_then(|_| arn.rsplit(':').next()) else {
+                    let Some(queue) = arn
+                        .strip_prefix("arn:")
+                        .and_then(|_| arn.rsplit(':').next())
+                    else {
                         continue;
                     };
                     out.push((
@@ -545,7 +575,10 @@ pub async fn resolve(ops: &Ops, name: &str) -> anyhow::Result<DeadLetterQueue> {
         None => Err(UsageError(format!(
             "{name} is not a dead-letter queue of stage {}; its DLQs are: {}",
             ops.stage(),
-            all.iter().map(|d| d.name.as_str()).collect::<Vec<_>>().join(", ")
+            all.iter()
+                .map(|d| d.name.as_str())
+                .collect::<Vec<_>>()
+                .join(", ")
         ))
         .into()),
     }
@@ -580,7 +613,9 @@ pub async fn list(ops: &Ops) -> anyhow::Result<Vec<DlqStatus>> {
         let has_redrive = attrs.is_some_and(|a| a.contains_key(&QueueAttributeName::RedrivePolicy));
         let mut oldest_sent_at = None;
         if visible > 0 && !has_redrive {
-            let sample = usize::try_from(visible).unwrap_or(usize::MAX).min(AGE_SAMPLE);
+            let sample = usize::try_from(visible)
+                .unwrap_or(usize::MAX)
+                .min(AGE_SAMPLE);
             let messages = peek(ops, &url, sample, PEEK_VISIBILITY).await?;
             oldest_sent_at = messages.iter().filter_map(sent_at).min();
         }
@@ -599,7 +634,11 @@ pub async fn list(ops: &Ops) -> anyhow::Result<Vec<DlqStatus>> {
 }
 
 /// Up to `limit` messages of the DLQ, decoded, left in the queue.
-pub async fn show(ops: &Ops, queue: &DeadLetterQueue, limit: usize) -> anyhow::Result<Vec<DeadMessage>> {
+pub async fn show(
+    ops: &Ops,
+    queue: &DeadLetterQueue,
+    limit: usize,
+) -> anyhow::Result<Vec<DeadMessage>> {
     let url = queue_url(ops, &queue.name).await?;
     let (visible, _) = depth(ops, &url).await?;
     let wanted = limit.min(usize::try_from(visible).unwrap_or(usize::MAX));
@@ -621,15 +660,24 @@ pub async fn export(
     let visible = usize::try_from(visible).unwrap_or(usize::MAX);
     let wanted = limit.map_or(visible, |l| l.min(visible));
     // Long enough to list a deep queue without seeing the first messages again.
-    let visibility = PEEK_VISIBILITY.max(i32::try_from(wanted / 10).unwrap_or(i32::MAX).min(43_200));
+    let visibility =
+        PEEK_VISIBILITY.max(i32::try_from(wanted / 10).unwrap_or(i32::MAX).min(43_200));
     let messages = peek(ops, &url, wanted, visibility).await?;
     for message in &messages {
         let mut line = serde_json::to_value(describe(queue, message))?;
         let raw = message.body().unwrap_or_default();
-        let body = if unredacted { raw.to_owned() } else { redact_tokens(raw) };
+        let body = if unredacted {
+            raw.to_owned()
+        } else {
+            redact_tokens(raw)
+        };
         let attributes: BTreeMap<&str, Option<&str>> = message
             .message_attributes()
-            .map(|a| a.iter().map(|(k, v)| (k.as_str(), v.string_value())).collect())
+            .map(|a| {
+                a.iter()
+                    .map(|(k, v)| (k.as_str(), v.string_value()))
+                    .collect()
+            })
             .unwrap_or_default();
         if let Value::Object(map) = &mut line {
             map.insert("raw_body".to_owned(), Value::String(body));
@@ -760,7 +808,17 @@ pub async fn redrive(
     // Skipped messages stay invisible until the end so the loop does not see them again;
     // they are made visible before returning, whatever happens.
     let mut held: Vec<String> = Vec::new();
-    let result = redrive_loop(ops, queue, &url, options, started, &mut report, &mut held, &bar).await;
+    let result = redrive_loop(
+        ops,
+        queue,
+        &url,
+        options,
+        started,
+        &mut report,
+        &mut held,
+        &bar,
+    )
+    .await;
     bar.finish_and_clear();
     release(ops, &url, &held).await;
     if in_flight > 0 {
@@ -794,7 +852,9 @@ async fn redrive_loop(
         if options.max.is_some_and(|m| report.redriven >= m) {
             break;
         }
-        let want = options.max.map_or(batch, |m| (m - report.redriven).min(batch));
+        let want = options
+            .max
+            .map_or(batch, |m| (m - report.redriven).min(batch));
         let messages = receive(ops, url, want, visibility, 1).await?;
         if messages.is_empty() {
             break;
@@ -825,7 +885,16 @@ async fn redrive_loop(
                 held.push(receipt);
                 continue;
             }
-            let destination = match destination(ops, queue, &message, &original, options, &mut destinations).await {
+            let destination = match destination(
+                ops,
+                queue,
+                &message,
+                &original,
+                options,
+                &mut destinations,
+            )
+            .await
+            {
                 Ok(d) => d,
                 Err(e) => {
                     report.failed.push(RedriveFailure {
@@ -865,7 +934,14 @@ async fn redrive_loop(
             }
             report.redriven += 1;
             bar.inc(1);
-            if let Err(e) = ops.sqs.delete_message().queue_url(url).receipt_handle(&receipt).send().await {
+            if let Err(e) = ops
+                .sqs
+                .delete_message()
+                .queue_url(url)
+                .receipt_handle(&receipt)
+                .send()
+                .await
+            {
                 report.not_deleted += 1;
                 tracing::warn!(
                     queue = %queue.name,
@@ -894,14 +970,18 @@ fn original_body(kind: DlqKind, message: &Message) -> String {
 
 fn sns_envelope(body: &str) -> Option<serde_json::Map<String, Value>> {
     match serde_json::from_str::<Value>(body).ok()? {
-        Value::Object(map) if map.get("Type").and_then(Value::as_str) == Some("Notification") => Some(map),
+        Value::Object(map) if map.get("Type").and_then(Value::as_str) == Some("Notification") => {
+            Some(map)
+        }
         _ => None,
     }
 }
 
 fn filter_matches(filter: &Filter, original: &str, message: &Message) -> bool {
     match filter {
-        Filter::Substring(s) => original.contains(s.as_str()) || message.body().unwrap_or_default().contains(s.as_str()),
+        Filter::Substring(s) => {
+            original.contains(s.as_str()) || message.body().unwrap_or_default().contains(s.as_str())
+        }
         Filter::Pattern(p) => serde_json::from_str::<Value>(original).is_ok_and(|v| p.matches(&v)),
     }
 }
@@ -961,7 +1041,8 @@ async fn destination(
                 });
             }
             let event: Value = serde_json::from_str(original).map_err(|_| DestinationError {
-                message: "the failed event is not JSON, so no rule can be matched; pass --function".to_owned(),
+                message: "the failed event is not JSON, so no rule can be matched; pass --function"
+                    .to_owned(),
                 needs_function: true,
             })?;
             match functions_for_event(&ops.topology, &event)[..] {
@@ -969,7 +1050,8 @@ async fn destination(
                     name: ops.names.function(one),
                 }),
                 [] => Err(DestinationError {
-                    message: "the event matches no rule targeting a function; pass --function NAME".to_owned(),
+                    message: "the event matches no rule targeting a function; pass --function NAME"
+                        .to_owned(),
                     needs_function: true,
                 }),
                 ref several => Err(DestinationError {
@@ -992,7 +1074,9 @@ async fn destination(
                 ["arn", _, "sqs", _, account, name] => {
                     queue_destination(ops, name, Some(account.to_string()), cache).await
                 }
-                ["arn", _, "lambda", ..] => Ok(Destination::Function { name: target.clone() }),
+                ["arn", _, "lambda", ..] => Ok(Destination::Function {
+                    name: target.clone(),
+                }),
                 _ => Err(DestinationError::plain(format!(
                     "redriving to the target {target} is not supported (only SQS queues and Lambda functions); send it with `fleet events put` instead"
                 ))),
@@ -1063,7 +1147,12 @@ pub fn functions_for_event(topology: &topology::Topology, event: &Value) -> Vec<
     out
 }
 
-async fn send_copy(ops: &Ops, destination: &Destination, message: &Message, original: &str) -> anyhow::Result<()> {
+async fn send_copy(
+    ops: &Ops,
+    destination: &Destination,
+    message: &Message,
+    original: &str,
+) -> anyhow::Result<()> {
     match destination {
         Destination::Queue { url, name } => {
             // The worker's reason attributes describe the failure being retried; a copy
@@ -1111,10 +1200,13 @@ fn progress_bar(enabled: bool, length: u64, queue: &str) -> indicatif::ProgressB
     if !enabled {
         return indicatif::ProgressBar::hidden();
     }
-    let bar = indicatif::ProgressBar::with_draw_target(Some(length), indicatif::ProgressDrawTarget::stderr());
-    if let Ok(style) =
-        indicatif::ProgressStyle::with_template("{msg} [{bar:30}] {pos}/{len} ({per_sec}, {eta} left)")
-    {
+    let bar = indicatif::ProgressBar::with_draw_target(
+        Some(length),
+        indicatif::ProgressDrawTarget::stderr(),
+    );
+    if let Ok(style) = indicatif::ProgressStyle::with_template(
+        "{msg} [{bar:30}] {pos}/{len} ({per_sec}, {eta} left)",
+    ) {
         bar.set_style(style.progress_chars("=> "));
     }
     bar.set_message(format!("redriving {queue}"));
@@ -1143,7 +1235,12 @@ fn redrive_outcome(report: &RedriveReport) -> anyhow::Result<()> {
 
 /// Receives up to `limit` distinct messages with every attribute, then makes them visible
 /// again, even when a call fails midway.
-pub async fn peek(ops: &Ops, url: &str, limit: usize, visibility: i32) -> anyhow::Result<Vec<Message>> {
+pub async fn peek(
+    ops: &Ops,
+    url: &str,
+    limit: usize,
+    visibility: i32,
+) -> anyhow::Result<Vec<Message>> {
     let mut receipts = Vec::new();
     let mut out = Vec::new();
     let result = async {
@@ -1175,7 +1272,13 @@ pub async fn peek(ops: &Ops, url: &str, limit: usize, visibility: i32) -> anyhow
     result.map(|()| out)
 }
 
-async fn receive(ops: &Ops, url: &str, max: usize, visibility: i32, wait: i32) -> anyhow::Result<Vec<Message>> {
+async fn receive(
+    ops: &Ops,
+    url: &str,
+    max: usize,
+    visibility: i32,
+    wait: i32,
+) -> anyhow::Result<Vec<Message>> {
     let out = ops
         .sqs
         .receive_message()
@@ -1232,7 +1335,11 @@ async fn release(ops: &Ops, url: &str, receipts: &[String]) {
 async fn queue_url(ops: &Ops, name: &str) -> anyhow::Result<String> {
     match ops.sqs.get_queue_url().queue_name(name).send().await {
         Ok(out) => Ok(out.queue_url.unwrap_or_default()),
-        Err(e) if e.code().is_some_and(|c| c.contains("NonExistentQueue") || c.contains("QueueDoesNotExist")) => {
+        Err(e)
+            if e.code().is_some_and(|c| {
+                c.contains("NonExistentQueue") || c.contains("QueueDoesNotExist")
+            }) =>
+        {
             Err(anyhow::anyhow!(
                 "the queue {name} does not exist at this endpoint: is stage {} deployed (`fleet --stage {} infra deploy`)?",
                 ops.stage(),
@@ -1310,7 +1417,9 @@ pub fn describe(queue: &DeadLetterQueue, message: &Message) -> DeadMessage {
             let failed_at = envelope
                 .get("Timestamp")
                 .and_then(Value::as_str)
-                .and_then(|t| OffsetDateTime::parse(t, &time::format_description::well_known::Rfc3339).ok());
+                .and_then(|t| {
+                    OffsetDateTime::parse(t, &time::format_description::well_known::Rfc3339).ok()
+                });
             let inner = envelope
                 .get("Message")
                 .and_then(Value::as_str)
@@ -1348,8 +1457,10 @@ pub fn describe(queue: &DeadLetterQueue, message: &Message) -> DeadMessage {
                     }),
                 }
             };
-            let failed_at = message_attribute(message, sqs_worker::attributes::FAILED_AT)
-                .and_then(|t| OffsetDateTime::parse(&t, &time::format_description::well_known::Rfc3339).ok());
+            let failed_at =
+                message_attribute(message, sqs_worker::attributes::FAILED_AT).and_then(|t| {
+                    OffsetDateTime::parse(&t, &time::format_description::well_known::Rfc3339).ok()
+                });
             let receives = message_attribute(message, sqs_worker::attributes::RECEIVE_COUNT)
                 .and_then(|n| n.parse().ok())
                 .or(sqs_receives);
@@ -1372,7 +1483,12 @@ pub fn describe(queue: &DeadLetterQueue, message: &Message) -> DeadMessage {
 /// JSON, or text. Returns it with its correlation id.
 pub fn decode_body(text: &str) -> (Body, Option<String>) {
     let Ok(value) = serde_json::from_str::<Value>(text) else {
-        return (Body::Text { text: text.to_owned() }, None);
+        return (
+            Body::Text {
+                text: text.to_owned(),
+            },
+            None,
+        );
     };
     if value.get("detail-type").is_some()
         && let Ok(event) = BusEvent::from_json(text)
@@ -1386,7 +1502,10 @@ pub fn decode_body(text: &str) -> (Body, Option<String>) {
         let (decoded, error, correlation) = if event.source == contracts::jobs::SOURCE {
             match JobEvent::decode(&event.detail_type, &event.detail, &event.received()) {
                 Ok(envelope) => (
-                    Some(format!("{} v{}", event.detail_type, envelope.meta.schema_version)),
+                    Some(format!(
+                        "{} v{}",
+                        event.detail_type, envelope.meta.schema_version
+                    )),
                     None,
                     Some(envelope.meta.correlation_id),
                 ),
@@ -1512,7 +1631,12 @@ fn show_text(queue: &DeadLetterQueue, messages: &[DeadMessage]) -> String {
     use std::fmt::Write as _;
     let mut out = String::new();
     if messages.is_empty() {
-        let _ = writeln!(out, "{} ({}) has no visible messages", queue.name, queue.kind.as_str());
+        let _ = writeln!(
+            out,
+            "{} ({}) has no visible messages",
+            queue.name,
+            queue.kind.as_str()
+        );
         return out;
     }
     let _ = writeln!(
@@ -1528,7 +1652,8 @@ fn show_text(queue: &DeadLetterQueue, messages: &[DeadMessage]) -> String {
         let _ = writeln!(
             out,
             "  receives:    {}",
-            m.receive_count.map_or_else(|| "-".to_owned(), |n| n.to_string())
+            m.receive_count
+                .map_or_else(|| "-".to_owned(), |n| n.to_string())
         );
         let _ = writeln!(out, "  reason:      {}", m.reason);
         if let Reason::Worker {
@@ -1565,7 +1690,9 @@ fn show_text(queue: &DeadLetterQueue, messages: &[DeadMessage]) -> String {
                 params,
                 task_token,
                 ..
-            } => format!("simulation task job {job_id}, model {model}, params {params}, token {task_token}"),
+            } => format!(
+                "simulation task job {job_id}, model {model}, params {params}, token {task_token}"
+            ),
             Body::Json { value } => value.to_string(),
             Body::Text { text } => text.clone(),
         };
@@ -1577,16 +1704,32 @@ fn show_text(queue: &DeadLetterQueue, messages: &[DeadMessage]) -> String {
 fn redrive_text(report: &RedriveReport) -> String {
     use std::fmt::Write as _;
     let mut out = String::new();
-    let verb = if report.dry_run { "would redrive" } else { "redrove" };
-    let _ = writeln!(out, "{verb} {} message(s) from {}", report.redriven, report.queue);
+    let verb = if report.dry_run {
+        "would redrive"
+    } else {
+        "redrove"
+    };
+    let _ = writeln!(
+        out,
+        "{verb} {} message(s) from {}",
+        report.redriven, report.queue
+    );
     for (destination, count) in &report.destinations {
         let _ = writeln!(out, "  {count} to {destination}");
     }
     if report.skipped > 0 {
-        let _ = writeln!(out, "  {} left in place: did not match --filter", report.skipped);
+        let _ = writeln!(
+            out,
+            "  {} left in place: did not match --filter",
+            report.skipped
+        );
     }
     if report.arrived_later > 0 {
-        let _ = writeln!(out, "  {} left in place: arrived after the redrive started", report.arrived_later);
+        let _ = writeln!(
+            out,
+            "  {} left in place: arrived after the redrive started",
+            report.arrived_later
+        );
     }
     if report.not_deleted > 0 {
         let _ = writeln!(
@@ -1628,18 +1771,26 @@ mod tests {
                          "producer": "jobs-api", "correlationId": "job-7"}}
         });
         let (body, correlation) = decode_body(&event.to_string());
-        assert!(matches!(body, Body::Event { decoded: Some(ref d), .. } if d == "JobRequested v1"), "{body:?}");
+        assert!(
+            matches!(body, Body::Event { decoded: Some(ref d), .. } if d == "JobRequested v1"),
+            "{body:?}"
+        );
         assert_eq!(correlation.as_deref(), Some("job-7"));
 
         let bad = json!({"id": "e-2", "source": "fleet.jobs", "detail-type": "JobProgress",
             "detail": {"jobId": "job-8", "progress": 7}});
         let (body, correlation) = decode_body(&bad.to_string());
-        assert!(matches!(body, Body::Event { error: Some(_), .. }), "{body:?}");
+        assert!(
+            matches!(body, Body::Event { error: Some(_), .. }),
+            "{body:?}"
+        );
         assert_eq!(correlation.as_deref(), Some("job-8"));
 
         let task = json!({"taskToken": "secret-token-value", "jobId": "job-9", "model": "sir", "params": {"beta": 1}});
         let (body, correlation) = decode_body(&task.to_string());
-        let Body::SimulationTask { task_token, .. } = &body else { panic!("{body:?}") };
+        let Body::SimulationTask { task_token, .. } = &body else {
+            panic!("{body:?}")
+        };
         assert_eq!(task_token, "secret-t…(18 chars)");
         assert_eq!(correlation.as_deref(), Some("job-9"));
 

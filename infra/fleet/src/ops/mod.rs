@@ -147,9 +147,7 @@ pub fn parse_since(text: &str, now: OffsetDateTime) -> Result<OffsetDateTime, Us
             "--since {text:?}: give an RFC 3339 time (2026-01-31T12:00:00Z) or an age such as 90s, 15m, 2h, 3d or 1w"
         ))
     };
-    let split = text
-        .find(|c: char| !c.is_ascii_digit())
-        .ok_or_else(usage)?;
+    let split = text.find(|c: char| !c.is_ascii_digit()).ok_or_else(usage)?;
     let (number, unit) = text.split_at(split);
     let n: i64 = number.parse().map_err(|_| usage())?;
     let unit_secs = match unit {
@@ -194,9 +192,14 @@ mod tests {
             parse_since("15m", now).unwrap(),
             now - time::Duration::minutes(15)
         );
-        assert_eq!(parse_since("2d", now).unwrap(), now - time::Duration::days(2));
         assert_eq!(
-            parse_since("2027-01-15T08:00:00Z", now).unwrap().unix_timestamp(),
+            parse_since("2d", now).unwrap(),
+            now - time::Duration::days(2)
+        );
+        assert_eq!(
+            parse_since("2027-01-15T08:00:00Z", now)
+                .unwrap()
+                .unix_timestamp(),
             1_800_000_000
         );
         for bad in ["", "15", "m", "15x", "yesterday"] {
@@ -206,7 +209,10 @@ mod tests {
 
     #[test]
     fn redaction_keeps_only_the_start() {
-        assert_eq!(redact("774a59e0-f515-4401-876b-def622c6b40a"), "774a59e0…(36 chars)");
+        assert_eq!(
+            redact("774a59e0-f515-4401-876b-def622c6b40a"),
+            "774a59e0…(36 chars)"
+        );
     }
 
     #[test]

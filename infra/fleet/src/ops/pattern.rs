@@ -130,12 +130,20 @@ fn validate_matcher(matcher: &Value, path: &str) -> Result<(), PatternError> {
             Value::Array(values) if values.iter().all(is_scalar) => Ok(()),
             Value::Object(inner) => match inner.get("prefix") {
                 Some(Value::String(_)) if inner.len() == 1 => Ok(()),
-                _ => Err(error(path, "`anything-but` takes a value, a list or {\"prefix\": ...}")),
+                _ => Err(error(
+                    path,
+                    "`anything-but` takes a value, a list or {\"prefix\": ...}",
+                )),
             },
             v if is_scalar(v) => Ok(()),
-            _ => Err(error(path, "`anything-but` takes a value, a list or {\"prefix\": ...}")),
+            _ => Err(error(
+                path,
+                "`anything-but` takes a value, a list or {\"prefix\": ...}",
+            )),
         },
-        "numeric" => numeric_bounds(operand).map(|_| ()).map_err(|m| error(path, m)),
+        "numeric" => numeric_bounds(operand)
+            .map(|_| ())
+            .map_err(|m| error(path, m)),
         other => Err(error(
             path,
             format!(
@@ -185,17 +193,23 @@ fn match_one(matcher: &Value, value: &Value) -> bool {
     };
     match operator.as_str() {
         "exists" => operand == &Value::Bool(true),
-        "prefix" => text(value).zip(operand.as_str()).is_some_and(|(v, p)| v.starts_with(p)),
-        "suffix" => text(value).zip(operand.as_str()).is_some_and(|(v, s)| v.ends_with(s)),
+        "prefix" => text(value)
+            .zip(operand.as_str())
+            .is_some_and(|(v, p)| v.starts_with(p)),
+        "suffix" => text(value)
+            .zip(operand.as_str())
+            .is_some_and(|(v, s)| v.ends_with(s)),
         "equals-ignore-case" => text(value)
             .zip(operand.as_str())
             .is_some_and(|(v, s)| v.to_lowercase() == s.to_lowercase()),
         "anything-but" => match operand {
             Value::Array(excluded) => !excluded.iter().any(|e| scalar_equals(e, value)),
-            Value::Object(inner) => match (inner.get("prefix").and_then(Value::as_str), text(value)) {
-                (Some(prefix), Some(v)) => !v.starts_with(prefix),
-                _ => false,
-            },
+            Value::Object(inner) => {
+                match (inner.get("prefix").and_then(Value::as_str), text(value)) {
+                    (Some(prefix), Some(v)) => !v.starts_with(prefix),
+                    _ => false,
+                }
+            }
             excluded => !scalar_equals(excluded, value),
         },
         "numeric" => match (numeric_bounds(operand), value.as_f64()) {
@@ -298,9 +312,12 @@ mod tests {
         check(json!({"detail": {"model": ["sir"]}}), true);
         check(json!({"detail": {"params": {"beta": [0.3]}}}), true);
         check(json!({"detail": {"count": [5.0]}}), true);
-        check(json!({"detail": {"tags": ["b"]}}), true, );
+        check(json!({"detail": {"tags": ["b"]}}), true);
         check(json!({"detail": {"missing": ["x"]}}), false);
-        check(json!({"source": ["fleet.jobs"], "detail-type": ["JobFailed"]}), false);
+        check(
+            json!({"source": ["fleet.jobs"], "detail-type": ["JobFailed"]}),
+            false,
+        );
     }
 
     #[test]
@@ -308,15 +325,24 @@ mod tests {
         check(json!({"source": [{"prefix": "fleet."}]}), true);
         check(json!({"source": [{"prefix": ""}]}), true);
         check(json!({"source": [{"suffix": ".jobs"}]}), true);
-        check(json!({"detail-type": [{"equals-ignore-case": "jobrequested"}]}), true);
+        check(
+            json!({"detail-type": [{"equals-ignore-case": "jobrequested"}]}),
+            true,
+        );
         check(json!({"source": [{"anything-but": "fleet.jobs"}]}), false);
         check(json!({"source": [{"anything-but": ["x", "y"]}]}), true);
-        check(json!({"source": [{"anything-but": {"prefix": "fleet."}}]}), false);
+        check(
+            json!({"source": [{"anything-but": {"prefix": "fleet."}}]}),
+            false,
+        );
         check(json!({"detail": {"model": [{"exists": true}]}}), true);
         check(json!({"detail": {"nope": [{"exists": false}]}}), true);
         check(json!({"detail": {"model": [{"exists": false}]}}), false);
         check(json!({"detail": {"nope": [{"anything-but": "x"}]}}), false);
-        check(json!({"detail": {"count": [{"numeric": [">", 1, "<=", 5]}]}}), true);
+        check(
+            json!({"detail": {"count": [{"numeric": [">", 1, "<=", 5]}]}}),
+            true,
+        );
         check(json!({"detail": {"count": [{"numeric": ["<", 5]}]}}), false);
         check(
             json!({"$or": [{"source": ["nope"]}, {"detail-type": ["JobRequested"]}]}),
@@ -329,7 +355,10 @@ mod tests {
         for (pattern, path) in [
             (json!(["x"]), "(pattern)"),
             (json!({"source": "fleet.jobs"}), "source"),
-            (json!({"detail": {"model": [{"regex": "s.*"}]}}), "detail.model"),
+            (
+                json!({"detail": {"model": [{"regex": "s.*"}]}}),
+                "detail.model",
+            ),
             (json!({"source": []}), "source"),
             (json!({"source": [{"numeric": [">"]}]}), "source"),
         ] {

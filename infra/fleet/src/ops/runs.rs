@@ -12,7 +12,10 @@ use time::OffsetDateTime;
 use topology::Stage;
 
 use super::table::{Table, cut};
-use super::{Ops, aws_error, between, from_smithy, human_duration, human_time, human_time_opt, print_json, redact};
+use super::{
+    Ops, aws_error, between, from_smithy, human_duration, human_time, human_time_opt, print_json,
+    redact,
+};
 use crate::UsageError;
 
 /// `fleet runs ...`
@@ -239,7 +242,11 @@ impl From<&HistoryEvent> for Event {
 
 /// The timeline of an execution from its history events, in order. `end` is when the
 /// execution stopped, or now while it runs.
-pub fn timeline(events: &[Event], running: bool, end: OffsetDateTime) -> (Vec<Step>, Option<String>) {
+pub fn timeline(
+    events: &[Event],
+    running: bool,
+    end: OffsetDateTime,
+) -> (Vec<Step>, Option<String>) {
     let mut steps: Vec<Step> = Vec::new();
     let mut failed_state = None;
     for ev in events {
@@ -280,7 +287,11 @@ pub fn timeline(events: &[Event], running: bool, end: OffsetDateTime) -> (Vec<St
                     step.attempts += 1;
                     step.last_failed = false;
                     step.resource = ev.resource.clone();
-                    if ev.resource.as_deref().is_some_and(|r| r.ends_with(".waitForTaskToken")) {
+                    if ev
+                        .resource
+                        .as_deref()
+                        .is_some_and(|r| r.ends_with(".waitForTaskToken"))
+                    {
                         let token = ev.parameters.as_deref().and_then(find_token);
                         step.token_wait = Some(TokenWait {
                             since: ev.at,
@@ -335,7 +346,9 @@ pub fn timeline(events: &[Event], running: bool, end: OffsetDateTime) -> (Vec<St
             () if step.exited_at.is_some() && step.last_failed => Outcome::Caught,
             () if step.exited_at.is_some() || step.kind == "Succeed" => Outcome::Succeeded,
             () if step.ended_execution => Outcome::Failed,
-            () if running && step.token_wait.as_ref().is_some_and(|w| w.until.is_none()) => Outcome::Waiting,
+            () if running && step.token_wait.as_ref().is_some_and(|w| w.until.is_none()) => {
+                Outcome::Waiting
+            }
             () if running => Outcome::Running,
             () => Outcome::Entered,
         };
@@ -363,7 +376,10 @@ pub fn find_token(parameters: &str) -> Option<String> {
                     }
                 }
                 map.values().find_map(|v| match v {
-                    Value::String(s) => serde_json::from_str::<Value>(s).ok().as_ref().and_then(walk),
+                    Value::String(s) => serde_json::from_str::<Value>(s)
+                        .ok()
+                        .as_ref()
+                        .and_then(walk),
                     other => walk(other),
                 })
             }
@@ -380,7 +396,10 @@ fn parse_status(text: &str) -> Result<ExecutionStatus, String> {
     if known.contains(&upper.as_str()) {
         Ok(ExecutionStatus::from(upper.as_str()))
     } else {
-        Err(format!("unknown status {text:?}; one of {}", known.join(", ")))
+        Err(format!(
+            "unknown status {text:?}; one of {}",
+            known.join(", ")
+        ))
     }
 }
 
@@ -425,7 +444,9 @@ pub async fn run_runs(
             let arn = resolve_execution(&ops, &execution).await?;
             let redriven_at = redrive(&ops, &arn).await?;
             if json {
-                print_json(&serde_json::json!({"arn": arn, "redriven_at": redriven_at.map(human_time)}))
+                print_json(
+                    &serde_json::json!({"arn": arn, "redriven_at": redriven_at.map(human_time)}),
+                )
             } else {
                 println!("redriven {arn} at {}", human_time_opt(redriven_at));
                 Ok(())
@@ -435,7 +456,10 @@ pub async fn run_runs(
 }
 
 /// The stage's state machines as (name, ARN), or only the one `machine` names.
-pub async fn state_machines(ops: &Ops, machine: Option<&str>) -> anyhow::Result<Vec<(String, String)>> {
+pub async fn state_machines(
+    ops: &Ops,
+    machine: Option<&str>,
+) -> anyhow::Result<Vec<(String, String)>> {
     if let Some(arn) = machine.filter(|m| m.starts_with("arn:")) {
         let name = arn.rsplit(':').next().unwrap_or(arn).to_owned();
         return Ok(vec![(name, arn.to_owned())]);
@@ -547,11 +571,21 @@ pub async fn resolve_execution(ops: &Ops, execution: &str) -> anyhow::Result<Str
     }
     let machines = state_machines(ops, None).await?;
     let simulation = ops.names.state_machine("simulation-job");
-    let mut ordered: Vec<&(String, String)> = machines.iter().filter(|(n, _)| *n == simulation).collect();
+    let mut ordered: Vec<&(String, String)> =
+        machines.iter().filter(|(n, _)| *n == simulation).collect();
     ordered.extend(machines.iter().filter(|(n, _)| *n != simulation));
     for (_, machine_arn) in ordered {
-        let arn = format!("{}:{execution}", machine_arn.replacen(":stateMachine:", ":execution:", 1));
-        match ops.sfn.describe_execution().execution_arn(&arn).send().await {
+        let arn = format!(
+            "{}:{execution}",
+            machine_arn.replacen(":stateMachine:", ":execution:", 1)
+        );
+        match ops
+            .sfn
+            .describe_execution()
+            .execution_arn(&arn)
+            .send()
+            .await
+        {
             Ok(_) => return Ok(arn),
             Err(e) if e.code() == Some("ExecutionDoesNotExist") => continue,
             Err(e) => return Err(aws_error("DescribeExecution", &arn, e)),
@@ -560,7 +594,11 @@ pub async fn resolve_execution(ops: &Ops, execution: &str) -> anyhow::Result<Str
     Err(UsageError(format!(
         "no execution named {execution} on the state machines of stage {} ({})",
         ops.stage(),
-        machines.iter().map(|(n, _)| n.as_str()).collect::<Vec<_>>().join(", ")
+        machines
+            .iter()
+            .map(|(n, _)| n.as_str())
+            .collect::<Vec<_>>()
+            .join(", ")
     ))
     .into())
 }
@@ -656,8 +694,16 @@ pub async fn redrive(ops: &Ops, arn: &str) -> anyhow::Result<Option<OffsetDateTi
             let status = e.raw_response().map(|r| r.status().as_u16());
             let code = e.code().map(str::to_owned);
             let unsupported = matches!(status, Some(404 | 500 | 501))
-                && !matches!(code.as_deref(), Some("ExecutionDoesNotExist" | "ExecutionNotRedrivable"));
-            if unsupported || matches!(code.as_deref(), Some("UnknownOperationException" | "NotImplemented")) {
+                && !matches!(
+                    code.as_deref(),
+                    Some("ExecutionDoesNotExist" | "ExecutionNotRedrivable")
+                );
+            if unsupported
+                || matches!(
+                    code.as_deref(),
+                    Some("UnknownOperationException" | "NotImplemented")
+                )
+            {
                 Err(anyhow::anyhow!(
                     "this endpoint does not implement RedriveExecution (the local emulator, moto, lacks it: it answered {}). On AWS this command redrives the execution from the state that failed; locally, start a new execution with the same input instead (StartExecution with the input shown by `fleet runs show {arn} --json`).",
                     status.map_or_else(|| "an error".to_owned(), |s| format!("HTTP {s}"))
@@ -708,7 +754,11 @@ fn show_text(detail: &RunDetail) -> String {
             out,
             "error      {}{}",
             detail.error.as_deref().unwrap_or("-"),
-            detail.cause.as_deref().map(|c| format!(": {c}")).unwrap_or_default()
+            detail
+                .cause
+                .as_deref()
+                .map(|c| format!(": {c}"))
+                .unwrap_or_default()
         );
     }
     if let Some(state) = &detail.failed_state {
@@ -722,11 +772,18 @@ fn show_text(detail: &RunDetail) -> String {
             "first error in state {}: {}{}",
             first.state,
             first.error.as_deref().unwrap_or("-"),
-            first.cause.as_deref().map(|c| format!(": {c}")).unwrap_or_default()
+            first
+                .cause
+                .as_deref()
+                .map(|c| format!(": {c}"))
+                .unwrap_or_default()
         );
     }
     let _ = writeln!(out);
-    let mut table = Table::new(&["state", "type", "at", "duration", "outcome", "error", "cause"]).unlimited(6);
+    let mut table = Table::new(&[
+        "state", "type", "at", "duration", "outcome", "error", "cause",
+    ])
+    .unlimited(6);
     for step in &detail.steps {
         let at = match (s.started_at, step.entered_at) {
             (Some(start), Some(entered)) => format!("+{}", human_duration(between(start, entered))),
@@ -751,19 +808,31 @@ fn show_text(detail: &RunDetail) -> String {
     }
     out.push_str(&table.to_string());
     for step in &detail.steps {
-        let Some(wait) = &step.token_wait else { continue };
+        let Some(wait) = &step.token_wait else {
+            continue;
+        };
         let waited = wait
             .waited_seconds
             .map(|d| human_duration(Duration::from_secs_f64(d)))
             .unwrap_or_else(|| "-".to_owned());
-        let verb = if wait.until.is_some() { "waited" } else { "waiting" };
+        let verb = if wait.until.is_some() {
+            "waited"
+        } else {
+            "waiting"
+        };
         let _ = writeln!(
             out,
             "\n{}: {verb} {waited} on task token {}{}{}",
             step.state,
-            wait.task_token.as_deref().unwrap_or("(not found in the task's parameters)"),
-            wait.heartbeat_seconds.map(|h| format!(", heartbeat every {h}s")).unwrap_or_default(),
-            wait.timeout_seconds.map(|t| format!(", timeout {t}s")).unwrap_or_default(),
+            wait.task_token
+                .as_deref()
+                .unwrap_or("(not found in the task's parameters)"),
+            wait.heartbeat_seconds
+                .map(|h| format!(", heartbeat every {h}s"))
+                .unwrap_or_default(),
+            wait.timeout_seconds
+                .map(|t| format!(", timeout {t}s"))
+                .unwrap_or_default(),
         );
     }
     out
@@ -774,7 +843,8 @@ mod tests {
     use super::*;
 
     fn at(ms: i64) -> Option<OffsetDateTime> {
-        OffsetDateTime::from_unix_timestamp_nanos(i128::from(1_800_000_000_000 + ms) * 1_000_000).ok()
+        OffsetDateTime::from_unix_timestamp_nanos(i128::from(1_800_000_000_000 + ms) * 1_000_000)
+            .ok()
     }
 
     fn ev(ms: i64, kind: &str) -> Event {
@@ -803,7 +873,10 @@ mod tests {
     fn scheduled(ms: i64) -> Event {
         Event {
             resource: Some("sqs:sendMessage.waitForTaskToken".to_owned()),
-            parameters: Some(r#"{"QueueUrl": "q", "MessageBody": {"taskToken": "tok-123", "jobId": "j"}}"#.to_owned()),
+            parameters: Some(
+                r#"{"QueueUrl": "q", "MessageBody": {"taskToken": "tok-123", "jobId": "j"}}"#
+                    .to_owned(),
+            ),
             heartbeat_seconds: Some(60),
             timeout_seconds: Some(3600),
             ..ev(ms, "TaskScheduled")
@@ -830,7 +903,10 @@ mod tests {
         ];
         let (steps, failed_state) = timeline(&events, false, at(410).unwrap());
         assert_eq!(failed_state.as_deref(), Some("Failed"));
-        let outcomes: Vec<(&str, Outcome)> = steps.iter().map(|s| (s.state.as_str(), s.outcome)).collect();
+        let outcomes: Vec<(&str, Outcome)> = steps
+            .iter()
+            .map(|s| (s.state.as_str(), s.outcome))
+            .collect();
         assert_eq!(
             outcomes,
             [
@@ -862,7 +938,10 @@ mod tests {
         let (steps, failed_state) = timeline(&events, true, at(5002).unwrap());
         assert_eq!(failed_state, None);
         assert_eq!(steps[0].outcome, Outcome::Waiting);
-        assert_eq!(steps[0].token_wait.as_ref().unwrap().waited_seconds, Some(5.0));
+        assert_eq!(
+            steps[0].token_wait.as_ref().unwrap().waited_seconds,
+            Some(5.0)
+        );
     }
 
     #[test]
@@ -883,9 +962,18 @@ mod tests {
 
     #[test]
     fn tokens_are_found_at_any_depth_and_inside_json_strings() {
-        assert_eq!(find_token(r#"{"MessageBody": {"taskToken": "a"}}"#).as_deref(), Some("a"));
-        assert_eq!(find_token(r#"{"MessageBody": "{\"TaskToken\": \"b\"}"}"#).as_deref(), Some("b"));
-        assert_eq!(find_token(r#"{"Payload": [{"x": 1}, {"taskToken": "c"}]}"#).as_deref(), Some("c"));
+        assert_eq!(
+            find_token(r#"{"MessageBody": {"taskToken": "a"}}"#).as_deref(),
+            Some("a")
+        );
+        assert_eq!(
+            find_token(r#"{"MessageBody": "{\"TaskToken\": \"b\"}"}"#).as_deref(),
+            Some("b")
+        );
+        assert_eq!(
+            find_token(r#"{"Payload": [{"x": 1}, {"taskToken": "c"}]}"#).as_deref(),
+            Some("c")
+        );
         assert_eq!(find_token(r#"{"MessageBody": {"jobId": "j"}}"#), None);
         assert_eq!(find_token("not json"), None);
     }
@@ -893,7 +981,10 @@ mod tests {
     #[test]
     fn statuses_parse_in_any_case() {
         assert_eq!(parse_status("failed").unwrap(), ExecutionStatus::Failed);
-        assert_eq!(parse_status("TIMED_OUT").unwrap(), ExecutionStatus::TimedOut);
+        assert_eq!(
+            parse_status("TIMED_OUT").unwrap(),
+            ExecutionStatus::TimedOut
+        );
         assert!(parse_status("broken").is_err());
     }
 }

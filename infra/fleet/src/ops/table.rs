@@ -59,7 +59,13 @@ impl fmt::Display for Table {
             .map(|row| (0..columns).map(|i| cell(row, i)).collect())
             .collect();
         let widths: Vec<usize> = (0..columns)
-            .map(|i| cells.iter().map(|r| r[i].chars().count()).max().unwrap_or(0))
+            .map(|i| {
+                cells
+                    .iter()
+                    .map(|r| r[i].chars().count())
+                    .max()
+                    .unwrap_or(0)
+            })
             .collect();
         for row in &cells {
             let mut line = String::new();
@@ -100,7 +106,10 @@ mod tests {
         let lines: Vec<&str> = text.lines().collect();
         assert_eq!(lines[0], format!("NAME{}DEPTH", " ".repeat(58)));
         assert!(lines[1].starts_with("fleet-dev-simulation-dlq  "), "{text}");
-        assert!(lines[2].starts_with(&format!("{}…  12", "x".repeat(59))), "{text}");
+        assert!(
+            lines[2].starts_with(&format!("{}…  12", "x".repeat(59))),
+            "{text}"
+        );
     }
 
     #[test]

@@ -61,7 +61,8 @@ pub async fn run_tail(
     let bus = args.bus.unwrap_or_else(|| ops.names.bus());
     let pattern = match &args.pattern {
         Some(text) => Pattern::parse(text).map_err(|e| UsageError(format!("--pattern: {e}")))?,
-        None => Pattern::parse(EVERY_EVENT).map_err(|e| anyhow::anyhow!("the match-all pattern is valid: {e}"))?,
+        None => Pattern::parse(EVERY_EVENT)
+            .map_err(|e| anyhow::anyhow!("the match-all pattern is valid: {e}"))?,
     };
     let mut stdout = std::io::stdout();
     tail(&ops, &bus, &pattern, shutdown, &mut stdout, |t| {
@@ -190,7 +191,11 @@ async fn setup(ops: &Ops, r: &mut TailResources, pattern: &Pattern) -> anyhow::R
         .await
         .map_err(|e| aws_error("PutTargets", &r.rule, e))?;
     if put.failed_entry_count() > 0 {
-        let why: Vec<&str> = put.failed_entries().iter().filter_map(|e| e.error_message()).collect();
+        let why: Vec<&str> = put
+            .failed_entries()
+            .iter()
+            .filter_map(|e| e.error_message())
+            .collect();
         anyhow::bail!("PutTargets on rule {} failed: {}", r.rule, why.join(", "));
     }
     r.target_added = true;
@@ -222,7 +227,8 @@ async fn pump(
         let mut entries = Vec::new();
         for (i, m) in messages.iter().enumerate() {
             let body = m.body().unwrap_or_default();
-            let line = serde_json::from_str::<Value>(body).map_or_else(|_| body.to_owned(), |v| v.to_string());
+            let line = serde_json::from_str::<Value>(body)
+                .map_or_else(|_| body.to_owned(), |v| v.to_string());
             if let Err(e) = writeln!(out, "{line}").and_then(|()| out.flush()) {
                 if e.kind() == std::io::ErrorKind::BrokenPipe {
                     // The reader went away (`fleet events tail | head`): stop quietly.
@@ -294,4 +300,3 @@ async fn cleanup(ops: &Ops, r: &TailResources) -> anyhow::Result<()> {
         ))
     }
 }
-

@@ -102,7 +102,11 @@ pub async fn run_tokens(
             succeed(&ops, &token, &output).await?;
             done(json, "succeeded")
         }
-        TokensCommand::Fail { token, error, cause } => {
+        TokensCommand::Fail {
+            token,
+            error,
+            cause,
+        } => {
             let token = read_token(&token)?;
             fail(&ops, &token, error.as_deref(), cause.as_deref()).await?;
             done(json, "failed")
@@ -141,7 +145,14 @@ fn read_token(arg: &str) -> anyhow::Result<String> {
 /// Every running execution of the stage (or of `machine`) waiting on a task token.
 pub async fn list(ops: &Ops, machine: Option<&str>) -> anyhow::Result<Vec<WaitingTask>> {
     let now = OffsetDateTime::now_utc();
-    let running = super::runs::list(ops, machine, Some(ExecutionStatus::Running), None, usize::MAX).await?;
+    let running = super::runs::list(
+        ops,
+        machine,
+        Some(ExecutionStatus::Running),
+        None,
+        usize::MAX,
+    )
+    .await?;
     let mut out = Vec::new();
     for run in running {
         let events = super::runs::history(ops, &run.arn).await?;
@@ -160,8 +171,10 @@ pub async fn list(ops: &Ops, machine: Option<&str>) -> anyhow::Result<Vec<Waitin
                     definition = definition_of(ops, &run.arn).await;
                 }
                 if let Some(state) = definition.as_ref().and_then(|d| find_state(d, &step.state)) {
-                    heartbeat = heartbeat.or_else(|| state.get("HeartbeatSeconds").and_then(Value::as_i64));
-                    timeout = timeout.or_else(|| state.get("TimeoutSeconds").and_then(Value::as_i64));
+                    heartbeat =
+                        heartbeat.or_else(|| state.get("HeartbeatSeconds").and_then(Value::as_i64));
+                    timeout =
+                        timeout.or_else(|| state.get("TimeoutSeconds").and_then(Value::as_i64));
                 }
             }
             let waited = wait.waited_seconds;
@@ -212,16 +225,27 @@ pub fn find_state<'a>(definition: &'a Value, name: &str) -> Option<&'a Value> {
         return Some(state);
     }
     states.values().find_map(|state| {
-        let branches = state.get("Branches").and_then(Value::as_array).into_iter().flatten();
-        let processors = ["ItemProcessor", "Iterator"].into_iter().filter_map(|k| state.get(k));
-        branches.chain(processors).find_map(|inner| find_state(inner, name))
+        let branches = state
+            .get("Branches")
+            .and_then(Value::as_array)
+            .into_iter()
+            .flatten();
+        let processors = ["ItemProcessor", "Iterator"]
+            .into_iter()
+            .filter_map(|k| state.get(k));
+        branches
+            .chain(processors)
+            .find_map(|inner| find_state(inner, name))
     })
 }
 
 /// Completes a task with `output` (JSON text).
 pub async fn succeed(ops: &Ops, token: &str, output: &str) -> anyhow::Result<()> {
     if serde_json::from_str::<Value>(output).is_err() {
-        return Err(UsageError(format!("--output {output:?} is not JSON; pass e.g. --output '{{\"ok\": true}}'")).into());
+        return Err(UsageError(format!(
+            "--output {output:?} is not JSON; pass e.g. --output '{{\"ok\": true}}'"
+        ))
+        .into());
     }
     ops.sfn
         .send_task_success()
@@ -234,7 +258,12 @@ pub async fn succeed(ops: &Ops, token: &str, output: &str) -> anyhow::Result<()>
 }
 
 /// Fails a task with an error name and a cause.
-pub async fn fail(ops: &Ops, token: &str, error: Option<&str>, cause: Option<&str>) -> anyhow::Result<()> {
+pub async fn fail(
+    ops: &Ops,
+    token: &str,
+    error: Option<&str>,
+    cause: Option<&str>,
+) -> anyhow::Result<()> {
     ops.sfn
         .send_task_failure()
         .task_token(token)
@@ -258,7 +287,11 @@ pub async fn heartbeat(ops: &Ops, token: &str) -> anyhow::Result<()> {
 
 fn token_error<E, R>(operation: &str, e: aws_sdk_sfn::error::SdkError<E, R>) -> anyhow::Error
 where
-    E: std::error::Error + aws_smithy_types::error::metadata::ProvideErrorMetadata + Send + Sync + 'static,
+    E: std::error::Error
+        + aws_smithy_types::error::metadata::ProvideErrorMetadata
+        + Send
+        + Sync
+        + 'static,
     R: std::fmt::Debug + Send + Sync + 'static,
 {
     let hint = match e.code() {
@@ -279,8 +312,17 @@ fn ls_table(waiting: &[WaitingTask]) -> String {
         s.and_then(|s| u64::try_from(s).ok())
             .map(|s| human_duration(Duration::from_secs(s)))
     };
-    let mut table = Table::new(&["execution", "machine", "state", "since", "waited", "heartbeat", "timeout", "token"])
-        .unlimited(7);
+    let mut table = Table::new(&[
+        "execution",
+        "machine",
+        "state",
+        "since",
+        "waited",
+        "heartbeat",
+        "timeout",
+        "token",
+    ])
+    .unlimited(7);
     for w in waiting {
         let heartbeat = match (w.heartbeat_seconds, secs(w.heartbeat_left_seconds)) {
             (None, _) => "-".to_owned(),
@@ -300,7 +342,9 @@ fn ls_table(waiting: &[WaitingTask]) -> String {
                 .unwrap_or_else(|| "-".to_owned()),
             heartbeat,
             timeout,
-            w.token.clone().unwrap_or_else(|| "(not in the task's parameters)".to_owned()),
+            w.token
+                .clone()
+                .unwrap_or_else(|| "(not in the task's parameters)".to_owned()),
         ]);
     }
     table.to_string()
@@ -323,8 +367,14 @@ mod tests {
                 "Each": {"Type": "Map", "ItemProcessor": {"States": {"InMap": {"Type": "Task"}}}}
             }
         });
-        assert_eq!(find_state(&definition, "Top").unwrap()["HeartbeatSeconds"], 10);
-        assert_eq!(find_state(&definition, "InBranch").unwrap()["TimeoutSeconds"], 20);
+        assert_eq!(
+            find_state(&definition, "Top").unwrap()["HeartbeatSeconds"],
+            10
+        );
+        assert_eq!(
+            find_state(&definition, "InBranch").unwrap()["TimeoutSeconds"],
+            20
+        );
         assert!(find_state(&definition, "InMap").is_some());
         assert!(find_state(&definition, "Nowhere").is_none());
     }

@@ -28,12 +28,32 @@ fn events_put_refuses_a_detail_that_is_not_a_json_object() {
     for detail in ["[1,2]", "\"text\"", "42", "{not json"] {
         let out = fleet(
             None,
-            &["events", "put", "--source", "s", "--detail-type", "t", "--detail", detail],
+            &[
+                "events",
+                "put",
+                "--source",
+                "s",
+                "--detail-type",
+                "t",
+                "--detail",
+                detail,
+            ],
         );
-        assert_eq!(out.status.code(), Some(2), "detail {detail}: {}", text(&out.stderr));
+        assert_eq!(
+            out.status.code(),
+            Some(2),
+            "detail {detail}: {}",
+            text(&out.stderr)
+        );
         let stderr = text(&out.stderr);
-        assert!(stderr.contains("detail"), "the error names the field: {stderr}");
-        assert!(stderr.contains("JSON object") || stderr.contains("valid JSON"), "{stderr}");
+        assert!(
+            stderr.contains("detail"),
+            "the error names the field: {stderr}"
+        );
+        assert!(
+            stderr.contains("JSON object") || stderr.contains("valid JSON"),
+            "{stderr}"
+        );
     }
 }
 
@@ -41,7 +61,10 @@ fn events_put_refuses_a_detail_that_is_not_a_json_object() {
 async fn an_event_put_with_the_cli_reaches_the_queue_of_a_matching_rule() {
     let emulator = emulator::test_emulator().await;
     let stage = emulator::unique_stage();
-    let deployed = fleet(Some(emulator.endpoint()), &["--stage", &stage, "infra", "deploy"]);
+    let deployed = fleet(
+        Some(emulator.endpoint()),
+        &["--stage", &stage, "infra", "deploy"],
+    );
     assert!(deployed.status.success(), "{}", text(&deployed.stderr));
 
     // A rule on the stage's bus, targeting a queue: what a consuming service would add.
@@ -50,12 +73,21 @@ async fn an_event_put_with_the_cli_reaches_the_queue_of_a_matching_rule() {
     let sqs = aws_sdk_sqs::Client::new(&sdk);
     let bus = format!("fleet-{stage}");
     let queue = emulator::unique_name("orders");
-    let queue_url = sqs.create_queue().queue_name(&queue).send().await.unwrap().queue_url.unwrap();
+    let queue_url = sqs
+        .create_queue()
+        .queue_name(&queue)
+        .send()
+        .await
+        .unwrap()
+        .queue_url
+        .unwrap();
     events
         .put_rule()
         .name("orders")
         .event_bus_name(&bus)
-        .event_pattern(json!({"source": ["acme.orders"], "detail-type": ["OrderPlaced"]}).to_string())
+        .event_pattern(
+            json!({"source": ["acme.orders"], "detail-type": ["OrderPlaced"]}).to_string(),
+        )
         .send()
         .await
         .unwrap();
@@ -66,7 +98,11 @@ async fn an_event_put_with_the_cli_reaches_the_queue_of_a_matching_rule() {
         .targets(
             aws_sdk_eventbridge::types::Target::builder()
                 .id("q")
-                .arn(format!("arn:aws:sqs:{}:{}:{queue}", emulator::REGION, emulator::ACCOUNT_ID))
+                .arn(format!(
+                    "arn:aws:sqs:{}:{}:{queue}",
+                    emulator::REGION,
+                    emulator::ACCOUNT_ID
+                ))
                 .build()
                 .unwrap(),
         )
@@ -79,7 +115,18 @@ async fn an_event_put_with_the_cli_reaches_the_queue_of_a_matching_rule() {
     let at_file = format!("@{}", detail_file.display());
     let put = fleet(
         Some(emulator.endpoint()),
-        &["--stage", &stage, "events", "put", "--source", "acme.orders", "--detail-type", "OrderPlaced", "--detail", &at_file],
+        &[
+            "--stage",
+            &stage,
+            "events",
+            "put",
+            "--source",
+            "acme.orders",
+            "--detail-type",
+            "OrderPlaced",
+            "--detail",
+            &at_file,
+        ],
     );
     assert!(put.status.success(), "{}", text(&put.stderr));
     let event_id = text(&put.stdout).trim().to_string();
@@ -87,7 +134,18 @@ async fn an_event_put_with_the_cli_reaches_the_queue_of_a_matching_rule() {
     // Not matching the rule: must not arrive.
     let other = fleet(
         Some(emulator.endpoint()),
-        &["--stage", &stage, "events", "put", "--source", "acme.other", "--detail-type", "OrderPlaced", "--detail", "{}"],
+        &[
+            "--stage",
+            &stage,
+            "events",
+            "put",
+            "--source",
+            "acme.other",
+            "--detail-type",
+            "OrderPlaced",
+            "--detail",
+            "{}",
+        ],
     );
     assert!(other.status.success(), "{}", text(&other.stderr));
 
@@ -102,7 +160,11 @@ async fn an_event_put_with_the_cli_reaches_the_queue_of_a_matching_rule() {
             .send()
             .await
             .unwrap();
-        bodies.extend(out.messages().iter().filter_map(|m| m.body().map(str::to_string)));
+        bodies.extend(
+            out.messages()
+                .iter()
+                .filter_map(|m| m.body().map(str::to_string)),
+        );
     }
     assert_eq!(bodies.len(), 1, "{bodies:?}");
     let event: serde_json::Value = serde_json::from_str(&bodies[0]).unwrap();
@@ -114,13 +176,26 @@ async fn an_event_put_with_the_cli_reaches_the_queue_of_a_matching_rule() {
 async fn infra_deploy_twice_succeeds_and_the_second_changes_nothing() {
     let emulator = emulator::test_emulator().await;
     let stage = emulator::unique_stage();
-    let first = fleet(Some(emulator.endpoint()), &["--stage", &stage, "infra", "deploy"]);
+    let first = fleet(
+        Some(emulator.endpoint()),
+        &["--stage", &stage, "infra", "deploy"],
+    );
     assert!(first.status.success(), "{}", text(&first.stderr));
-    assert!(text(&first.stdout).contains(&format!("fleet-{stage}")), "{}", text(&first.stdout));
-    let second = fleet(Some(emulator.endpoint()), &["--stage", &stage, "infra", "deploy"]);
+    assert!(
+        text(&first.stdout).contains(&format!("fleet-{stage}")),
+        "{}",
+        text(&first.stdout)
+    );
+    let second = fleet(
+        Some(emulator.endpoint()),
+        &["--stage", &stage, "infra", "deploy"],
+    );
     assert!(second.status.success(), "{}", text(&second.stderr));
     let report = text(&second.stdout);
-    assert!(!report.contains("Created") && !report.contains("created"), "{report}");
+    assert!(
+        !report.contains("Created") && !report.contains("created"),
+        "{report}"
+    );
 }
 
 #[tokio::test]
@@ -131,15 +206,25 @@ async fn synthesized_templates_pass_cfn_lint() {
         .unwrap()
         .expect("the project's virtualenv installs");
     let out_dir = std::env::temp_dir().join(emulator::unique_name("synth"));
-    let synth = fleet(None, &["infra", "synth", "--out", out_dir.to_str().unwrap()]);
+    let synth = fleet(
+        None,
+        &["infra", "synth", "--out", out_dir.to_str().unwrap()],
+    );
     assert!(synth.status.success(), "{}", text(&synth.stderr));
     let files: Vec<String> = text(&synth.stdout).lines().map(str::to_string).collect();
-    assert!(files.len() >= 2, "a core stack plus one per service: {files:?}");
+    assert!(
+        files.len() >= 2,
+        "a core stack plus one per service: {files:?}"
+    );
     let lint = Command::new(venv.bin("cfn-lint"))
         .args(&files)
         .output()
         .expect("cfn-lint runs");
     // cfn-lint exits 2 for errors, 4 for warnings, 8 for informational findings.
     let code = lint.status.code().unwrap_or(-1);
-    assert!(code & 2 == 0 && code >= 0, "cfn-lint found errors:\n{}", text(&lint.stdout));
+    assert!(
+        code & 2 == 0 && code >= 0,
+        "cfn-lint found errors:\n{}",
+        text(&lint.stdout)
+    );
 }

@@ -13,7 +13,8 @@ fn descendants(pid: u32) -> Vec<u32> {
             continue;
         };
         for task in tasks.flatten() {
-            let children = std::fs::read_to_string(task.path().join("children")).unwrap_or_default();
+            let children =
+                std::fs::read_to_string(task.path().join("children")).unwrap_or_default();
             for child in children.split_whitespace().filter_map(|c| c.parse().ok()) {
                 out.push(child);
                 stack.push(child);
@@ -25,7 +26,7 @@ fn descendants(pid: u32) -> Vec<u32> {
 
 fn alive(pid: u32) -> bool {
     std::fs::read_to_string(format!("/proc/{pid}/stat"))
-        .map(|s| !s.split_whitespace().nth(2).is_some_and(|state| state == "Z"))
+        .map(|s| s.split_whitespace().nth(2).is_none_or(|state| state != "Z"))
         .unwrap_or(false)
 }
 
@@ -33,7 +34,15 @@ fn alive(pid: u32) -> bool {
 async fn fleet_dev_prints_the_exports_and_ctrl_c_leaves_no_process_behind() {
     let stage = emulator::unique_stage();
     let mut child = Command::new(env!("CARGO_BIN_EXE_fleet"))
-        .args(["--stage", &stage, "dev", "--emulator-port", "0", "--http-port", "0"])
+        .args([
+            "--stage",
+            &stage,
+            "dev",
+            "--emulator-port",
+            "0",
+            "--http-port",
+            "0",
+        ])
         .stdout(Stdio::piped())
         .stderr(Stdio::inherit())
         .spawn()
@@ -66,13 +75,30 @@ async fn fleet_dev_prints_the_exports_and_ctrl_c_leaves_no_process_behind() {
 
     // The exported endpoint serves the stage: bus, queues with redrive, topic, tables.
     let sdk = emulator::sdk_config_for(&endpoint);
-    let buses = aws_sdk_eventbridge::Client::new(&sdk).list_event_buses().send().await.unwrap();
-    assert!(buses.event_buses().iter().any(|b| b.name() == Some(&format!("fleet-{stage}"))));
+    let buses = aws_sdk_eventbridge::Client::new(&sdk)
+        .list_event_buses()
+        .send()
+        .await
+        .unwrap();
+    assert!(
+        buses
+            .event_buses()
+            .iter()
+            .any(|b| b.name() == Some(&format!("fleet-{stage}")))
+    );
     let sqs = aws_sdk_sqs::Client::new(&sdk);
-    let urls = sqs.list_queues().queue_name_prefix(format!("fleet-{stage}-")).send().await.unwrap();
+    let urls = sqs
+        .list_queues()
+        .queue_name_prefix(format!("fleet-{stage}-"))
+        .send()
+        .await
+        .unwrap();
     let urls: Vec<String> = urls.queue_urls().to_vec();
     assert!(urls.iter().any(|u| u.ends_with("-failures")), "{urls:?}");
-    for url in urls.iter().filter(|u| !u.ends_with("-dlq") && !u.ends_with("-failures")) {
+    for url in urls
+        .iter()
+        .filter(|u| !u.ends_with("-dlq") && !u.ends_with("-failures"))
+    {
         let attrs = sqs
             .get_queue_attributes()
             .queue_url(url)
@@ -86,7 +112,11 @@ async fn fleet_dev_prints_the_exports_and_ctrl_c_leaves_no_process_behind() {
             .unwrap_or_else(|| panic!("{url} has no redrive policy"));
         assert!(policy.contains("-dlq"), "{url}: {policy}");
     }
-    let topics = aws_sdk_sns::Client::new(&sdk).list_topics().send().await.unwrap();
+    let topics = aws_sdk_sns::Client::new(&sdk)
+        .list_topics()
+        .send()
+        .await
+        .unwrap();
     let failures = topics
         .topics()
         .iter()
@@ -100,9 +130,22 @@ async fn fleet_dev_prints_the_exports_and_ctrl_c_leaves_no_process_behind() {
         .send()
         .await
         .unwrap();
-    assert!(subs.subscriptions().iter().any(|s| s.protocol() == Some("sqs")));
-    let tables = aws_sdk_dynamodb::Client::new(&sdk).list_tables().send().await.unwrap();
-    assert!(tables.table_names().iter().any(|t| t.starts_with(&format!("fleet-{stage}-"))));
+    assert!(
+        subs.subscriptions()
+            .iter()
+            .any(|s| s.protocol() == Some("sqs"))
+    );
+    let tables = aws_sdk_dynamodb::Client::new(&sdk)
+        .list_tables()
+        .send()
+        .await
+        .unwrap();
+    assert!(
+        tables
+            .table_names()
+            .iter()
+            .any(|t| t.starts_with(&format!("fleet-{stage}-")))
+    );
 
     // A user submits a simulation through the CLI and waits for its summary; it runs on
     // one of the worker processes `fleet dev` started.
@@ -118,13 +161,23 @@ async fn fleet_dev_prints_the_exports_and_ctrl_c_leaves_no_process_behind() {
         .output()
         .unwrap();
     let out = String::from_utf8_lossy(&submit.stdout);
-    assert!(submit.status.success(), "{out}\n{}", String::from_utf8_lossy(&submit.stderr));
-    assert!(out.contains("SUCCEEDED") && out.contains("peakDay") && out.contains("finalSizeMedian"), "{out}");
+    assert!(
+        submit.status.success(),
+        "{out}\n{}",
+        String::from_utf8_lossy(&submit.stderr)
+    );
+    assert!(
+        out.contains("SUCCEEDED") && out.contains("peakDay") && out.contains("finalSizeMedian"),
+        "{out}"
+    );
 
     // Ctrl-C: every process it started goes away.
     let started = descendants(child.id());
     assert!(!started.is_empty(), "fleet dev started the emulator");
-    let kill = Command::new("kill").args(["-INT", &child.id().to_string()]).status().unwrap();
+    let kill = Command::new("kill")
+        .args(["-INT", &child.id().to_string()])
+        .status()
+        .unwrap();
     assert!(kill.success());
     let deadline = Instant::now() + Duration::from_secs(30);
     loop {

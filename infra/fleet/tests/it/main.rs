@@ -1,5 +1,8 @@
 //! The `fleet` command as a user runs it: real processes against the emulator.
 
+// Tests may panic on what they did not expect: that is how they fail.
+#![allow(clippy::unwrap_used)]
+
 mod cli;
 mod dev;
 mod ops;

@@ -47,9 +47,17 @@ fn text(bytes: &[u8]) -> String {
 /// Runs the binary, expects success and parses its JSON output.
 async fn fleet_json(args: &[&str]) -> Value {
     let out = fleet(args).await;
-    assert!(out.status.success(), "fleet {args:?}: {}", text(&out.stderr));
-    serde_json::from_slice(&out.stdout)
-        .unwrap_or_else(|e| panic!("fleet {args:?} printed no JSON ({e}): {}", text(&out.stdout)))
+    assert!(
+        out.status.success(),
+        "fleet {args:?}: {}",
+        text(&out.stderr)
+    );
+    serde_json::from_slice(&out.stdout).unwrap_or_else(|e| {
+        panic!(
+            "fleet {args:?} printed no JSON ({e}): {}",
+            text(&out.stdout)
+        )
+    })
 }
 
 async fn deploy(stage: &str) {
@@ -122,14 +130,23 @@ async fn lambda_failure(sdk: &aws_config::SdkConfig, stage: &str, event: &Value,
         .message(event.to_string())
         .message_attributes("RequestID", sns_attribute("String", request_id))
         .message_attributes("ErrorCode", sns_attribute("Number", "200"))
-        .message_attributes("ErrorMessage", sns_attribute("String", "the model registry is down"))
+        .message_attributes(
+            "ErrorMessage",
+            sns_attribute("String", "the model registry is down"),
+        )
         .send()
         .await
         .unwrap();
 }
 
 async fn queue_url(sqs: &aws_sdk_sqs::Client, name: &str) -> String {
-    sqs.get_queue_url().queue_name(name).send().await.unwrap().queue_url.unwrap()
+    sqs.get_queue_url()
+        .queue_name(name)
+        .send()
+        .await
+        .unwrap()
+        .queue_url
+        .unwrap()
 }
 
 /// (visible, in flight)
@@ -271,7 +288,10 @@ async fn dead_letters_are_listed_shown_and_redriven_without_losing_a_message() {
             .queue_url(&dlq_url)
             .message_body(&body)
             .message_attributes("fleet.error", attribute("Model.UnknownModel"))
-            .message_attributes("fleet.reason", attribute("no model named `nope` is installed"))
+            .message_attributes(
+                "fleet.reason",
+                attribute("no model named `nope` is installed"),
+            )
             .message_attributes("fleet.source-queue", attribute(&work_url))
             .message_attributes("fleet.receive-count", attribute("1"))
             .message_attributes("fleet.failed-at", attribute("2026-01-01T00:00:00Z"))
@@ -282,17 +302,28 @@ async fn dead_letters_are_listed_shown_and_redriven_without_losing_a_message() {
         poisoned.push(body);
     }
     // One that kept failing until the queue's redrive policy (5 receives) moved it.
-    let retried = json!({"taskToken": format!("{secret}-2"), "jobId": "job-2", "model": "sir", "params": {}}).to_string();
-    sqs.send_message().queue_url(&work_url).message_body(&retried).send().await.unwrap();
-    eventually("the redrive policy to move the message", Duration::from_secs(20), || async {
-        sqs.receive_message()
-            .queue_url(&work_url)
-            .visibility_timeout(0)
-            .send()
-            .await
-            .unwrap();
-        (depth(&sqs, &dlq_url).await.0 == 3).then_some(())
-    })
+    let retried =
+        json!({"taskToken": format!("{secret}-2"), "jobId": "job-2", "model": "sir", "params": {}})
+            .to_string();
+    sqs.send_message()
+        .queue_url(&work_url)
+        .message_body(&retried)
+        .send()
+        .await
+        .unwrap();
+    eventually(
+        "the redrive policy to move the message",
+        Duration::from_secs(20),
+        || async {
+            sqs.receive_message()
+                .queue_url(&work_url)
+                .visibility_timeout(0)
+                .send()
+                .await
+                .unwrap();
+            (depth(&sqs, &dlq_url).await.0 == 3).then_some(())
+        },
+    )
     .await;
     poisoned.push(retried);
     // Two events an asynchronous function failed on every retry.
@@ -300,9 +331,11 @@ async fn dead_letters_are_listed_shown_and_redriven_without_losing_a_message() {
     for (n, event) in events.iter().enumerate() {
         lambda_failure(&sdk, &stage, event, &format!("req-{n}")).await;
     }
-    eventually("the failures to reach the failures queue", Duration::from_secs(20), || async {
-        (depth(&sqs, &failures_url).await.0 == 2).then_some(())
-    })
+    eventually(
+        "the failures to reach the failures queue",
+        Duration::from_secs(20),
+        || async { (depth(&sqs, &failures_url).await.0 == 2).then_some(()) },
+    )
     .await;
 
     // `dlq ls --json`: both DLQs, their kinds and depths.
@@ -316,7 +349,10 @@ async fn dead_letters_are_listed_shown_and_redriven_without_losing_a_message() {
     let sim = by_name[&format!("fleet-{stage}-simulation-dlq")];
     assert_eq!(sim["kind"], "sqs-redrive");
     assert_eq!(sim["depth"], 3);
-    assert_eq!(sim["sources"][0]["name"], format!("fleet-{stage}-simulation"));
+    assert_eq!(
+        sim["sources"][0]["name"],
+        format!("fleet-{stage}-simulation")
+    );
     assert!(sim["oldest_age_seconds"].is_u64(), "{sim}");
     let failures = by_name[&format!("fleet-{stage}-failures")];
     assert_eq!(failures["kind"], "lambda-failures");
@@ -325,25 +361,45 @@ async fn dead_letters_are_listed_shown_and_redriven_without_losing_a_message() {
     assert!(table.status.success());
     let table = text(&table.stdout);
     assert!(table.starts_with("NAME"), "{table}");
-    assert!(table.contains("lambda-failures") && table.contains("sqs-redrive"), "{table}");
+    assert!(
+        table.contains("lambda-failures") && table.contains("sqs-redrive"),
+        "{table}"
+    );
 
     // `dlq show`: the reasons, without consuming and without printing a task token.
     let shown = fleet_json(&["--stage", &stage, "--json", "dlq", "show", "simulation-dlq"]).await;
     let shown = shown.as_array().unwrap();
     assert_eq!(shown.len(), 3);
-    let worker = shown.iter().find(|m| m["reason"]["kind"] == "worker").unwrap();
+    let worker = shown
+        .iter()
+        .find(|m| m["reason"]["kind"] == "worker")
+        .unwrap();
     assert_eq!(worker["reason"]["error"], "Model.UnknownModel");
-    assert_eq!(worker["reason"]["reason"], "no model named `nope` is installed");
+    assert_eq!(
+        worker["reason"]["reason"],
+        "no model named `nope` is installed"
+    );
     assert_eq!(worker["receive_count"], 1);
     assert_eq!(worker["first_failed_at"], "2026-01-01T00:00:00Z");
     assert_eq!(worker["body"]["kind"], "simulation-task");
-    assert!(worker["correlation_id"].as_str().unwrap().starts_with("job-"));
-    let moved = shown.iter().find(|m| m["reason"]["kind"] == "max-receives").unwrap();
+    assert!(
+        worker["correlation_id"]
+            .as_str()
+            .unwrap()
+            .starts_with("job-")
+    );
+    let moved = shown
+        .iter()
+        .find(|m| m["reason"]["kind"] == "max-receives")
+        .unwrap();
     assert_eq!(moved["reason"]["max_receive_count"], 5);
     assert_eq!(moved["correlation_id"], "job-2");
     let human = fleet(&["--stage", &stage, "dlq", "show", "simulation-dlq"]).await;
     let human = text(&human.stdout);
-    assert!(human.contains("Model.UnknownModel: no model named `nope` is installed"), "{human}");
+    assert!(
+        human.contains("Model.UnknownModel: no model named `nope` is installed"),
+        "{human}"
+    );
     assert!(!human.contains(secret) && !shown.iter().any(|m| m.to_string().contains(secret)));
     let lambda = fleet_json(&["--stage", &stage, "--json", "dlq", "show", "failures"]).await;
     let lambda = lambda.as_array().unwrap();
@@ -352,7 +408,12 @@ async fn dead_letters_are_listed_shown_and_redriven_without_losing_a_message() {
         assert_eq!(m["reason"]["kind"], "lambda");
         assert_eq!(m["reason"]["error_code"], "200");
         assert_eq!(m["reason"]["error_message"], "the model registry is down");
-        assert!(m["reason"]["request_id"].as_str().unwrap().starts_with("req-"));
+        assert!(
+            m["reason"]["request_id"]
+                .as_str()
+                .unwrap()
+                .starts_with("req-")
+        );
         assert_eq!(m["body"]["decoded"], "JobRequested v1");
         assert!(m["correlation_id"].as_str().unwrap().starts_with("job-1"));
     }
@@ -375,7 +436,11 @@ async fn dead_letters_are_listed_shown_and_redriven_without_losing_a_message() {
     let lambda_api = InvokeServer::start().await;
     let out = fleet(&["--stage", &stage, "dlq", "redrive", "simulation-dlq"]).await;
     assert!(out.status.success(), "{}", text(&out.stderr));
-    assert!(text(&out.stdout).contains("redrove 3 message(s)"), "{}", text(&out.stdout));
+    assert!(
+        text(&out.stdout).contains("redrove 3 message(s)"),
+        "{}",
+        text(&out.stdout)
+    );
     let out = fleet_with(
         &[("AWS_ENDPOINT_URL_LAMBDA", &lambda_api.url)],
         // No --function: the stage's rules say JobRequested goes to jobs-requested.
@@ -420,12 +485,18 @@ fn topology_with_functions(stage: &str) -> topology::Topology {
                 .with(Function::asynchronous("on-requested"))
                 .with(Function::asynchronous("on-failed"))
                 .with(
-                    Rule::new("requested", json!({"source": ["fleet.jobs"], "detail-type": ["JobRequested"]}))
-                        .target(Target::Function("on-requested".into())),
+                    Rule::new(
+                        "requested",
+                        json!({"source": ["fleet.jobs"], "detail-type": ["JobRequested"]}),
+                    )
+                    .target(Target::Function("on-requested".into())),
                 )
                 .with(
-                    Rule::new("failed", json!({"source": [{"prefix": "fleet."}], "detail-type": ["JobFailed"]}))
-                        .target(Target::Function("on-failed".into())),
+                    Rule::new(
+                        "failed",
+                        json!({"source": [{"prefix": "fleet."}], "detail-type": ["JobFailed"]}),
+                    )
+                    .target(Target::Function("on-failed".into())),
                 ),
         ],
     )
@@ -450,10 +521,16 @@ async fn lambda_failures_go_back_to_the_function_whose_rules_match_with_filter_m
 
     let mut failed = job_event("job-f");
     failed["detail-type"] = json!("JobFailed");
-    let unmatched = json!({"id": "e-x", "source": "acme.other", "detail-type": "Ping", "detail": {}});
-    for (n, event) in [job_event("job-a"), job_event("job-b"), failed.clone(), unmatched.clone()]
-        .iter()
-        .enumerate()
+    let unmatched =
+        json!({"id": "e-x", "source": "acme.other", "detail-type": "Ping", "detail": {}});
+    for (n, event) in [
+        job_event("job-a"),
+        job_event("job-b"),
+        failed.clone(),
+        unmatched.clone(),
+    ]
+    .iter()
+    .enumerate()
     {
         lambda_failure(&sdk, &stage, event, &format!("req-{n}")).await;
     }
@@ -465,7 +542,11 @@ async fn lambda_failures_go_back_to_the_function_whose_rules_match_with_filter_m
     // An EventBridge target DLQ is discovered from the rules.
     let events = aws_sdk_eventbridge::Client::new(&sdk);
     let target_dlq = format!("fleet-{stage}-audit-target-dlq");
-    sqs.create_queue().queue_name(&target_dlq).send().await.unwrap();
+    sqs.create_queue()
+        .queue_name(&target_dlq)
+        .send()
+        .await
+        .unwrap();
     events
         .put_rule()
         .name(format!("fleet-{stage}-audit"))
@@ -481,10 +562,18 @@ async fn lambda_failures_go_back_to_the_function_whose_rules_match_with_filter_m
         .targets(
             aws_sdk_eventbridge::types::Target::builder()
                 .id("audit")
-                .arn(format!("arn:aws:sqs:{}:{}:fleet-{stage}-audit", emulator::REGION, emulator::ACCOUNT_ID))
+                .arn(format!(
+                    "arn:aws:sqs:{}:{}:fleet-{stage}-audit",
+                    emulator::REGION,
+                    emulator::ACCOUNT_ID
+                ))
                 .dead_letter_config(
                     aws_sdk_eventbridge::types::DeadLetterConfig::builder()
-                        .arn(format!("arn:aws:sqs:{}:{}:{target_dlq}", emulator::REGION, emulator::ACCOUNT_ID))
+                        .arn(format!(
+                            "arn:aws:sqs:{}:{}:{target_dlq}",
+                            emulator::REGION,
+                            emulator::ACCOUNT_ID
+                        ))
                         .build(),
                 )
                 .build()
@@ -494,15 +583,25 @@ async fn lambda_failures_go_back_to_the_function_whose_rules_match_with_filter_m
         .await
         .unwrap();
     let listed = dlq::list(&ops).await.unwrap();
-    let kinds: BTreeMap<&str, dlq::DlqKind> = listed.iter().map(|s| (s.queue.name.as_str(), s.queue.kind)).collect();
+    let kinds: BTreeMap<&str, dlq::DlqKind> = listed
+        .iter()
+        .map(|s| (s.queue.name.as_str(), s.queue.kind))
+        .collect();
     assert_eq!(kinds[target_dlq.as_str()], dlq::DlqKind::EventbridgeTarget);
-    let failures = listed.iter().find(|s| s.queue.kind == dlq::DlqKind::LambdaFailures).unwrap();
+    let failures = listed
+        .iter()
+        .find(|s| s.queue.kind == dlq::DlqKind::LambdaFailures)
+        .unwrap();
     assert_eq!(failures.depth, 4);
     assert_eq!(
         failures.queue.sources,
         [
-            dlq::DlqSource::Function { name: format!("fleet-{stage}-on-requested") },
-            dlq::DlqSource::Function { name: format!("fleet-{stage}-on-failed") },
+            dlq::DlqSource::Function {
+                name: format!("fleet-{stage}-on-requested")
+            },
+            dlq::DlqSource::Function {
+                name: format!("fleet-{stage}-on-failed")
+            },
         ]
     );
 
@@ -519,8 +618,14 @@ async fn lambda_failures_go_back_to_the_function_whose_rules_match_with_filter_m
     .await
     .unwrap();
     assert_eq!(dry.redriven, 3, "{dry:?}");
-    assert_eq!(dry.destinations[&format!("function fleet-{stage}-on-requested")], 2);
-    assert_eq!(dry.destinations[&format!("function fleet-{stage}-on-failed")], 1);
+    assert_eq!(
+        dry.destinations[&format!("function fleet-{stage}-on-requested")],
+        2
+    );
+    assert_eq!(
+        dry.destinations[&format!("function fleet-{stage}-on-failed")],
+        1
+    );
     assert_eq!(dry.failed.len(), 1);
     assert!(dry.failed[0].needs_function && dry.failed[0].error.contains("--function"));
     assert!(lambda_api.calls().is_empty());
@@ -553,15 +658,29 @@ async fn lambda_failures_go_back_to_the_function_whose_rules_match_with_filter_m
     .await
     .unwrap();
     assert_eq!(by_text.redriven, 1, "{by_text:?}");
-    let rest = dlq::redrive(&ops, &queue, &dlq::RedriveOptions::default()).await.unwrap();
+    let rest = dlq::redrive(&ops, &queue, &dlq::RedriveOptions::default())
+        .await
+        .unwrap();
     assert_eq!((rest.redriven, rest.failed.len()), (1, 1), "{rest:?}");
-    assert_eq!(depth(&sqs, &failures_url).await, (1, 0), "the unmatched event stays");
+    assert_eq!(
+        depth(&sqs, &failures_url).await,
+        (1, 0),
+        "the unmatched event stays"
+    );
 
     let calls = lambda_api.calls();
     lambda_api.stop().await;
     let mut targets: Vec<(String, String)> = calls
         .iter()
-        .map(|c| (c.function.clone(), c.payload["detail"]["jobId"].as_str().unwrap_or("").to_owned()))
+        .map(|c| {
+            (
+                c.function.clone(),
+                c.payload["detail"]["jobId"]
+                    .as_str()
+                    .unwrap_or("")
+                    .to_owned(),
+            )
+        })
         .collect();
     targets.sort();
     assert_eq!(
@@ -583,16 +702,29 @@ async fn purge_asks_for_confirmation_and_refuses_without_a_terminal() {
     let stage = emulator::unique_stage();
     deploy(&stage).await;
     let url = queue_url(&sqs, &format!("fleet-{stage}-simulation-dlq")).await;
-    sqs.send_message().queue_url(&url).message_body("poison").send().await.unwrap();
+    sqs.send_message()
+        .queue_url(&url)
+        .message_body("poison")
+        .send()
+        .await
+        .unwrap();
 
     let refused = fleet(&["--stage", &stage, "dlq", "purge", "simulation-dlq"]).await;
     assert_eq!(refused.status.code(), Some(2), "{}", text(&refused.stderr));
-    assert!(text(&refused.stderr).contains("--yes"), "{}", text(&refused.stderr));
+    assert!(
+        text(&refused.stderr).contains("--yes"),
+        "{}",
+        text(&refused.stderr)
+    );
     assert_eq!(depth(&sqs, &url).await.0, 1);
 
     let unknown = fleet(&["--stage", &stage, "dlq", "show", "nope"]).await;
     assert_eq!(unknown.status.code(), Some(2));
-    assert!(text(&unknown.stderr).contains("simulation-dlq"), "names the DLQs: {}", text(&unknown.stderr));
+    assert!(
+        text(&unknown.stderr).contains("simulation-dlq"),
+        "names the DLQs: {}",
+        text(&unknown.stderr)
+    );
 
     let purged = fleet(&["--stage", &stage, "dlq", "purge", "simulation-dlq", "--yes"]).await;
     assert!(purged.status.success(), "{}", text(&purged.stderr));
@@ -613,14 +745,19 @@ async fn simulation_job(sdk: &aws_config::SdkConfig, stage: &str) -> String {
     }
     let sqs = aws_sdk_sqs::Client::new(sdk);
     let queue = queue_url(&sqs, &format!("fleet-{stage}-simulation")).await;
-    let definition = std::fs::read_to_string(topology::default_definitions_dir().join("simulation-job.asl.json"))
-        .unwrap()
-        .replace("${SimulationQueueUrl}", &queue)
-        .replace("${EventBusName}", &format!("fleet-{stage}"));
+    let definition = std::fs::read_to_string(
+        topology::default_definitions_dir().join("simulation-job.asl.json"),
+    )
+    .unwrap()
+    .replace("${SimulationQueueUrl}", &queue)
+    .replace("${EventBusName}", &format!("fleet-{stage}"));
     sfn.create_state_machine()
         .name(&name)
         .definition(definition)
-        .role_arn(format!("arn:aws:iam::{}:role/fleet-test", emulator::ACCOUNT_ID))
+        .role_arn(format!(
+            "arn:aws:iam::{}:role/fleet-test",
+            emulator::ACCOUNT_ID
+        ))
         .send()
         .await
         .unwrap()
@@ -641,30 +778,47 @@ async fn start_job(sdk: &aws_config::SdkConfig, stage: &str, machine: &str) -> (
         .unwrap();
     let sqs = aws_sdk_sqs::Client::new(sdk);
     let url = queue_url(&sqs, &format!("fleet-{stage}-simulation")).await;
-    let token = eventually("the job's task on the simulation queue", Duration::from_secs(20), || async {
-        let out = sqs
-            .receive_message()
-            .queue_url(&url)
-            .wait_time_seconds(1)
-            .send()
-            .await
-            .unwrap();
-        out.messages().iter().find_map(|m| {
-            let body: Value = serde_json::from_str(m.body()?).ok()?;
-            (body["jobId"] == job.as_str()).then(|| body["taskToken"].as_str().map(str::to_owned))?
-        })
-    })
+    let token = eventually(
+        "the job's task on the simulation queue",
+        Duration::from_secs(20),
+        || async {
+            let out = sqs
+                .receive_message()
+                .queue_url(&url)
+                .wait_time_seconds(1)
+                .send()
+                .await
+                .unwrap();
+            out.messages().iter().find_map(|m| {
+                let body: Value = serde_json::from_str(m.body()?).ok()?;
+                (body["jobId"] == job.as_str())
+                    .then(|| body["taskToken"].as_str().map(str::to_owned))?
+            })
+        },
+    )
     .await;
     (job, token)
 }
 
 async fn wait_status(sdk: &aws_config::SdkConfig, machine: &str, job: &str, status: &str) {
     let sfn = aws_sdk_sfn::Client::new(sdk);
-    let arn = format!("{}:{job}", machine.replacen(":stateMachine:", ":execution:", 1));
-    eventually(&format!("execution {job} to be {status}"), Duration::from_secs(30), || async {
-        let out = sfn.describe_execution().execution_arn(&arn).send().await.unwrap();
-        (out.status().as_str() == status).then_some(())
-    })
+    let arn = format!(
+        "{}:{job}",
+        machine.replacen(":stateMachine:", ":execution:", 1)
+    );
+    eventually(
+        &format!("execution {job} to be {status}"),
+        Duration::from_secs(30),
+        || async {
+            let out = sfn
+                .describe_execution()
+                .execution_arn(&arn)
+                .send()
+                .await
+                .unwrap();
+            (out.status().as_str() == status).then_some(())
+        },
+    )
     .await;
 }
 
@@ -678,17 +832,59 @@ async fn a_failed_simulation_run_is_listed_and_its_timeline_names_the_failing_st
     let (job, token) = start_job(&sdk, &stage, &machine).await;
 
     // The worker gives up on the job, through the CLI.
-    let out = fleet(&["--stage", &stage, "tokens", "fail", &token, "--error", "Model.Failed", "--cause", "diverged"]).await;
+    let out = fleet(&[
+        "--stage",
+        &stage,
+        "tokens",
+        "fail",
+        &token,
+        "--error",
+        "Model.Failed",
+        "--cause",
+        "diverged",
+    ])
+    .await;
     assert!(out.status.success(), "{}", text(&out.stderr));
     wait_status(&sdk, &machine, &job, "FAILED").await;
 
-    let failed = fleet_json(&["--stage", &stage, "--json", "runs", "ls", "--status", "failed", "--since", "1h"]).await;
-    let names: Vec<&str> = failed.as_array().unwrap().iter().filter_map(|r| r["name"].as_str()).collect();
+    let failed = fleet_json(&[
+        "--stage", &stage, "--json", "runs", "ls", "--status", "failed", "--since", "1h",
+    ])
+    .await;
+    let names: Vec<&str> = failed
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|r| r["name"].as_str())
+        .collect();
     assert_eq!(names, [job.as_str()]);
-    assert_eq!(failed[0]["machine"], format!("fleet-{stage}-simulation-job"));
-    let succeeded = fleet_json(&["--stage", &stage, "--json", "runs", "ls", "--status", "SUCCEEDED"]).await;
+    assert_eq!(
+        failed[0]["machine"],
+        format!("fleet-{stage}-simulation-job")
+    );
+    let succeeded = fleet_json(&[
+        "--stage",
+        &stage,
+        "--json",
+        "runs",
+        "ls",
+        "--status",
+        "SUCCEEDED",
+    ])
+    .await;
     assert_eq!(succeeded, json!([]));
-    let table = text(&fleet(&["--stage", &stage, "runs", "ls", "--machine", "simulation-job"]).await.stdout);
+    let table = text(
+        &fleet(&[
+            "--stage",
+            &stage,
+            "runs",
+            "ls",
+            "--machine",
+            "simulation-job",
+        ])
+        .await
+        .stdout,
+    );
     assert!(table.contains(&job) && table.contains("FAILED"), "{table}");
 
     let shown = fleet_json(&["--stage", &stage, "--json", "runs", "show", &job]).await;
@@ -704,12 +900,25 @@ async fn a_failed_simulation_run_is_listed_and_its_timeline_names_the_failing_st
     assert!(run["token_wait"]["until"].is_string(), "{run}");
     assert!(!shown.to_string().contains(&token), "the token is redacted");
     let last = steps.last().unwrap();
-    assert_eq!((last["state"].as_str(), last["outcome"].as_str()), (Some("Failed"), Some("failed")));
+    assert_eq!(
+        (last["state"].as_str(), last["outcome"].as_str()),
+        (Some("Failed"), Some("failed"))
+    );
 
-    let human = text(&fleet(&["--stage", &stage, "runs", "show", &job]).await.stdout);
+    let human = text(
+        &fleet(&["--stage", &stage, "runs", "show", &job])
+            .await
+            .stdout,
+    );
     assert!(human.contains("failed in  state Failed"), "{human}");
-    assert!(human.contains("first error in state Run: Model.Failed"), "{human}");
-    assert!(human.contains("waited") && human.contains("on task token"), "{human}");
+    assert!(
+        human.contains("first error in state Run: Model.Failed"),
+        "{human}"
+    );
+    assert!(
+        human.contains("waited") && human.contains("on task token"),
+        "{human}"
+    );
 
     // RedriveExecution: on AWS it redrives; moto lacks it, and the message says so.
     let arn = shown["arn"].as_str().unwrap();
@@ -717,7 +926,10 @@ async fn a_failed_simulation_run_is_listed_and_its_timeline_names_the_failing_st
     if !redrive.status.success() {
         assert_eq!(redrive.status.code(), Some(1));
         let stderr = text(&redrive.stderr);
-        assert!(stderr.contains("does not implement RedriveExecution"), "{stderr}");
+        assert!(
+            stderr.contains("does not implement RedriveExecution"),
+            "{stderr}"
+        );
     }
 }
 
@@ -746,7 +958,10 @@ async fn tokens_ls_lists_a_job_waiting_on_its_worker_and_tokens_succeed_complete
 
     let beat = fleet(&["--stage", &stage, "tokens", "heartbeat", &token]).await;
     assert!(beat.status.success(), "{}", text(&beat.stderr));
-    let bad_output = fleet(&["--stage", &stage, "tokens", "succeed", &token, "--output", "{nope"]).await;
+    let bad_output = fleet(&[
+        "--stage", &stage, "tokens", "succeed", &token, "--output", "{nope",
+    ])
+    .await;
     assert_eq!(bad_output.status.code(), Some(2));
 
     let output = json!({
@@ -754,7 +969,16 @@ async fn tokens_ls_lists_a_job_waiting_on_its_worker_and_tokens_succeed_complete
         "result": {"bucket": "results", "key": format!("{job}.json"), "bytes": 42},
         "worker": "on-call"
     });
-    let done = fleet(&["--stage", &stage, "tokens", "succeed", &token, "--output", &output.to_string()]).await;
+    let done = fleet(&[
+        "--stage",
+        &stage,
+        "tokens",
+        "succeed",
+        &token,
+        "--output",
+        &output.to_string(),
+    ])
+    .await;
     assert!(done.status.success(), "{}", text(&done.stderr));
     wait_status(&sdk, &machine, &job, "SUCCEEDED").await;
     let waiting = fleet_json(&["--stage", &stage, "--json", "tokens", "ls"]).await;
@@ -762,7 +986,11 @@ async fn tokens_ls_lists_a_job_waiting_on_its_worker_and_tokens_succeed_complete
 
     let again = fleet(&["--stage", &stage, "tokens", "succeed", &token]).await;
     assert_eq!(again.status.code(), Some(1), "a used token is refused");
-    assert!(text(&again.stderr).contains("tokens ls"), "{}", text(&again.stderr));
+    assert!(
+        text(&again.stderr).contains("tokens ls"),
+        "{}",
+        text(&again.stderr)
+    );
 }
 
 #[tokio::test]
@@ -800,7 +1028,16 @@ async fn events_tail_prints_an_event_put_by_another_process_and_leaves_nothing_b
     assert!(ready.contains(&format!("fleet-{stage}-tail-")), "{ready}");
 
     let put = fleet(&[
-        "--stage", &stage, "events", "put", "--source", "test.tail", "--detail-type", "Ping", "--detail", r#"{"n": 1}"#,
+        "--stage",
+        &stage,
+        "events",
+        "put",
+        "--source",
+        "test.tail",
+        "--detail-type",
+        "Ping",
+        "--detail",
+        r#"{"n": 1}"#,
     ])
     .await;
     assert!(put.status.success(), "{}", text(&put.stderr));
@@ -815,7 +1052,11 @@ async fn events_tail_prints_an_event_put_by_another_process_and_leaves_nothing_b
     assert_eq!(event["detail"]["n"], 1);
 
     let pid = tail.id().unwrap().to_string();
-    let kill = tokio::process::Command::new("kill").args(["-INT", &pid]).status().await.unwrap();
+    let kill = tokio::process::Command::new("kill")
+        .args(["-INT", &pid])
+        .status()
+        .await
+        .unwrap();
     assert!(kill.success());
     let status = tokio::time::timeout(Duration::from_secs(30), tail.wait())
         .await
@@ -830,14 +1071,22 @@ async fn events_tail_prints_an_event_put_by_another_process_and_leaves_nothing_b
         .send()
         .await
         .unwrap();
-    assert!(rules.rules().is_empty(), "rules left behind: {:?}", rules.rules());
+    assert!(
+        rules.rules().is_empty(),
+        "rules left behind: {:?}",
+        rules.rules()
+    );
     let queues = aws_sdk_sqs::Client::new(&sdk)
         .list_queues()
         .queue_name_prefix(format!("fleet-{stage}-tail-"))
         .send()
         .await
         .unwrap();
-    assert!(queues.queue_urls().is_empty(), "queues left behind: {:?}", queues.queue_urls());
+    assert!(
+        queues.queue_urls().is_empty(),
+        "queues left behind: {:?}",
+        queues.queue_urls()
+    );
 }
 
 #[test]
@@ -849,4 +1098,122 @@ fn the_help_says_when_redrive_needs_a_function() {
     let help = text(&out.stdout);
     assert!(help.contains("--function"), "{help}");
     assert!(help.contains("matches none or several"), "{help}");
+}
+
+/// The acceptance scenario with the real local host: an always-failing handler's events
+/// end in the failures queue; once the handler is fixed, the redrive invokes it again
+/// through the host's Lambda Invoke API, and it gets every event.
+#[tokio::test]
+async fn a_failing_function_s_events_are_redriven_through_the_local_host_once_it_is_fixed() {
+    use std::sync::atomic::{AtomicBool, Ordering};
+
+    use local_host::{FunctionError, Functions, Host, Invocation};
+
+    let emulator = emulator::test_emulator().await;
+    let sdk = emulator.sdk_config();
+    let stage = emulator::unique_stage();
+    let topology = topology_with_functions(&stage);
+    let report = topology::deploy(&topology, &sdk).await.unwrap();
+    let broken = Arc::new(AtomicBool::new(true));
+    let handled: Arc<Mutex<Vec<String>>> = Arc::default();
+    let on_requested = {
+        let broken = Arc::clone(&broken);
+        let handled = Arc::clone(&handled);
+        move |inv: Invocation| {
+            let result = if broken.load(Ordering::SeqCst) {
+                Err(FunctionError::new(
+                    "Registry.Down",
+                    "the model registry is down",
+                ))
+            } else {
+                handled
+                    .lock()
+                    .unwrap()
+                    .push(inv.payload["id"].as_str().unwrap_or_default().to_owned());
+                Ok(Value::Null)
+            };
+            std::future::ready(result)
+        }
+    };
+    let functions = Functions::new()
+        .json("on-requested", on_requested)
+        .json("on-failed", |_: Invocation| {
+            std::future::ready(Ok(Value::Null))
+        });
+    let config = local_host::Config {
+        http_addr: Some(std::net::SocketAddr::from(([127, 0, 0, 1], 0))),
+        ..local_host::Config::default()
+    };
+    let host = Host::new(config, functions)
+        .start(&topology, &report, &sdk)
+        .await
+        .unwrap();
+    let lambda_endpoint = format!("http://{}", host.http_addr().unwrap());
+
+    // Two events the handler fails on, every retry.
+    let events = aws_sdk_eventbridge::Client::new(&sdk);
+    let mut ids = Vec::new();
+    for job in ["job-x", "job-y"] {
+        let detail = job_event(job)["detail"].to_string();
+        let out = events
+            .put_events()
+            .entries(
+                aws_sdk_eventbridge::types::PutEventsRequestEntry::builder()
+                    .event_bus_name(format!("fleet-{stage}"))
+                    .source("fleet.jobs")
+                    .detail_type("JobRequested")
+                    .detail(detail)
+                    .build(),
+            )
+            .send()
+            .await
+            .unwrap();
+        ids.push(out.entries()[0].event_id().unwrap().to_owned());
+    }
+    let sqs = aws_sdk_sqs::Client::new(&sdk);
+    let failures_url = queue_url(&sqs, &format!("fleet-{stage}-failures")).await;
+    eventually(
+        "both failures in the failures queue",
+        Duration::from_secs(45),
+        || async { (depth(&sqs, &failures_url).await == (2, 0)).then_some(()) },
+    )
+    .await;
+    let mut ops = Ops::new(topology, &sdk);
+    ops.lambda = aws_sdk_lambda::Client::from_conf(
+        aws_sdk_lambda::config::Builder::from(&sdk)
+            .endpoint_url(&lambda_endpoint)
+            .build(),
+    );
+    let queue = dlq::resolve(&ops, "failures").await.unwrap();
+    let shown = dlq::show(&ops, &queue, 10).await.unwrap();
+    assert_eq!(shown.len(), 2);
+    assert!(shown.iter().all(|m| matches!(
+        &m.reason,
+        dlq::Reason::Lambda { error_message: Some(text), .. } if text == "the model registry is down"
+    )));
+
+    // The cause is fixed; redrive.
+    broken.store(false, Ordering::SeqCst);
+    let report = dlq::redrive(&ops, &queue, &dlq::RedriveOptions::default())
+        .await
+        .unwrap();
+    assert_eq!(report.redriven, 2, "{report:?}");
+    assert_eq!(
+        report.destinations[&format!("function fleet-{stage}-on-requested")],
+        2
+    );
+    let mut got = eventually(
+        "the handler to get both events",
+        Duration::from_secs(30),
+        || async {
+            let got = handled.lock().unwrap().clone();
+            (got.len() >= 2).then_some(got)
+        },
+    )
+    .await;
+    host.shutdown().await.unwrap();
+    got.sort();
+    ids.sort();
+    assert_eq!(got, ids, "each event handled once, none lost");
+    assert_eq!(depth(&sqs, &failures_url).await, (0, 0));
 }

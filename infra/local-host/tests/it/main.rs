@@ -577,3 +577,132 @@ async fn a_function_without_an_implementation_stops_the_host_from_starting() {
         }
     }
 }
+
+/// The Lambda Invoke API on the host's listener, called through the unchanged SDK.
+#[tokio::test]
+async fn the_invoke_api_answers_request_response_and_queues_event_invocations_like_lambda() {
+    let sdk = sdk().await;
+    let stage = stage();
+    // No rule targets it: an asynchronous function gets its delivery queue all the same.
+    let service = Service::new("probe").with(Function::asynchronous("echo"));
+    let topology = topology(&stage, service);
+    let report = deployed(&topology, &sdk).await;
+    let (function, mut invocations) = recorder(|inv| {
+        if inv.payload["ok"] == json!(true) {
+            Ok(inv.payload.clone())
+        } else {
+            Err(FunctionError::new("Refused", "not ok"))
+        }
+    });
+    let host = start(
+        &topology,
+        &report,
+        Functions::new().json("echo", function),
+        &sdk,
+    )
+    .await;
+    let endpoint = format!("http://{}", host.http_addr().expect("the host listens"));
+    let lambda = aws_sdk_lambda::Client::from_conf(
+        aws_sdk_lambda::config::Builder::from(&sdk)
+            .endpoint_url(&endpoint)
+            .build(),
+    );
+    let physical = topology.names().function("echo");
+    let payload = |v: Value| aws_smithy_types::Blob::new(v.to_string());
+
+    // RequestResponse: the result, or the error with X-Amz-Function-Error.
+    let ok = lambda
+        .invoke()
+        .function_name(&physical)
+        .payload(payload(json!({"ok": true, "n": 1})))
+        .send()
+        .await
+        .expect("Invoke");
+    assert_eq!(ok.status_code(), 200);
+    assert_eq!(ok.function_error(), None);
+    let answer: Value = serde_json::from_slice(ok.payload().expect("a payload").as_ref()).unwrap();
+    assert_eq!(answer, json!({"ok": true, "n": 1}));
+    assert_eq!(next(&mut invocations).await.payload["n"], 1);
+    let refused = lambda
+        .invoke()
+        .function_name(format!(
+            "arn:aws:lambda:{}:{}:function:{physical}",
+            emulator::REGION,
+            emulator::ACCOUNT_ID
+        ))
+        .payload(payload(json!({"ok": false})))
+        .send()
+        .await
+        .expect("Invoke");
+    assert_eq!(refused.function_error(), Some("Unhandled"));
+    let error: Value =
+        serde_json::from_slice(refused.payload().expect("a payload").as_ref()).unwrap();
+    assert_eq!(error["errorType"], "Refused");
+    let _ = next(&mut invocations).await;
+
+    // Event: accepted at once, then invoked; a failing one is retried and dead-lettered
+    // with the payload unchanged.
+    let accepted = lambda
+        .invoke()
+        .function_name(&physical)
+        .invocation_type(aws_sdk_lambda::types::InvocationType::Event)
+        .payload(payload(json!({"ok": true, "n": 2})))
+        .send()
+        .await
+        .expect("Invoke");
+    assert_eq!(accepted.status_code(), 202);
+    assert_eq!(next(&mut invocations).await.payload["n"], 2);
+    let failing = json!({"ok": false, "id": "evt-invoke"});
+    lambda
+        .invoke()
+        .function_name(&physical)
+        .invocation_type(aws_sdk_lambda::types::InvocationType::Event)
+        .payload(payload(failing.clone()))
+        .send()
+        .await
+        .expect("Invoke");
+    let failures = report.queue_url("failures").expect("the failures queue");
+    let message = receive_until(&sdk, failures, |body| body.contains("evt-invoke")).await;
+    let envelope: Value = serde_json::from_str(message.body().unwrap_or_default()).unwrap();
+    let original: Value = serde_json::from_str(envelope["Message"].as_str().unwrap()).unwrap();
+    assert_eq!(original, failing);
+    assert_eq!(
+        envelope["MessageAttributes"]["ErrorMessage"]["Value"],
+        "not ok"
+    );
+    let attempts: Vec<Invocation> = [
+        next(&mut invocations).await,
+        next(&mut invocations).await,
+        next(&mut invocations).await,
+    ]
+    .into();
+    assert!(attempts.iter().all(|inv| inv.payload == failing));
+    assert!(
+        attempts
+            .iter()
+            .all(|inv| inv.request_id == attempts[0].request_id)
+    );
+
+    // DryRun, and an unknown function.
+    let dry = lambda
+        .invoke()
+        .function_name(&physical)
+        .invocation_type(aws_sdk_lambda::types::InvocationType::DryRun)
+        .send()
+        .await
+        .expect("Invoke");
+    assert_eq!(dry.status_code(), 204);
+    let missing = lambda
+        .invoke()
+        .function_name(format!("{physical}-nope"))
+        .send()
+        .await
+        .expect_err("an unknown function");
+    assert!(
+        missing
+            .as_service_error()
+            .is_some_and(|e| e.is_resource_not_found_exception()),
+        "{missing:?}"
+    );
+    host.shutdown().await.expect("a clean shutdown");
+}

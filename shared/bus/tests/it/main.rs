@@ -1,5 +1,8 @@
 //! The publisher against the emulator: events reach the queues their rules target.
 
+// Tests may panic on what they did not expect: that is how they fail.
+#![allow(clippy::unwrap_used)]
+
 use std::time::{Duration, Instant};
 
 use bus::Publisher;
@@ -14,7 +17,12 @@ async fn published_events_reach_a_queue_targeted_by_a_matching_rule() {
     let sqs = aws_sdk_sqs::Client::new(&sdk);
     let bus_name = emulator::unique_name("bus");
     let queue_name = emulator::unique_name("queue");
-    events.create_event_bus().name(&bus_name).send().await.unwrap();
+    events
+        .create_event_bus()
+        .name(&bus_name)
+        .send()
+        .await
+        .unwrap();
     let queue_url = sqs
         .create_queue()
         .queue_name(&queue_name)
@@ -23,7 +31,11 @@ async fn published_events_reach_a_queue_targeted_by_a_matching_rule() {
         .unwrap()
         .queue_url
         .unwrap();
-    let queue_arn = format!("arn:aws:sqs:{}:{}:{queue_name}", emulator::REGION, emulator::ACCOUNT_ID);
+    let queue_arn = format!(
+        "arn:aws:sqs:{}:{}:{queue_name}",
+        emulator::REGION,
+        emulator::ACCOUNT_ID
+    );
     events
         .put_rule()
         .name("only-tested")

@@ -1,5 +1,8 @@
 //! The contracts as a consumer sees them: fixtures, schemas, and errors that name fields.
 
+// Tests may panic on what they did not expect: that is how they fail.
+#![allow(clippy::unwrap_used)]
+
 use std::path::PathBuf;
 
 use contracts::envelope::SCHEMA_VERSION;
@@ -24,7 +27,10 @@ fn received() -> Received<'static> {
 fn check_error(detail_type: &str, detail: Value, field: &str) -> ContractError {
     let err = JobEvent::decode(detail_type, &detail, &received()).expect_err("should be refused");
     assert_eq!(err.field(), field, "wrong field in: {err}");
-    assert!(err.to_string().contains(field), "message must name `{field}`: {err}");
+    assert!(
+        err.to_string().contains(field),
+        "message must name `{field}`: {err}"
+    );
     err
 }
 
@@ -67,7 +73,8 @@ fn every_fixture_round_trips_through_the_types() {
 
 #[test]
 fn an_upstream_job_request_needs_only_model_and_params() {
-    let text = std::fs::read_to_string(crate_dir().join("fixtures/job-requested.upstream.json")).unwrap();
+    let text =
+        std::fs::read_to_string(crate_dir().join("fixtures/job-requested.upstream.json")).unwrap();
     let event = BusEvent::from_json(&text).unwrap();
     let envelope = JobEvent::decode(&event.detail_type, &event.detail, &event.received()).unwrap();
     // Metadata derives from EventBridge's envelope when the producer sent none.
@@ -89,8 +96,16 @@ fn an_upstream_job_request_needs_only_model_and_params() {
 fn malformed_job_requests_name_the_field() {
     check_error("JobRequested", json!({"params": {}}), "model");
     check_error("JobRequested", json!({"model": "sir"}), "params");
-    check_error("JobRequested", json!({"model": "sir", "params": [1, 2]}), "params");
-    check_error("JobRequested", json!({"model": "Not A Model", "params": {}}), "model");
+    check_error(
+        "JobRequested",
+        json!({"model": "sir", "params": [1, 2]}),
+        "params",
+    );
+    check_error(
+        "JobRequested",
+        json!({"model": "Not A Model", "params": {}}),
+        "model",
+    );
     check_error(
         "JobRequested",
         json!({"model": "sir", "params": {}, "jobId": "has spaces"}),
@@ -101,7 +116,11 @@ fn malformed_job_requests_name_the_field() {
         json!({"model": "sir", "params": {}, "requestedBy": 7}),
         "requestedBy",
     );
-    check_error("JobProgress", json!({"jobId": "j1", "progress": 1.5}), "progress");
+    check_error(
+        "JobProgress",
+        json!({"jobId": "j1", "progress": 1.5}),
+        "progress",
+    );
     check_error(
         "JobSucceeded",
         json!({"jobId": "j1", "summary": {}, "result": {"bucket": "b", "key": "k"}}),
@@ -122,7 +141,14 @@ fn a_newer_schema_version_is_refused_with_the_supported_one() {
         json!({"jobId": "j1", "worker": "w", "attempt": 1, "meta": {"schemaVersion": 2}}),
         "meta.schemaVersion",
     );
-    assert!(matches!(err, ContractError::UnsupportedVersion { found: 2, supported: 1, .. }));
+    assert!(matches!(
+        err,
+        ContractError::UnsupportedVersion {
+            found: 2,
+            supported: 1,
+            ..
+        }
+    ));
 }
 
 #[test]
@@ -151,7 +177,12 @@ fn published_events_carry_the_envelope() {
     assert_eq!(detail["meta"]["correlationId"], job_id.as_str());
     assert_eq!(detail["meta"]["producer"], "simulation");
     assert_eq!(detail["meta"]["schemaVersion"], 1);
-    assert!(detail["meta"]["occurredAt"].as_str().unwrap().ends_with('Z'));
+    assert!(
+        detail["meta"]["occurredAt"]
+            .as_str()
+            .unwrap()
+            .ends_with('Z')
+    );
     assert_eq!(detail["result"]["bytes"], 9);
 }
 
@@ -167,11 +198,13 @@ fn a_raw_entry_needs_an_object_detail() {
 
 #[test]
 fn a_simulation_task_names_its_bad_field() {
-    let err = SimulationTask::from_body(r#"{"taskToken":"t","jobId":"j","model":"sir"}"#).unwrap_err();
+    let err =
+        SimulationTask::from_body(r#"{"taskToken":"t","jobId":"j","model":"sir"}"#).unwrap_err();
     assert_eq!(err.field(), "params");
     let err = SimulationTask::from_body("not json").unwrap_err();
     assert_eq!(err.field(), "(body)");
-    let ok = SimulationTask::from_body(r#"{"taskToken":"t","jobId":"j","model":"sir","params":{}}"#);
+    let ok =
+        SimulationTask::from_body(r#"{"taskToken":"t","jobId":"j","model":"sir","params":{}}"#);
     assert!(ok.is_ok());
 }
 
@@ -185,5 +218,8 @@ fn job_requested_serializes_camel_case_without_empty_options() {
         requested_by: None,
     };
     let value = serde_json::to_value(request).unwrap();
-    assert_eq!(value, json!({"model": "sir", "params": {}, "idempotencyKey": "k"}));
+    assert_eq!(
+        value,
+        json!({"model": "sir", "params": {}, "idempotencyKey": "k"})
+    );
 }
