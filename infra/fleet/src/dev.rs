@@ -92,6 +92,9 @@ impl Stack {
 
     /// What to print once the stack is up.
     pub fn banner(&self) -> String {
+        // The Lambda API is the local host's, so `fleet dlq redrive` reaches functions.
+        let exports = self.emulator.exports()
+            + &format!(" AWS_ENDPOINT_URL_LAMBDA=http://{}", self.http_addr);
         let started = if self.emulator.started_here() {
             "started"
         } else {
@@ -104,7 +107,7 @@ impl Stack {
             workers = self.workers.pids().len(),
             http = self.http_addr,
             pids = self.workers.pids(),
-            exports = self.emulator.exports(),
+            exports = exports,
         )
     }
 

@@ -922,8 +922,12 @@ async fn redrive_loop(
             if let Err(e) = send_copy(ops, &destination, &message, &original).await {
                 // The destination refuses: every other message would fail the same way.
                 held.push(receipt);
-                if let Some(count) = report.destinations.get_mut(&destination.label()) {
+                let label = destination.label();
+                if let Some(count) = report.destinations.get_mut(&label) {
                     *count -= 1;
+                    if *count == 0 {
+                        report.destinations.remove(&label);
+                    }
                 }
                 report.failed.push(RedriveFailure {
                     message_id: id,
@@ -1184,7 +1188,20 @@ async fn send_copy(
                 .payload(aws_smithy_types::Blob::new(original.as_bytes()))
                 .send()
                 .await
-                .map_err(|e| aws_error("Invoke", format!("function {name}"), e))?;
+                .map_err(|e| {
+                    let local = matches!(e, aws_sdk_lambda::error::SdkError::DispatchFailure(_))
+                        || e.code() == Some("ResourceNotFoundException");
+                    let error = aws_error("Invoke", format!("function {name}"), e);
+                    if local {
+                        // The usual cause locally: Lambda calls went to the emulator,
+                        // which runs no functions, or to no local host at all.
+                        anyhow::anyhow!(
+                            "{error:#} (locally, functions run in the local host: point AWS_ENDPOINT_URL_LAMBDA at its HTTP address, fleet dev's, http://127.0.0.1:8080 by default)"
+                        )
+                    } else {
+                        error
+                    }
+                })?;
             if out.status_code() != 202 {
                 anyhow::bail!(
                     "Invoke on function {name} answered status {} instead of 202 Accepted",

@@ -63,16 +63,29 @@ impl Ops {
     }
 }
 
-/// An AWS call that failed, with the operation, what it was about and the SDK's full
-/// error chain (service error code and message included).
+/// An AWS call that failed: the operation, what it was about, and the error's chain of
+/// causes (for a service error, its code and message), without the SDK's debug dump;
+/// `FLEET_LOG=debug` logs that.
 pub(crate) fn aws_error<E>(operation: &str, about: impl fmt::Display, error: E) -> anyhow::Error
 where
     E: std::error::Error + Send + Sync + 'static,
 {
-    anyhow::anyhow!(
-        "{operation} on {about} failed: {}",
-        DisplayErrorContext(&error)
-    )
+    tracing::debug!(operation, error = %DisplayErrorContext(&error), "AWS call failed");
+    anyhow::anyhow!("{operation} on {about} failed: {}", error_chain(&error))
+}
+
+/// An error and its sources joined by `: `, each distinct text once.
+fn error_chain(error: &(dyn std::error::Error + 'static)) -> String {
+    let mut parts: Vec<String> = Vec::new();
+    let mut next = Some(error);
+    while let Some(e) = next {
+        let text = e.to_string();
+        if !parts.iter().any(|p| p.contains(&text)) {
+            parts.push(text);
+        }
+        next = e.source();
+    }
+    parts.join(": ")
 }
 
 /// Prints a value as pretty JSON on stdout.
@@ -205,6 +218,21 @@ mod tests {
         for bad in ["", "15", "m", "15x", "yesterday"] {
             assert!(parse_since(bad, now).is_err(), "{bad}");
         }
+    }
+
+    #[test]
+    fn error_chains_read_as_one_line() {
+        #[derive(Debug, thiserror::Error)]
+        #[error("service error")]
+        struct Outer(#[source] Inner);
+        #[derive(Debug, thiserror::Error)]
+        #[error("ResourceNotFoundException: Function not found")]
+        struct Inner;
+        let e = aws_error("Invoke", "function f", Outer(Inner));
+        assert_eq!(
+            e.to_string(),
+            "Invoke on function f failed: service error: ResourceNotFoundException: Function not found"
+        );
     }
 
     #[test]
