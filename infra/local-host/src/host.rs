@@ -408,6 +408,7 @@ pub(crate) fn bind(
         let kind = match f.kind {
             FunctionKind::Async => Some("asynchronous"),
             FunctionKind::Sqs { .. } => Some("SQS-fed"),
+            FunctionKind::WebSocket { .. } => Some("WebSocket"),
             FunctionKind::Http { .. } => None,
         };
         if let (true, Some(kind)) = (implementation.http, kind) {

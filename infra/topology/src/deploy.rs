@@ -1098,6 +1098,9 @@ impl Deployer<'_> {
             ValueRef::FunctionArn(n) => {
                 self.arn("lambda", &format!("function:{}", names.function(n)))
             }
+            // WebSocket APIs are not deployed to the emulator: the local host serves them
+            // and its own address is their endpoint.
+            ValueRef::ConnectionsEndpoint(_) => String::new(),
         }
     }
 

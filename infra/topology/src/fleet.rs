@@ -13,7 +13,7 @@ use crate::names::Stage;
 
 /// The fleet for `stage`.
 pub fn fleet(stage: &Stage) -> Topology {
-    Topology::new(stage, vec![core(), simulation(), jobs()])
+    Topology::new(stage, vec![core(), simulation(), jobs(), notifier()])
 }
 
 /// The topic every asynchronous function names as its dead letter, and the queue that
@@ -201,9 +201,86 @@ pub fn jobs() -> Service {
         )
 }
 
+/// The notifier: pushes job frames to WebSocket clients (crate `workers/notifier`).
+///
+/// - `notifier-ws` serves every route of the service's WebSocket API: `$connect`
+///   (authorizes the token from the query string), `$disconnect`, and the actions
+///   `subscribe`, `unsubscribe`, `ping` (`$default` answers unknown actions).
+/// - `notifier-events` keeps the job → owner projection from `JobRequested` and pushes
+///   every other job event to the subscribers of `job:<id>` and `user:<owner>`.
+///
+/// One table holds connections, subscriptions, channel histories and the projection
+/// (`pk`/`sk`, TTL on `expiresAt`). Token settings are the deployment's, as for
+/// `jobs-api`.
+pub fn notifier() -> Service {
+    const TABLE: &str = "notifier";
+    const SERVICE: &str = "notifier";
+    let table_actions = [
+        "dynamodb:GetItem",
+        "dynamodb:PutItem",
+        "dynamodb:UpdateItem",
+        "dynamodb:DeleteItem",
+        "dynamodb:Query",
+        "dynamodb:BatchGetItem",
+    ];
+    let with_access = |f: Function| {
+        f.env("STAGE", ValueRef::Stage)
+            .env("NOTIFIER_TABLE", ValueRef::TableName(TABLE.into()))
+            .env(
+                "CONNECTIONS_ENDPOINT",
+                ValueRef::ConnectionsEndpoint(SERVICE.into()),
+            )
+            .allow(&table_actions, ResourceRef::Table(TABLE.into()))
+            .allow(
+                &["execute-api:ManageConnections"],
+                ResourceRef::Connections(SERVICE.into()),
+            )
+    };
+    let ws = with_access(Function::websocket(
+        "notifier-ws",
+        &[
+            "$connect",
+            "$disconnect",
+            "$default",
+            "subscribe",
+            "unsubscribe",
+            "ping",
+        ],
+    ));
+    let events = with_access(Function::asynchronous("notifier-events"));
+
+    Service::new(SERVICE)
+        .with(
+            Table::new(TABLE, Key::string("pk"))
+                .with_sort_key(Key::string("sk"))
+                .with_ttl("expiresAt"),
+        )
+        .with(ws)
+        .with(events)
+        .with(
+            // Owners come from every JobRequested, whoever requested the job.
+            Rule::new(
+                "notifier-requested",
+                json!({ "source": [{ "prefix": "" }], "detail-type": ["JobRequested"] }),
+            )
+            .target(Target::Function("notifier-events".into())),
+        )
+        .with(
+            Rule::new(
+                "notifier-job-events",
+                json!({
+                    "source": ["fleet.jobs"],
+                    "detail-type": ["JobStarted", "JobProgress", "JobSucceeded", "JobFailed"],
+                }),
+            )
+            .target(Target::Function("notifier-events".into())),
+        )
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::model::DeadLetterSource;
 
     #[test]
     fn the_fleet_is_valid() {
@@ -214,9 +291,9 @@ mod tests {
         let queues: Vec<_> = topology.queues().map(|q| q.name.as_str()).collect();
         assert_eq!(queues, ["failures", "simulation"]);
         let tables: Vec<_> = topology.tables().map(|t| t.name.as_str()).collect();
-        assert_eq!(tables, ["simulation-jobs", "jobs"]);
+        assert_eq!(tables[..3], ["simulation-jobs", "jobs", "notifier"]);
         let services: Vec<_> = topology.services.iter().map(|s| s.name.as_str()).collect();
-        assert_eq!(services, ["core", "simulation", "jobs"]);
+        assert_eq!(services[..4], ["core", "simulation", "jobs", "notifier"]);
     }
 
     #[test]
@@ -228,12 +305,21 @@ mod tests {
         assert_eq!(dead[0].service, "core");
         assert_eq!(
             dead[0].source,
-            crate::model::DeadLetterSource::Functions {
+            DeadLetterSource::Functions {
                 name: FAILURES.into(),
                 topic: FAILURES.into(),
-                functions: vec!["jobs-requested".into(), "jobs-view".into()],
+                functions: topology
+                    .functions()
+                    .filter(|f| f.dead_letter.is_some())
+                    .map(|f| f.name.clone())
+                    .collect(),
             }
         );
+        let DeadLetterSource::Functions { functions, .. } = &dead[0].source else {
+            unreachable!("checked above");
+        };
+        assert!(functions.starts_with(&["jobs-requested".into(), "jobs-view".into()]));
+        assert!(functions.contains(&"notifier-events".to_owned()));
         assert_eq!(dead[1].queue, "fleet-dev-simulation-dlq");
         assert_eq!(dead[1].service, "simulation");
     }

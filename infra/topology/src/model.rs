@@ -177,6 +177,10 @@ pub enum FunctionKind {
     Sqs { queue: String, batch_size: u32 },
     /// Serves routes of its service's HTTP API.
     Http { routes: Vec<Route> },
+    /// Serves route keys of its service's WebSocket API (API Gateway WebSocket, routes
+    /// selected on `$request.body.action`): `$connect`, `$disconnect`, `$default` or an
+    /// action such as `subscribe`.
+    WebSocket { routes: Vec<String> },
 }
 
 /// An HTTP API route, e.g. `GET /jobs/{id}`.
@@ -248,6 +252,9 @@ pub enum ResourceRef {
     /// Resource `*`, valid only for [`TASK_TOKEN_ACTIONS`]: Step Functions task tokens
     /// are not scoped to a state machine, so these calls cannot name one.
     TaskTokens,
+    /// The `@connections` of the named service's WebSocket API (for
+    /// `execute-api:ManageConnections`); only that service's own resources may use it.
+    Connections(String),
 }
 
 /// The only actions that may use [`ResourceRef::TaskTokens`] (resource `*`).
@@ -276,6 +283,10 @@ pub enum ValueRef {
     BucketName(String),
     StateMachineArn(String),
     FunctionArn(String),
+    /// The `@connections` management endpoint of the named service's WebSocket API
+    /// (`https://<api>.execute-api.<region>.amazonaws.com/<stage>`); only that service's
+    /// own resources may use it.
+    ConnectionsEndpoint(String),
 }
 
 /// The kinds of resource, as reports and errors name them.
@@ -833,6 +844,13 @@ impl Function {
     /// A function serving `routes` of its service's HTTP API.
     pub fn http(name: impl Into<String>, routes: Vec<Route>) -> Self {
         Function::new(name, FunctionKind::Http { routes })
+    }
+
+    /// A function serving route keys (`$connect`, `$disconnect`, `$default`, actions) of
+    /// its service's WebSocket API.
+    pub fn websocket(name: impl Into<String>, routes: &[&str]) -> Self {
+        let routes = routes.iter().map(|r| (*r).to_owned()).collect();
+        Function::new(name, FunctionKind::WebSocket { routes })
     }
 
     pub fn env(mut self, name: impl Into<String>, value: ValueRef) -> Self {

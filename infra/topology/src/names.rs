@@ -139,6 +139,11 @@ impl Names {
         self.scoped(service)
     }
 
+    /// The WebSocket API of a service.
+    pub fn websocket_api(&self, service: &str) -> String {
+        self.scoped(&format!("{service}-ws"))
+    }
+
     fn scoped(&self, name: &str) -> String {
         format!("fleet-{}-{}", self.stage, name)
     }

@@ -328,6 +328,12 @@ impl<'a> Synth<'a> {
             // Task tokens are not scoped to a state machine; validation allows `*` only
             // for the three SendTask* actions.
             ResourceRef::TaskTokens => json!("*"),
+            ResourceRef::Connections(_) => json!({
+                "Fn::Sub": format!(
+                    "arn:${{AWS::Partition}}:execute-api:${{AWS::Region}}:${{AWS::AccountId}}:${{WebSocketApi}}/{}/*/@connections/*",
+                    self.names.stage().as_str()
+                )
+            }),
         }
     }
 
@@ -348,6 +354,13 @@ impl<'a> Synth<'a> {
             ValueRef::BucketName(n) => self.bucket_attr(at, n, Attr::Name),
             ValueRef::StateMachineArn(n) => self.machine_arn(at, n),
             ValueRef::FunctionArn(n) => self.function_arn(at, n),
+            // Validation keeps it within the API's own stack.
+            ValueRef::ConnectionsEndpoint(_) => json!({
+                "Fn::Sub": format!(
+                    "https://${{WebSocketApi}}.execute-api.${{AWS::Region}}.amazonaws.com/{}",
+                    self.names.stage().as_str()
+                )
+            }),
         }
     }
 
@@ -660,7 +673,87 @@ impl<'a> Synth<'a> {
                     }),
                 );
             }
+            FunctionKind::WebSocket { routes } => {
+                self.websocket_api(at, service);
+                let integration = format!("{id}WsIntegration");
+                self.stacks[at].resource(
+                    integration.clone(),
+                    "AWS::ApiGatewayV2::Integration",
+                    json!({
+                        "ApiId": { "Ref": "WebSocketApi" },
+                        "IntegrationType": "AWS_PROXY",
+                        "IntegrationUri": { "Fn::Sub": format!(
+                            "arn:${{AWS::Partition}}:apigateway:${{AWS::Region}}:lambda:path/2015-03-31/functions/${{{id}.Arn}}/invocations"
+                        ) },
+                    }),
+                );
+                for key in routes {
+                    let stem: String = key
+                        .split(|c: char| !c.is_ascii_alphanumeric())
+                        .map(camel)
+                        .collect();
+                    let route = format!("{id}WsRoute{stem}");
+                    let mut props = json!({
+                        "ApiId": { "Ref": "WebSocketApi" },
+                        "RouteKey": key,
+                        "Target": { "Fn::Sub": format!("integrations/${{{integration}}}") },
+                    });
+                    // Two-way routes: what the function returns is sent to the client.
+                    if key != "$connect" && key != "$disconnect" {
+                        props["RouteResponseSelectionExpression"] = json!("$default");
+                        self.stacks[at].resource(
+                            format!("{route}Response"),
+                            "AWS::ApiGatewayV2::RouteResponse",
+                            json!({
+                                "ApiId": { "Ref": "WebSocketApi" },
+                                "RouteId": { "Ref": route },
+                                "RouteResponseKey": "$default",
+                            }),
+                        );
+                    }
+                    self.stacks[at].resource(route, "AWS::ApiGatewayV2::Route", props);
+                }
+                self.stacks[at].resource(
+                    format!("{id}WsPermission"),
+                    "AWS::Lambda::Permission",
+                    json!({
+                        "Action": "lambda:InvokeFunction",
+                        "FunctionName": { "Ref": id },
+                        "Principal": "apigateway.amazonaws.com",
+                        "SourceArn": { "Fn::Sub": "arn:${AWS::Partition}:execute-api:${AWS::Region}:${AWS::AccountId}:${WebSocketApi}/*" },
+                    }),
+                );
+            }
         }
+    }
+
+    /// The service's WebSocket API (routes selected on `$request.body.action`) and its
+    /// auto-deployed stage named after the fleet's stage, once per stack.
+    fn websocket_api(&mut self, at: usize, service: &str) {
+        if self.stacks[at].has("WebSocketApi") {
+            return;
+        }
+        let name = self.names.websocket_api(service);
+        let stage = self.names.stage().as_str().to_owned();
+        let stack = &mut self.stacks[at];
+        stack.resource(
+            "WebSocketApi".into(),
+            "AWS::ApiGatewayV2::Api",
+            json!({
+                "Name": name,
+                "ProtocolType": "WEBSOCKET",
+                "RouteSelectionExpression": "$request.body.action",
+            }),
+        );
+        stack.resource(
+            "WebSocketApiStage".into(),
+            "AWS::ApiGatewayV2::Stage",
+            json!({ "ApiId": { "Ref": "WebSocketApi" }, "StageName": stage, "AutoDeploy": true }),
+        );
+        stack.export(
+            "WebSocketApiEndpoint".into(),
+            json!({ "Fn::Sub": format!("wss://${{WebSocketApi}}.execute-api.${{AWS::Region}}.amazonaws.com/{stage}") }),
+        );
     }
 
     /// The service's HTTP API and its auto-deployed `$default` stage, once per stack.

