@@ -1,0 +1,42 @@
+//! `notifier-events`: job events → frames pushed to WebSocket subscribers (EventBridge →
+//! Lambda, asynchronous; failures go to the failures topic).
+//!
+//! Environment: `STAGE`, `NOTIFIER_TABLE`, `CONNECTIONS_ENDPOINT`.
+
+use contracts::BusEvent;
+use lambda_runtime::{LambdaEvent, service_fn};
+use notifier::{Deps, NotifierConfig};
+use tracing_subscriber::EnvFilter;
+
+#[tokio::main]
+async fn main() -> Result<(), lambda_runtime::Error> {
+    init_tracing();
+    let stage = env("STAGE")?;
+    let sdk = aws_config::load_from_env().await;
+    let deps = Deps::new(
+        &sdk,
+        env("NOTIFIER_TABLE")?,
+        &env("CONNECTIONS_ENDPOINT")?,
+        NotifierConfig::default(),
+    );
+    tracing::info!(stage = %stage, table = %deps.store.table(), "notifier-events starting");
+    let deps = &deps;
+    lambda_runtime::run(service_fn(move |event: LambdaEvent<BusEvent>| async move {
+        notifier::handle_event(event.payload, deps).await
+    }))
+    .await
+}
+
+fn env(name: &str) -> Result<String, String> {
+    std::env::var(name).map_err(|_| format!("environment variable {name} is not set"))
+}
+
+fn init_tracing() {
+    tracing_subscriber::fmt()
+        .json()
+        .with_env_filter(
+            EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info")),
+        )
+        .with_current_span(false)
+        .init();
+}

@@ -1,0 +1,51 @@
+//! `notifier-ws`: every route of the notifier's WebSocket API (API Gateway → Lambda).
+//!
+//! Environment: `STAGE`, `NOTIFIER_TABLE`, `CONNECTIONS_ENDPOINT`, `JWT_ISSUER`,
+//! `JWT_AUDIENCE`, `JWKS_URL`.
+
+use auth::{Jwks, Verifier, VerifierConfig};
+use aws_lambda_events::apigw::ApiGatewayWebsocketProxyRequest;
+use lambda_runtime::{LambdaEvent, service_fn};
+use notifier::{Deps, NotifierConfig};
+use tracing_subscriber::EnvFilter;
+
+#[tokio::main]
+async fn main() -> Result<(), lambda_runtime::Error> {
+    init_tracing();
+    let stage = env("STAGE")?;
+    let sdk = aws_config::load_from_env().await;
+    let verifier = Verifier::new(VerifierConfig {
+        issuer: env("JWT_ISSUER")?,
+        audience: env("JWT_AUDIENCE")?,
+        jwks: Jwks::from_url(env("JWKS_URL")?)?,
+    });
+    let deps = Deps::new(
+        &sdk,
+        env("NOTIFIER_TABLE")?,
+        &env("CONNECTIONS_ENDPOINT")?,
+        NotifierConfig::default(),
+    )
+    .with_verifier(verifier);
+    tracing::info!(stage = %stage, table = %deps.store.table(), "notifier-ws starting");
+    let deps = &deps;
+    lambda_runtime::run(service_fn(
+        move |event: LambdaEvent<ApiGatewayWebsocketProxyRequest>| async move {
+            notifier::handle_ws(event.payload, deps).await
+        },
+    ))
+    .await
+}
+
+fn env(name: &str) -> Result<String, String> {
+    std::env::var(name).map_err(|_| format!("environment variable {name} is not set"))
+}
+
+fn init_tracing() {
+    tracing_subscriber::fmt()
+        .json()
+        .with_env_filter(
+            EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info")),
+        )
+        .with_current_span(false)
+        .init();
+}

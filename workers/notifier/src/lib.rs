@@ -1,0 +1,136 @@
+//! The notifier service: pushes job progress and results to WebSocket clients.
+//!
+//! Two Lambda handlers, each a library function driven by a thin binary in `src/bin/`:
+//!
+//! - [`handle_ws`] (`notifier-ws`): every route of the service's API Gateway WebSocket
+//!   API. `$connect` verifies the JWT from the `token` query parameter (browsers cannot
+//!   set headers on a WebSocket) and refuses the handshake without a valid one;
+//!   `$disconnect` forgets the connection; `subscribe`, `unsubscribe` and `ping` are
+//!   selected on `$.action`, and `$default` answers anything else with an error frame.
+//! - [`handle_event`] (`notifier-events`): keeps the job → owner projection from
+//!   `JobRequested` and appends every job event to the channels `job:<id>` and
+//!   `user:<owner>`, pushing the frame to their subscribers through the API Gateway
+//!   Management API (`@connections`), with bounded concurrency. A `GoneException`
+//!   removes the connection and its subscriptions.
+//!
+//! ## Channels and resume
+//!
+//! Each channel is a numbered stream: offsets are consecutive from 1. A frame is written
+//! only if its offset is free (a conditional put), so no offset is ever skipped or used
+//! twice, and a per-event marker gives an event delivered twice (EventBridge and Lambda
+//! retry) its first offset again.
+//! Each channel keeps a bounded history (length and TTL in [`NotifierConfig`]).
+//! `subscribe` with `since: n` records the subscription first and reads the history
+//! second, while the event handler writes the history first and reads the subscribers
+//! second: every frame reaches a subscriber by replay, live push or both, never neither.
+//! Clients drop duplicates by offset ([`contracts::frames::Cursor`]). When the history
+//! no longer reaches back to `n`, a `discontinuity` frame comes first.
+//!
+//! ## Data
+//!
+//! One table (`pk`, `sk`, TTL on `expiresAt`), owned by this service alone:
+//!
+//! | pk | sk | what |
+//! |---|---|---|
+//! | `conn#<id>` | `conn` | a connection: `sub`, `channels` (string set) |
+//! | `chan#<channel>` | `frame#<offset, 20 digits>` | one frame of the history |
+//! | `chan#<channel>` | `event#<event id>` | the offset an event got (idempotency) |
+//! | `chan#<channel>` | `subs#<shard>` | subscribed connection ids (string set) |
+//! | `job#<id>` | `owner` | who requested the job |
+//!
+//! Subscribers are string sets spread over [`NotifierConfig::subscription_shards`]
+//! items, so a broadcast reads a handful of items (one consistent `BatchGetItem`)
+//! instead of querying one row per subscriber.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+mod channel;
+mod error;
+mod events;
+mod push;
+pub mod store;
+mod ws;
+
+pub use channel::Channel;
+pub use error::{HandlerError, StoreError};
+pub use events::{EventOutcome, handle_event};
+pub use push::{PushReport, push_all};
+pub use store::Store;
+pub use ws::handle_ws;
+
+/// The producer name of this service.
+pub const PRODUCER: &str = "notifier";
+
+/// Tunables; the defaults suit production.
+#[derive(Debug, Clone)]
+pub struct NotifierConfig {
+    /// How many frames each channel keeps for resuming clients.
+    pub history_len: u64,
+    /// How long a frame stays resumable.
+    pub history_ttl: Duration,
+    /// How long a connection's rows outlive its last activity when `$disconnect` never
+    /// comes (API Gateway closes connections after 2 h at most).
+    pub connection_ttl: Duration,
+    /// How long the job → owner projection is kept.
+    pub owner_ttl: Duration,
+    /// Items each channel's subscriber set is spread over.
+    pub subscription_shards: u32,
+    /// Pushes in flight at once per event.
+    pub push_concurrency: usize,
+    /// How long `subscribe` to `job:<id>` and a job event wait for the job's
+    /// `JobRequested` to be projected (it travels the bus concurrently).
+    pub owner_wait: Duration,
+}
+
+impl Default for NotifierConfig {
+    fn default() -> Self {
+        NotifierConfig {
+            history_len: 100,
+            history_ttl: Duration::from_secs(24 * 3600),
+            connection_ttl: Duration::from_secs(3 * 3600),
+            owner_ttl: Duration::from_secs(30 * 24 * 3600),
+            subscription_shards: 8,
+            push_concurrency: 64,
+            owner_wait: Duration::from_secs(5),
+        }
+    }
+}
+
+/// Everything a handler needs, built once per process by the binaries.
+#[derive(Debug, Clone)]
+pub struct Deps {
+    pub store: Store,
+    /// The `@connections` API of the WebSocket API's stage.
+    pub connections: aws_sdk_apigatewaymanagement::Client,
+    /// Verifies `$connect` tokens (only `notifier-ws` needs it).
+    pub verifier: Option<Arc<auth::Verifier>>,
+    pub config: NotifierConfig,
+}
+
+impl Deps {
+    /// Clients for `sdk`, the notifier table and the management `endpoint`
+    /// (`https://<api>.execute-api.<region>.amazonaws.com/<stage>` on AWS, the local
+    /// host's address locally).
+    pub fn new(
+        sdk: &aws_config::SdkConfig,
+        table: impl Into<String>,
+        endpoint: &str,
+        config: NotifierConfig,
+    ) -> Deps {
+        let management = aws_sdk_apigatewaymanagement::config::Builder::from(sdk)
+            .endpoint_url(endpoint)
+            .build();
+        Deps {
+            store: Store::new(aws_sdk_dynamodb::Client::new(sdk), table, config.clone()),
+            connections: aws_sdk_apigatewaymanagement::Client::from_conf(management),
+            verifier: None,
+            config,
+        }
+    }
+
+    pub fn with_verifier(mut self, verifier: auth::Verifier) -> Deps {
+        self.verifier = Some(Arc::new(verifier));
+        self
+    }
+}

@@ -1,0 +1,674 @@
+//! The notifier's table: connections, subscriptions, channel histories and job owners.
+//! The layout is in the crate docs.
+
+use std::collections::{BTreeSet, HashMap};
+use std::sync::Arc;
+use std::time::Duration;
+
+use aws_sdk_dynamodb::Client;
+use aws_sdk_dynamodb::types::{AttributeValue, KeysAndAttributes};
+use backon::{ConstantBuilder, Retryable as _};
+use contracts::frames::Frame;
+use serde_json::Value;
+use time::OffsetDateTime;
+
+use crate::NotifierConfig;
+use crate::channel::Channel;
+use crate::error::StoreError;
+
+type Item = HashMap<String, AttributeValue>;
+
+/// A live connection's row.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Connection {
+    pub id: String,
+    /// The token's subject: whose channels it may subscribe to.
+    pub sub: String,
+    pub channels: BTreeSet<String>,
+}
+
+/// A channel's history after some offset.
+#[derive(Debug, Clone, PartialEq)]
+pub struct History {
+    /// The channel's last offset (0: nothing was ever published).
+    pub head: u64,
+    /// The frames kept after the requested offset, in order.
+    pub frames: Vec<Frame>,
+}
+
+impl History {
+    /// The `discontinuity` to send before the frames when they do not continue `since`
+    /// (frames were dropped from the history, or the client is ahead of the channel).
+    pub fn discontinuity(&self, channel: &str, since: u64) -> Option<Frame> {
+        let first = self.frames.first().map_or(self.head + 1, |f| f.offset);
+        let lost_up_to = first - 1;
+        if since > self.head {
+            // The client knows offsets the channel never had: its position is void.
+            return Some(discontinuity(channel, since, self.head, "ahead"));
+        }
+        (lost_up_to > since).then(|| discontinuity(channel, since, lost_up_to, "expired"))
+    }
+}
+
+fn discontinuity(channel: &str, since: u64, offset: u64, reason: &str) -> Frame {
+    Frame {
+        channel: channel.to_owned(),
+        offset,
+        kind: contracts::frames::kinds::DISCONTINUITY.to_owned(),
+        data: serde_json::json!({ "since": since, "resumeAfter": offset, "reason": reason }),
+        correlation_id: None,
+    }
+}
+
+/// Whether [`Store::append`] wrote a new frame or found the event's earlier one.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Appended {
+    New(Frame),
+    Duplicate(Frame),
+}
+
+impl Appended {
+    pub fn frame(&self) -> &Frame {
+        match self {
+            Appended::New(f) | Appended::Duplicate(f) => f,
+        }
+    }
+}
+
+/// The notifier table.
+#[derive(Debug, Clone)]
+pub struct Store {
+    client: Client,
+    table: String,
+    config: NotifierConfig,
+    appending: Arc<tokio::sync::Mutex<()>>,
+}
+
+const PK: &str = "pk";
+const SK: &str = "sk";
+const EXPIRES: &str = "expiresAt";
+
+fn s(v: impl Into<String>) -> AttributeValue {
+    AttributeValue::S(v.into())
+}
+
+fn n(v: impl ToString) -> AttributeValue {
+    AttributeValue::N(v.to_string())
+}
+
+fn key(pk: String, sk: impl Into<String>) -> Item {
+    HashMap::from([(PK.to_owned(), s(pk)), (SK.to_owned(), s(sk))])
+}
+
+fn conn_pk(id: &str) -> String {
+    format!("conn#{id}")
+}
+
+fn chan_pk(channel: &str) -> String {
+    format!("chan#{channel}")
+}
+
+fn frame_sk(offset: u64) -> String {
+    format!("frame#{offset:020}")
+}
+
+fn now() -> i64 {
+    OffsetDateTime::now_utc().unix_timestamp()
+}
+
+fn expires(after: Duration) -> AttributeValue {
+    n(now() + i64::try_from(after.as_secs()).unwrap_or(i64::MAX / 2))
+}
+
+fn expired(item: &Item) -> bool {
+    item.get(EXPIRES)
+        .and_then(|v| v.as_n().ok())
+        .and_then(|v| v.parse::<i64>().ok())
+        .is_some_and(|at| at <= now())
+}
+
+fn string_set(item: &Item, name: &str) -> BTreeSet<String> {
+    item.get(name)
+        .and_then(|v| v.as_ss().ok())
+        .map(|set| set.iter().cloned().collect())
+        .unwrap_or_default()
+}
+
+/// FNV-1a: a stable shard for a connection id.
+fn shard_of(id: &str, shards: u32) -> u32 {
+    let mut hash: u32 = 0x811c_9dc5;
+    for byte in id.bytes() {
+        hash ^= u32::from(byte);
+        hash = hash.wrapping_mul(0x0100_0193);
+    }
+    hash % shards.max(1)
+}
+
+fn shard_sk(shard: u32) -> String {
+    format!("subs#{shard:03}")
+}
+
+impl Store {
+    pub fn new(client: Client, table: impl Into<String>, config: NotifierConfig) -> Store {
+        Store {
+            client,
+            table: table.into(),
+            config,
+            appending: Arc::default(),
+        }
+    }
+
+    pub fn table(&self) -> &str {
+        &self.table
+    }
+
+    /// Records a connection for `sub` (at `$connect`).
+    pub async fn put_connection(&self, id: &str, sub: &str) -> Result<(), StoreError> {
+        let mut item = key(conn_pk(id), "conn");
+        item.insert("sub".into(), s(sub));
+        item.insert("connectedAt".into(), n(now()));
+        item.insert(EXPIRES.into(), expires(self.config.connection_ttl));
+        self.client
+            .put_item()
+            .table_name(&self.table)
+            .set_item(Some(item))
+            .send()
+            .await
+            .map_err(|e| StoreError::new("PutItem", e.into_service_error()))?;
+        Ok(())
+    }
+
+    /// The connection's row, unless it is gone or expired.
+    pub async fn connection(&self, id: &str) -> Result<Option<Connection>, StoreError> {
+        let out = self
+            .client
+            .get_item()
+            .table_name(&self.table)
+            .set_key(Some(key(conn_pk(id), "conn")))
+            .consistent_read(true)
+            .send()
+            .await
+            .map_err(|e| StoreError::new("GetItem", e.into_service_error()))?;
+        let Some(item) = out.item.filter(|i| !expired(i)) else {
+            return Ok(None);
+        };
+        let sub = item
+            .get("sub")
+            .and_then(|v| v.as_s().ok())
+            .cloned()
+            .unwrap_or_default();
+        Ok(Some(Connection {
+            id: id.to_owned(),
+            sub,
+            channels: string_set(&item, "channels"),
+        }))
+    }
+
+    /// Pushes the connection's expiry further out (`ping`).
+    pub async fn touch_connection(&self, id: &str) -> Result<(), StoreError> {
+        self.client
+            .update_item()
+            .table_name(&self.table)
+            .set_key(Some(key(conn_pk(id), "conn")))
+            .update_expression("SET #e = :e")
+            .condition_expression("attribute_exists(pk)")
+            .expression_attribute_names("#e", EXPIRES)
+            .expression_attribute_values(":e", expires(self.config.connection_ttl))
+            .send()
+            .await
+            .map(|_| ())
+            .or_else(|e| {
+                let e = e.into_service_error();
+                if e.is_conditional_check_failed_exception() {
+                    Ok(())
+                } else {
+                    Err(StoreError::new("UpdateItem", e))
+                }
+            })
+    }
+
+    /// Removes a connection and every subscription it holds (`$disconnect`, or a push
+    /// that found it gone). Idempotent.
+    pub async fn remove_connection(&self, id: &str) -> Result<(), StoreError> {
+        if let Some(conn) = self.connection(id).await? {
+            for channel in &conn.channels {
+                self.remove_subscriber(id, channel).await?;
+            }
+        }
+        self.client
+            .delete_item()
+            .table_name(&self.table)
+            .set_key(Some(key(conn_pk(id), "conn")))
+            .send()
+            .await
+            .map_err(|e| StoreError::new("DeleteItem", e.into_service_error()))?;
+        Ok(())
+    }
+
+    /// Adds the connection to the channel's subscribers.
+    pub async fn subscribe(&self, id: &str, channel: &Channel) -> Result<(), StoreError> {
+        let channel = channel.to_string();
+        let shard = shard_of(id, self.config.subscription_shards);
+        self.client
+            .update_item()
+            .table_name(&self.table)
+            .set_key(Some(key(chan_pk(&channel), shard_sk(shard))))
+            .update_expression("ADD conns :c SET #e = :e")
+            .expression_attribute_names("#e", EXPIRES)
+            .expression_attribute_values(":c", AttributeValue::Ss(vec![id.to_owned()]))
+            .expression_attribute_values(":e", expires(self.config.connection_ttl))
+            .send()
+            .await
+            .map_err(|e| StoreError::new("UpdateItem", e.into_service_error()))?;
+        self.client
+            .update_item()
+            .table_name(&self.table)
+            .set_key(Some(key(conn_pk(id), "conn")))
+            .update_expression("ADD channels :c")
+            .expression_attribute_values(":c", AttributeValue::Ss(vec![channel]))
+            .send()
+            .await
+            .map_err(|e| StoreError::new("UpdateItem", e.into_service_error()))?;
+        Ok(())
+    }
+
+    /// Removes the connection from the channel's subscribers. Idempotent.
+    pub async fn unsubscribe(&self, id: &str, channel: &Channel) -> Result<(), StoreError> {
+        let channel = channel.to_string();
+        self.remove_subscriber(id, &channel).await?;
+        self.client
+            .update_item()
+            .table_name(&self.table)
+            .set_key(Some(key(conn_pk(id), "conn")))
+            .update_expression("DELETE channels :c")
+            .condition_expression("attribute_exists(pk)")
+            .expression_attribute_values(":c", AttributeValue::Ss(vec![channel]))
+            .send()
+            .await
+            .map(|_| ())
+            .or_else(|e| {
+                let e = e.into_service_error();
+                if e.is_conditional_check_failed_exception() {
+                    Ok(())
+                } else {
+                    Err(StoreError::new("UpdateItem", e))
+                }
+            })
+    }
+
+    async fn remove_subscriber(&self, id: &str, channel: &str) -> Result<(), StoreError> {
+        let shard = shard_of(id, self.config.subscription_shards);
+        self.client
+            .update_item()
+            .table_name(&self.table)
+            .set_key(Some(key(chan_pk(channel), shard_sk(shard))))
+            .update_expression("DELETE conns :c")
+            .condition_expression("attribute_exists(pk)")
+            .expression_attribute_values(":c", AttributeValue::Ss(vec![id.to_owned()]))
+            .send()
+            .await
+            .map(|_| ())
+            .or_else(|e| {
+                let e = e.into_service_error();
+                if e.is_conditional_check_failed_exception() {
+                    Ok(())
+                } else {
+                    Err(StoreError::new("UpdateItem", e))
+                }
+            })
+    }
+
+    /// Every connection subscribed to `channel` (one consistent `BatchGetItem`).
+    pub async fn subscribers(&self, channel: &str) -> Result<Vec<String>, StoreError> {
+        let mut keys: Vec<Item> = (0..self.config.subscription_shards.max(1))
+            .map(|shard| key(chan_pk(channel), shard_sk(shard)))
+            .collect();
+        let mut out = BTreeSet::new();
+        while !keys.is_empty() {
+            let request = KeysAndAttributes::builder()
+                .set_keys(Some(std::mem::take(&mut keys)))
+                .consistent_read(true)
+                .build()
+                .map_err(|e| StoreError::new("BatchGetItem", e))?;
+            let response = self
+                .client
+                .batch_get_item()
+                .request_items(&self.table, request)
+                .send()
+                .await
+                .map_err(|e| StoreError::new("BatchGetItem", e.into_service_error()))?;
+            for item in response
+                .responses
+                .unwrap_or_default()
+                .remove(&self.table)
+                .unwrap_or_default()
+            {
+                out.extend(string_set(&item, "conns"));
+            }
+            if let Some(rest) = response
+                .unprocessed_keys
+                .and_then(|mut u| u.remove(&self.table))
+            {
+                keys = rest.keys;
+            }
+        }
+        Ok(out.into_iter().collect())
+    }
+
+    /// Records who requested a job.
+    pub async fn set_owner(&self, job_id: &str, sub: &str) -> Result<(), StoreError> {
+        let mut item = key(format!("job#{job_id}"), "owner");
+        item.insert("sub".into(), s(sub));
+        item.insert(EXPIRES.into(), expires(self.config.owner_ttl));
+        self.client
+            .put_item()
+            .table_name(&self.table)
+            .set_item(Some(item))
+            .send()
+            .await
+            .map_err(|e| StoreError::new("PutItem", e.into_service_error()))?;
+        Ok(())
+    }
+
+    /// Who requested the job, if its `JobRequested` has been seen.
+    pub async fn owner(&self, job_id: &str) -> Result<Option<String>, StoreError> {
+        let out = self
+            .client
+            .get_item()
+            .table_name(&self.table)
+            .set_key(Some(key(format!("job#{job_id}"), "owner")))
+            .consistent_read(true)
+            .send()
+            .await
+            .map_err(|e| StoreError::new("GetItem", e.into_service_error()))?;
+        Ok(out
+            .item
+            .and_then(|i| i.get("sub").and_then(|v| v.as_s().ok()).cloned()))
+    }
+
+    /// [`Store::owner`], waiting up to [`NotifierConfig::owner_wait`] for the job's
+    /// `JobRequested`, which travels the bus concurrently with what asks.
+    pub async fn wait_owner(&self, job_id: &str) -> Result<Option<String>, StoreError> {
+        let step = Duration::from_millis(100);
+        let times = (self.config.owner_wait.as_millis() / step.as_millis()).max(1) as usize;
+        let found = (|| async {
+            match self.owner(job_id).await {
+                Ok(Some(owner)) => Ok(Some(owner)),
+                Ok(None) => Err(Wait::NotYet),
+                Err(e) => Err(Wait::Failed(e)),
+            }
+        })
+        .retry(
+            ConstantBuilder::default()
+                .with_delay(step)
+                .with_max_times(times),
+        )
+        .when(|e| matches!(e, Wait::NotYet))
+        .await;
+        match found {
+            Ok(owner) => Ok(owner),
+            Err(Wait::NotYet) => Ok(None),
+            Err(Wait::Failed(e)) => Err(e),
+        }
+    }
+
+    /// Appends an event's frame to the channel at the next offset. The frame item is
+    /// written only if its offset is free (a conditional put), so concurrent writers never
+    /// share or skip an offset; the event's marker, written next, makes appending the same
+    /// `event_id` again return the frame it already got. The frame that falls out of the
+    /// history is deleted.
+    ///
+    /// Appends from one process are also serialized in process: the emulator applies
+    /// conditional writes without isolation, and it spares needless conflicts on AWS.
+    pub async fn append(
+        &self,
+        channel: &str,
+        event_id: &str,
+        kind: &str,
+        data: Value,
+        correlation_id: Option<String>,
+    ) -> Result<Appended, StoreError> {
+        let _serial = self.appending.lock().await;
+        let attempt = || async {
+            if let Some(frame) = self.frame_of_event(channel, event_id).await? {
+                return Ok(Appended::Duplicate(frame));
+            }
+            let head = self.head(channel).await?;
+            let frame = Frame {
+                channel: channel.to_owned(),
+                offset: head + 1,
+                kind: kind.to_owned(),
+                data: data.clone(),
+                correlation_id: correlation_id.clone(),
+            };
+            self.write_next(&frame, event_id).await?;
+            Ok(Appended::New(frame))
+        };
+        attempt
+            .retry(
+                ConstantBuilder::default()
+                    .with_delay(Duration::from_millis(5))
+                    .with_jitter()
+                    .with_max_times(50),
+            )
+            .when(|e: &AppendError| matches!(e, AppendError::Conflict))
+            .await
+            .map_err(|e| match e {
+                AppendError::Conflict => {
+                    StoreError::new("PutItem", "the channel's next offset kept being taken")
+                }
+                AppendError::Store(e) => e,
+            })
+    }
+
+    /// The channel's last offset: its newest frame's (0 when it has none).
+    async fn head(&self, channel: &str) -> Result<u64, StoreError> {
+        let out = self
+            .client
+            .query()
+            .table_name(&self.table)
+            .key_condition_expression("pk = :pk AND begins_with(sk, :frame)")
+            .expression_attribute_values(":pk", s(chan_pk(channel)))
+            .expression_attribute_values(":frame", s("frame#"))
+            .scan_index_forward(false)
+            .limit(1)
+            .consistent_read(true)
+            .send()
+            .await
+            .map_err(|e| StoreError::new("Query", e.into_service_error()))?;
+        Ok(out
+            .items
+            .unwrap_or_default()
+            .first()
+            .and_then(|i| i.get(SK))
+            .and_then(|sk| sk.as_s().ok())
+            .and_then(|sk| sk.strip_prefix("frame#"))
+            .and_then(|offset| offset.parse().ok())
+            .unwrap_or(0))
+    }
+
+    async fn frame_of_event(
+        &self,
+        channel: &str,
+        event_id: &str,
+    ) -> Result<Option<Frame>, StoreError> {
+        let out = self
+            .client
+            .get_item()
+            .table_name(&self.table)
+            .set_key(Some(key(chan_pk(channel), format!("event#{event_id}"))))
+            .consistent_read(true)
+            .send()
+            .await
+            .map_err(|e| StoreError::new("GetItem", e.into_service_error()))?;
+        let Some(item) = out.item else {
+            return Ok(None);
+        };
+        Ok(item
+            .get("frame")
+            .and_then(|v| v.as_s().ok())
+            .and_then(|json| serde_json::from_str(json).ok()))
+    }
+
+    async fn write_next(&self, frame: &Frame, event_id: &str) -> Result<(), AppendError> {
+        let channel = &frame.channel;
+        let json = serde_json::to_string(frame)
+            .map_err(|e| AppendError::Store(StoreError::new("PutItem", e)))?;
+        let ttl = expires(self.config.history_ttl);
+        let mut frame_item = key(chan_pk(channel), frame_sk(frame.offset));
+        frame_item.insert("frame".into(), s(json.clone()));
+        frame_item.insert(EXPIRES.into(), ttl.clone());
+        self.client
+            .put_item()
+            .table_name(&self.table)
+            .set_item(Some(frame_item))
+            .condition_expression("attribute_not_exists(pk)")
+            .send()
+            .await
+            .map_err(|e| {
+                let e = e.into_service_error();
+                if e.is_conditional_check_failed_exception() {
+                    AppendError::Conflict
+                } else {
+                    AppendError::Store(StoreError::new("PutItem", e))
+                }
+            })?;
+        let mut marker = key(chan_pk(channel), format!("event#{event_id}"));
+        marker.insert("frame".into(), s(json));
+        marker.insert(EXPIRES.into(), ttl);
+        self.client
+            .put_item()
+            .table_name(&self.table)
+            .set_item(Some(marker))
+            .send()
+            .await
+            .map_err(|e| AppendError::Store(StoreError::new("PutItem", e.into_service_error())))?;
+        if frame.offset > self.config.history_len {
+            let dropped = frame.offset - self.config.history_len;
+            self.client
+                .delete_item()
+                .table_name(&self.table)
+                .set_key(Some(key(chan_pk(channel), frame_sk(dropped))))
+                .send()
+                .await
+                .map_err(|e| {
+                    AppendError::Store(StoreError::new("DeleteItem", e.into_service_error()))
+                })?;
+        }
+        Ok(())
+    }
+
+    /// The channel's head and the kept frames after `since`, in order.
+    pub async fn history(&self, channel: &str, since: u64) -> Result<History, StoreError> {
+        let head = self.head(channel).await?;
+        let mut frames = Vec::new();
+        let mut start = None;
+        loop {
+            let out = self
+                .client
+                .query()
+                .table_name(&self.table)
+                .key_condition_expression("pk = :pk AND sk BETWEEN :from AND :to")
+                .expression_attribute_values(":pk", s(chan_pk(channel)))
+                .expression_attribute_values(":from", s(frame_sk(since.saturating_add(1))))
+                .expression_attribute_values(":to", s(frame_sk(head.max(since + 1))))
+                .consistent_read(true)
+                .set_exclusive_start_key(start)
+                .send()
+                .await
+                .map_err(|e| StoreError::new("Query", e.into_service_error()))?;
+            for item in out.items.unwrap_or_default() {
+                if expired(&item) {
+                    continue;
+                }
+                let frame = item
+                    .get("frame")
+                    .and_then(|v| v.as_s().ok())
+                    .and_then(|json| serde_json::from_str::<Frame>(json).ok());
+                if let Some(frame) = frame {
+                    frames.push(frame);
+                }
+            }
+            match out.last_evaluated_key {
+                Some(key) if !key.is_empty() => start = Some(key),
+                _ => break,
+            }
+        }
+        // The kept frames are consecutive from the oldest; an expired one in the middle
+        // would break that, so keep only the run ending at the head.
+        let mut kept: Vec<Frame> = Vec::with_capacity(frames.len());
+        for frame in frames {
+            if kept
+                .last()
+                .is_some_and(|last| last.offset + 1 != frame.offset)
+            {
+                kept.clear();
+            }
+            kept.push(frame);
+        }
+        Ok(History { head, frames: kept })
+    }
+}
+
+#[derive(Debug)]
+enum Wait {
+    NotYet,
+    Failed(StoreError),
+}
+
+#[derive(Debug)]
+enum AppendError {
+    Conflict,
+    Store(StoreError),
+}
+
+impl From<StoreError> for AppendError {
+    fn from(e: StoreError) -> Self {
+        AppendError::Store(e)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn frame(offset: u64) -> Frame {
+        Frame {
+            channel: "user:a".into(),
+            offset,
+            kind: "JobProgress".into(),
+            data: Value::Null,
+            correlation_id: None,
+        }
+    }
+
+    #[test]
+    fn discontinuity_only_when_the_history_does_not_reach_back() {
+        let complete = History {
+            head: 5,
+            frames: (3..=5).map(frame).collect(),
+        };
+        assert_eq!(complete.discontinuity("user:a", 2), None);
+        assert_eq!(complete.discontinuity("user:a", 5), None);
+        let lost = complete
+            .discontinuity("user:a", 0)
+            .expect("1 and 2 are gone");
+        assert_eq!(lost.offset, 2);
+        assert_eq!(lost.data["reason"], "expired");
+        let ahead = complete.discontinuity("user:a", 9).expect("ahead");
+        assert_eq!(ahead.offset, 5);
+        assert_eq!(ahead.data["reason"], "ahead");
+        let empty = History {
+            head: 0,
+            frames: Vec::new(),
+        };
+        assert_eq!(empty.discontinuity("user:a", 0), None);
+    }
+
+    #[test]
+    fn shards_are_stable_and_spread() {
+        assert_eq!(shard_of("abc", 8), shard_of("abc", 8));
+        let used: BTreeSet<u32> = (0..100).map(|i| shard_of(&format!("c{i}"), 8)).collect();
+        assert_eq!(used.len(), 8);
+    }
+}

@@ -1,0 +1,243 @@
+//! `notifier-ws`: the WebSocket API's routes.
+
+use aws_lambda_events::apigw::{ApiGatewayProxyResponse, ApiGatewayWebsocketProxyRequest};
+use aws_lambda_events::encodings::Body;
+use contracts::frames::{ClientMessage, Frame, kinds};
+use serde_json::json;
+
+use crate::Deps;
+use crate::channel::Channel;
+use crate::error::{HandlerError, StoreError};
+use crate::push::push_frame;
+
+/// Handles one WebSocket route invocation. A refused `$connect` answers 401 (API
+/// Gateway then refuses the handshake); message routes answer a frame, which API
+/// Gateway sends back to the client (two-way routes).
+pub async fn handle_ws(
+    request: ApiGatewayWebsocketProxyRequest,
+    deps: &Deps,
+) -> Result<ApiGatewayProxyResponse, HandlerError> {
+    let context = &request.request_context;
+    let connection_id = context.connection_id.clone().unwrap_or_default();
+    let route = context.route_key.clone().unwrap_or_default();
+    if connection_id.is_empty() {
+        return Err(HandlerError::Misconfigured(
+            "the request has no requestContext.connectionId",
+        ));
+    }
+    match route.as_str() {
+        "$connect" => connect(&request, &connection_id, deps).await,
+        "$disconnect" => {
+            deps.store.remove_connection(&connection_id).await?;
+            tracing::info!(connection_id = %connection_id, "disconnected");
+            Ok(response(200, None))
+        }
+        _ => {
+            let frame = message(request.body.as_deref(), &connection_id, deps).await?;
+            Ok(response(200, Some(&frame)))
+        }
+    }
+}
+
+async fn connect(
+    request: &ApiGatewayWebsocketProxyRequest,
+    connection_id: &str,
+    deps: &Deps,
+) -> Result<ApiGatewayProxyResponse, HandlerError> {
+    let Some(verifier) = &deps.verifier else {
+        return Err(HandlerError::Misconfigured(
+            "notifier-ws has no token verifier",
+        ));
+    };
+    let token = request
+        .query_string_parameters
+        .first("token")
+        .map(str::to_owned)
+        .or_else(|| {
+            let header = request.headers.get(http_authorization())?.to_str().ok()?;
+            auth::bearer_token(Some(header)).ok().map(str::to_owned)
+        });
+    let Some(token) = token else {
+        tracing::info!(connection_id = %connection_id, "connect refused: no token");
+        return Ok(refusal(401, "a token is required: connect to ?token=<JWT>"));
+    };
+    match verifier.verify(&token).await {
+        Ok(claims) => {
+            deps.store
+                .put_connection(connection_id, &claims.sub)
+                .await?;
+            tracing::info!(connection_id = %connection_id, sub = %claims.sub, "connected");
+            Ok(response(200, None))
+        }
+        Err(e) if e.is_server_error() => {
+            tracing::error!(connection_id = %connection_id, error = %e, "token verification unavailable");
+            Ok(refusal(500, "token verification is unavailable"))
+        }
+        Err(e) => {
+            tracing::info!(connection_id = %connection_id, error = %e, "connect refused");
+            Ok(refusal(401, e.client_message()))
+        }
+    }
+}
+
+fn http_authorization() -> &'static str {
+    "authorization"
+}
+
+/// Runs one client message; the answer is the frame to send back.
+async fn message(
+    body: Option<&str>,
+    connection_id: &str,
+    deps: &Deps,
+) -> Result<Frame, StoreError> {
+    let message = match parse(body) {
+        Ok(message) => message,
+        Err(frame) => return Ok(frame),
+    };
+    match message {
+        ClientMessage::Ping => {
+            deps.store.touch_connection(connection_id).await?;
+            Ok(Frame::control("", kinds::PONG, json!({})))
+        }
+        ClientMessage::Unsubscribe { channel } => {
+            let parsed = match Channel::parse(&channel) {
+                Ok(c) => c,
+                Err(e) => return Ok(Frame::error(channel, "bad_request", e)),
+            };
+            deps.store.unsubscribe(connection_id, &parsed).await?;
+            Ok(Frame::control(channel, kinds::UNSUBSCRIBED, json!({})))
+        }
+        ClientMessage::Subscribe { channel, since } => {
+            subscribe(connection_id, channel, since, deps).await
+        }
+    }
+}
+
+/// Reads the body as a [`ClientMessage`]; an error frame names the field and the fix.
+fn parse(body: Option<&str>) -> Result<ClientMessage, Frame> {
+    let example = r#"{"action":"subscribe","channel":"job:<id>","since":0}, {"action":"unsubscribe","channel":"job:<id>"} or {"action":"ping"}"#;
+    let body = body.unwrap_or_default();
+    let value: serde_json::Value = serde_json::from_str(body).map_err(|e| {
+        Frame::error(
+            "",
+            "bad_request",
+            format!("the message is not JSON ({e}); send {example}"),
+        )
+    })?;
+    let action = value
+        .get("action")
+        .and_then(|a| a.as_str())
+        .unwrap_or_default();
+    if !matches!(action, "subscribe" | "unsubscribe" | "ping") {
+        return Err(Frame::error(
+            "",
+            "unknown_action",
+            format!(
+                "field `action` must be subscribe, unsubscribe or ping (got {action:?}); send {example}"
+            ),
+        ));
+    }
+    serde_path_to_error::deserialize(&value).map_err(|e| {
+        let path = e.path().to_string();
+        Frame::error(
+            "",
+            "bad_request",
+            format!("field `{path}`: {}; send {example}", e.inner()),
+        )
+    })
+}
+
+async fn subscribe(
+    connection_id: &str,
+    name: String,
+    since: Option<u64>,
+    deps: &Deps,
+) -> Result<Frame, StoreError> {
+    let channel = match Channel::parse(&name) {
+        Ok(c) => c,
+        Err(e) => return Ok(Frame::error(name, "bad_request", e)),
+    };
+    let Some(connection) = deps.store.connection(connection_id).await? else {
+        return Ok(Frame::error(
+            name,
+            "forbidden",
+            "this connection is not (or no longer) authorized: reconnect with a token",
+        ));
+    };
+    let allowed = match &channel {
+        Channel::User(sub) => *sub == connection.sub,
+        Channel::Job(id) => deps.store.wait_owner(id).await?.as_deref() == Some(&connection.sub),
+    };
+    if !allowed {
+        tracing::info!(connection_id = %connection_id, channel = %name, sub = %connection.sub, "subscription refused");
+        // The same answer whether the job is someone else's or unknown: nothing leaks.
+        return Ok(Frame::error(
+            name,
+            "forbidden",
+            "you may subscribe only to user:<your sub> and to job:<id> of your own jobs",
+        ));
+    }
+    // Subscribe first, read the history second: see the crate docs.
+    deps.store.subscribe(connection_id, &channel).await?;
+    let history = deps.store.history(&name, since.unwrap_or(0)).await?;
+    let mut replayed = 0;
+    if let Some(since) = since {
+        let lost = history.discontinuity(&name, since);
+        for frame in lost.iter().chain(&history.frames) {
+            if let Err(e) = push_frame(deps, connection_id, frame).await {
+                tracing::warn!(connection_id = %connection_id, channel = %name, error = %e, "replay stopped");
+                break;
+            }
+            replayed += 1;
+        }
+    }
+    tracing::info!(connection_id = %connection_id, channel = %name, since = ?since, replayed, head = history.head, "subscribed");
+    Ok(Frame::control(
+        name,
+        kinds::SUBSCRIBED,
+        json!({ "head": history.head, "replayed": replayed }),
+    ))
+}
+
+fn response(status: i64, frame: Option<&Frame>) -> ApiGatewayProxyResponse {
+    let mut r = ApiGatewayProxyResponse::default();
+    r.status_code = status;
+    r.body = frame
+        .and_then(|f| serde_json::to_string(f).ok())
+        .map(Body::Text);
+    r
+}
+
+fn refusal(status: i64, message: &str) -> ApiGatewayProxyResponse {
+    let mut r = ApiGatewayProxyResponse::default();
+    r.status_code = status;
+    r.body = Some(Body::Text(json!({ "message": message }).to_string()));
+    r
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn bad_messages_get_an_error_naming_the_field() {
+        let missing = parse(Some(r#"{"action":"subscribe"}"#)).expect_err("no channel");
+        assert_eq!(missing.kind, kinds::ERROR);
+        assert_eq!(missing.data["code"], "bad_request");
+        let text = missing.data["message"].as_str().unwrap_or_default();
+        assert!(text.contains("channel"), "{text}");
+        let unknown = parse(Some(r#"{"action":"shout"}"#)).expect_err("unknown action");
+        assert_eq!(unknown.data["code"], "unknown_action");
+        let garbage = parse(Some("hello")).expect_err("not JSON");
+        assert_eq!(garbage.data["code"], "bad_request");
+        assert_eq!(
+            parse(Some(
+                r#"{"action":"subscribe","channel":"user:a","since":3}"#
+            )),
+            Ok(ClientMessage::Subscribe {
+                channel: "user:a".into(),
+                since: Some(3)
+            })
+        );
+    }
+}

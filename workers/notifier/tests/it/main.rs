@@ -1,0 +1,159 @@
+//! The notifier's table against the emulator: offsets, idempotent appends, resumable
+//! history, sharded subscribers, connection cleanup.
+
+#![allow(clippy::unwrap_used)]
+
+use std::collections::BTreeSet;
+
+use aws_sdk_dynamodb::types::{
+    AttributeDefinition, BillingMode, KeySchemaElement, KeyType, ScalarAttributeType,
+};
+use notifier::store::{Appended, Store};
+use notifier::{Channel, NotifierConfig};
+use serde_json::json;
+
+async fn store(config: NotifierConfig) -> Store {
+    let emulator = emulator::test_emulator().await;
+    let sdk = emulator.sdk_config();
+    let client = aws_sdk_dynamodb::Client::new(&sdk);
+    let table = emulator::unique_name("notifier");
+    let attr = |name: &str| {
+        AttributeDefinition::builder()
+            .attribute_name(name)
+            .attribute_type(ScalarAttributeType::S)
+            .build()
+            .unwrap()
+    };
+    let key = |name: &str, kind| {
+        KeySchemaElement::builder()
+            .attribute_name(name)
+            .key_type(kind)
+            .build()
+            .unwrap()
+    };
+    client
+        .create_table()
+        .table_name(&table)
+        .attribute_definitions(attr("pk"))
+        .attribute_definitions(attr("sk"))
+        .key_schema(key("pk", KeyType::Hash))
+        .key_schema(key("sk", KeyType::Range))
+        .billing_mode(BillingMode::PayPerRequest)
+        .send()
+        .await
+        .unwrap();
+    Store::new(client, table, config)
+}
+
+#[tokio::test]
+async fn concurrent_appends_get_consecutive_offsets_and_a_repeated_event_keeps_its_own() {
+    let store = store(NotifierConfig::default()).await;
+    let appends = (0..12).map(|i| {
+        let store = store.clone();
+        async move {
+            store
+                .append(
+                    "job:a",
+                    &format!("event-{i}"),
+                    "JobProgress",
+                    json!({ "i": i }),
+                    None,
+                )
+                .await
+                .unwrap()
+        }
+    });
+    let frames = futures::future::join_all(appends).await;
+    let offsets: BTreeSet<u64> = frames.iter().map(|a| a.frame().offset).collect();
+    assert_eq!(offsets, (1..=12).collect(), "no gap, no offset used twice");
+    let again = store
+        .append("job:a", "event-3", "JobProgress", json!({ "i": 3 }), None)
+        .await
+        .unwrap();
+    let first = frames
+        .iter()
+        .find(|a| a.frame().data["i"] == 3)
+        .unwrap()
+        .frame();
+    assert_eq!(again, Appended::Duplicate(first.clone()));
+    let history = store.history("job:a", 0).await.unwrap();
+    assert_eq!(history.head, 12);
+    let replayed: Vec<u64> = history.frames.iter().map(|f| f.offset).collect();
+    assert_eq!(replayed, (1..=12).collect::<Vec<_>>());
+}
+
+#[tokio::test]
+async fn the_history_is_bounded_and_an_old_since_gets_a_discontinuity() {
+    let store = store(NotifierConfig {
+        history_len: 3,
+        ..NotifierConfig::default()
+    })
+    .await;
+    for i in 1..=5 {
+        store
+            .append("user:u", &format!("e{i}"), "JobProgress", json!({}), None)
+            .await
+            .unwrap();
+    }
+    let recent = store.history("user:u", 3).await.unwrap();
+    assert_eq!(
+        recent.frames.iter().map(|f| f.offset).collect::<Vec<_>>(),
+        [4, 5]
+    );
+    assert_eq!(recent.discontinuity("user:u", 3), None);
+    let old = store.history("user:u", 0).await.unwrap();
+    assert_eq!(
+        old.frames.iter().map(|f| f.offset).collect::<Vec<_>>(),
+        [3, 4, 5]
+    );
+    let lost = old
+        .discontinuity("user:u", 0)
+        .expect("offsets 1 and 2 are gone");
+    assert_eq!(lost.kind, "discontinuity");
+    assert_eq!(lost.offset, 2);
+}
+
+#[tokio::test]
+async fn subscribers_span_shards_and_a_removed_connection_leaves_every_channel() {
+    let store = store(NotifierConfig {
+        subscription_shards: 4,
+        ..NotifierConfig::default()
+    })
+    .await;
+    let channel = Channel::user("u");
+    let job = Channel::job(contracts::JobId::generate());
+    for i in 0..20 {
+        let id = format!("conn-{i}");
+        store.put_connection(&id, "u").await.unwrap();
+        store.subscribe(&id, &channel).await.unwrap();
+    }
+    store.subscribe("conn-7", &job).await.unwrap();
+    assert_eq!(
+        store.subscribers(&channel.to_string()).await.unwrap().len(),
+        20
+    );
+    let conn = store.connection("conn-7").await.unwrap().unwrap();
+    assert_eq!(conn.sub, "u");
+    assert_eq!(conn.channels.len(), 2);
+
+    store.remove_connection("conn-7").await.unwrap();
+    let left = store.subscribers(&channel.to_string()).await.unwrap();
+    assert_eq!(left.len(), 19);
+    assert!(!left.contains(&"conn-7".to_owned()));
+    assert!(
+        store
+            .subscribers(&job.to_string())
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    assert_eq!(store.connection("conn-7").await.unwrap(), None);
+    // Idempotent: a second removal (a late $disconnect after a 410) is fine.
+    store.remove_connection("conn-7").await.unwrap();
+
+    store.unsubscribe("conn-1", &channel).await.unwrap();
+    assert_eq!(
+        store.subscribers(&channel.to_string()).await.unwrap().len(),
+        18
+    );
+}
