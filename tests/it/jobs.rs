@@ -5,68 +5,11 @@ use std::time::{Duration, Instant};
 
 use contracts::jobs::{JobRequested, JobStatus};
 use contracts::{Envelope, JobEvent, JobId};
-use fleet::dev::{DevConfig, Stack};
-use fleet::jobs_cmd::Api;
 use serde_json::{Value, json};
-use tokio_util::sync::CancellationToken;
-use topology::Stage;
 
-/// The stack with two in-process workers, on the shared test emulator.
-struct Local {
-    stack: Stack,
-    api_base: String,
-    shutdown: CancellationToken,
-    workers: tokio::task::JoinSet<anyhow::Result<()>>,
-}
+use crate::support::Local;
 
 impl Local {
-    async fn start() -> Local {
-        let emulator = emulator::test_emulator().await;
-        let stage = Stage::new(emulator::unique_stage()).unwrap();
-        let stack = Stack::start(&DevConfig {
-            stage,
-            emulator_port: emulator.port(),
-            home: emulator::default_home(),
-            workers: 0,
-            http_port: 0,
-            exe: None,
-        })
-        .await
-        .expect("the local stack starts");
-        let shutdown = CancellationToken::new();
-        let mut workers = tokio::task::JoinSet::new();
-        for i in 0..2 {
-            let mut args = fleet::dev::worker_args(&stack.topology, &stack.report).unwrap();
-            args.worker_id = Some(format!("e2e-{i}"));
-            args.exit_with_parent = false;
-            workers.spawn(fleet::workers::run(
-                args,
-                stack.sdk.clone(),
-                shutdown.clone(),
-            ));
-        }
-        let api_base = format!("http://{}", stack.http_addr);
-        Local {
-            stack,
-            api_base,
-            shutdown,
-            workers,
-        }
-    }
-
-    fn api(&self, sub: &str) -> Api {
-        let token = self
-            .stack
-            .issuer
-            .issue(sub, Duration::from_secs(600))
-            .unwrap();
-        Api::new(&self.api_base, token)
-    }
-
-    fn bus(&self) -> String {
-        self.stack.topology.names().bus()
-    }
-
     /// A queue receiving every `fleet.jobs` event of `detail_types` on the stage's bus.
     async fn capture(&self, detail_types: &[&str]) -> String {
         let sqs = aws_sdk_sqs::Client::new(&self.stack.sdk);
@@ -130,14 +73,6 @@ impl Local {
             }
         }
         seen
-    }
-
-    async fn stop(mut self) {
-        self.shutdown.cancel();
-        while let Some(done) = self.workers.join_next().await {
-            done.unwrap().unwrap();
-        }
-        self.stack.stop().await;
     }
 }
 

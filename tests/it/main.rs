@@ -4,4 +4,9 @@
 #![allow(clippy::unwrap_used)]
 
 mod architecture;
+mod callbacks;
+mod dashboard;
 mod jobs;
+mod notifier;
+mod schedules;
+mod support;

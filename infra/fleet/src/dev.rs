@@ -40,8 +40,14 @@ pub struct Stack {
     pub host: RunningHost,
     /// Where the local host's HTTP API listens.
     pub http_addr: SocketAddr,
-    pub issuer: auth::DevIssuer,
+    pub issuer: std::sync::Arc<auth::DevIssuer>,
+    /// The fake email provider the campaigns service calls; it reports back through
+    /// the callbacks webhook.
+    pub provider: campaigns::fake::FakeProvider,
 }
+
+/// The fake email provider's name, as in `POST /callbacks/fake`.
+pub const FAKE_PROVIDER: &str = "fake";
 
 impl Stack {
     /// Brings the stack up: emulator, then the deployment.
@@ -57,20 +63,55 @@ impl Stack {
         let report = topology::deploy(&topology, &sdk)
             .await
             .with_context(|| format!("deploying stage {} to the emulator", config.stage))?;
-        let issuer = local::dev_issuer(&config.home)?;
-        let functions = local::functions(&sdk, &topology, &report, &issuer)?;
+        let issuer = std::sync::Arc::new(local::dev_issuer(&config.home)?);
+        // The notifier pushes through the local host's `@connections` API, so its address
+        // is needed before the host starts: pick a free port now when asked for any.
+        let http_port = match config.http_port {
+            0 => free_port().context("finding a free port for the local host")?,
+            port => port,
+        };
+        // The fake email provider, with a webhook secret fresh for this run.
+        let secret = format!(
+            "{}{}",
+            uuid::Uuid::new_v4().simple(),
+            uuid::Uuid::new_v4().simple()
+        );
+        let provider = campaigns::fake::FakeProvider::start(campaigns::fake::FakeConfig::new(
+            FAKE_PROVIDER,
+            secret.as_bytes(),
+        ))
+        .await
+        .context("starting the fake email provider")?;
+        let functions = local::functions(
+            &sdk,
+            &topology,
+            &report,
+            &issuer,
+            &local::Provider {
+                name: FAKE_PROVIDER.to_string(),
+                url: provider.url(),
+                secret: secret.into_bytes(),
+            },
+        )?;
+        let functions = local::with_notifier(
+            functions,
+            &sdk,
+            &topology,
+            &issuer,
+            &format!("http://127.0.0.1:{http_port}"),
+        )?;
         let host_config = local_host::Config {
-            http_addr: Some(SocketAddr::from((Ipv4Addr::LOCALHOST, config.http_port))),
+            http_addr: Some(SocketAddr::from((Ipv4Addr::LOCALHOST, http_port))),
             ..local_host::Config::default()
         };
         let host = local_host::Host::new(host_config, functions)
             .with_extra(local::issuer_routes(&issuer))
+            .with_extra(local::dashboard_routes(issuer.clone()))
             .start(&topology, &report, &sdk)
             .await
-            .with_context(|| {
-                format!("starting the local host on 127.0.0.1:{}", config.http_port)
-            })?;
+            .with_context(|| format!("starting the local host on 127.0.0.1:{http_port}"))?;
         let http_addr = host.http_addr().context("the local host serves no HTTP")?;
+        provider.set_webhook(format!("http://{http_addr}/callbacks/{FAKE_PROVIDER}"));
         let workers = match (&config.exe, config.workers) {
             (Some(exe), n) if n > 0 => {
                 let args = worker_args(&topology, &report)?;
@@ -87,6 +128,7 @@ impl Stack {
             host,
             http_addr,
             issuer,
+            provider,
         })
     }
 
@@ -101,12 +143,13 @@ impl Stack {
             "reused"
         };
         format!(
-            "{report}\nemulator: {endpoint} ({started})\nsimulation workers: {workers} (pids {pids:?})\nHTTP API: http://{http}  (token: `fleet auth token --sub NAME`)\n\nPoint another shell, the aws CLI or boto3 at the local stack with:\n{exports}\n",
+            "{report}\nemulator: {endpoint} ({started})\nsimulation workers: {workers} (pids {pids:?})\nHTTP API: http://{http}  (token: `fleet auth token --sub NAME`)\nfake email provider: {provider} (webhooks to http://{http}/callbacks/{FAKE_PROVIDER})\n\nPoint another shell, the aws CLI or boto3 at the local stack with:\n{exports}\n",
             report = self.report,
             endpoint = self.emulator.endpoint(),
             workers = self.workers.pids().len(),
             http = self.http_addr,
             pids = self.workers.pids(),
+            provider = self.provider.url(),
             exports = exports,
         )
     }
@@ -115,6 +158,7 @@ impl Stack {
     pub async fn stop(self) {
         // Workers first: they drain against the emulator before it goes.
         self.workers.stop(Duration::from_secs(35)).await;
+        self.provider.stop().await;
         if let Err(e) = self.host.shutdown().await {
             tracing::warn!(error = %e, "the local host stopped with an error");
         }
@@ -139,4 +183,10 @@ pub fn worker_args(topology: &Topology, report: &DeployReport) -> anyhow::Result
         drain_timeout_secs: 30,
         exit_with_parent: true,
     })
+}
+
+/// A port nothing listens on right now (the OS picks it).
+fn free_port() -> std::io::Result<u16> {
+    let listener = std::net::TcpListener::bind((Ipv4Addr::LOCALHOST, 0))?;
+    Ok(listener.local_addr()?.port())
 }

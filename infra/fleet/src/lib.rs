@@ -7,6 +7,8 @@ pub mod infra;
 pub mod jobs_cmd;
 pub mod local;
 pub mod ops;
+pub mod schedules_cmd;
+pub mod watch;
 pub mod workers;
 
 use std::fmt;

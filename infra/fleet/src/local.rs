@@ -12,6 +12,18 @@ use lambda_runtime::{LambdaEvent, service_fn};
 use local_host::Functions;
 use topology::{DeployReport, Topology};
 
+/// A `lambda_runtime` service calling `handler(event, &deps)` for each EventBridge event,
+/// as the functions' `bootstrap` binaries do.
+macro_rules! on_bus {
+    ($deps:expr, $handler:path) => {{
+        let deps = $deps.clone();
+        service_fn(move |event: LambdaEvent<BusEvent>| {
+            let deps = deps.clone();
+            async move { $handler(event.payload, &deps).await }
+        })
+    }};
+}
+
 /// Where the dev issuer's key lives under the fleet home.
 pub fn issuer_key_path(home: &Path) -> std::path::PathBuf {
     home.join("dev-issuer.pem")
@@ -22,12 +34,22 @@ pub fn dev_issuer(home: &Path) -> anyhow::Result<DevIssuer> {
     DevIssuer::load_or_create(issuer_key_path(home)).context("loading the local dev token issuer")
 }
 
+/// The email provider the local campaigns service talks to (the fake one `fleet dev`
+/// starts), and the webhook secret it shares with the callbacks service.
+#[derive(Debug, Clone)]
+pub struct Provider {
+    pub name: String,
+    pub url: String,
+    pub secret: Vec<u8>,
+}
+
 /// Every function of the stage, ready for the local host.
 pub fn functions(
     sdk: &aws_config::SdkConfig,
     topology: &Topology,
     report: &DeployReport,
     issuer: &DevIssuer,
+    provider: &Provider,
 ) -> anyhow::Result<Functions> {
     let names = topology.names();
     let jwks = Jwks::from_json(&issuer.jwks()).context("the dev issuer's JWKS")?;
@@ -47,6 +69,34 @@ pub fn functions(
     );
     let requested = deps.clone();
     let view = deps.clone();
+    let callbacks = Arc::new(callbacks::Deps::new(
+        sdk,
+        names.table("callbacks"),
+        callbacks::SecretSource::single(
+            &provider.name,
+            callbacks::Secret::new(provider.secret.clone()),
+        ),
+    ));
+    let campaign_machine = report
+        .state_machine_arn("campaign-delivery")
+        .context("the deployment has no campaign-delivery state machine")?;
+    let campaigns = Arc::new(
+        campaigns::Deps::new(sdk, names.table("campaigns"))
+            .with_state_machine(campaign_machine)
+            .with_provider(campaigns::ProviderConfig {
+                name: provider.name.clone(),
+                url: provider.url.clone(),
+            }),
+    );
+    let schedule_machine = report
+        .state_machine_arn("schedule")
+        .context("the deployment has no schedule state machine")?;
+    let scheduler = Arc::new(scheduler::Deps::new(sdk, schedule_machine));
+    let licenses = Arc::new(licenses::Deps::new(
+        sdk,
+        names.table("licenses"),
+        names.bus(),
+    ));
     Ok(Functions::new()
         .http("jobs-api", jobs::app(deps))
         .lambda(
@@ -62,6 +112,39 @@ pub fn functions(
                 let deps = view.clone();
                 async move { jobs::handle_job_event(event.payload, &deps).await }
             }),
+        )
+        .lambda(
+            "callbacks-awaited",
+            on_bus!(callbacks, callbacks::handle_awaited),
+        )
+        .http("callbacks-webhook", callbacks::app(callbacks.clone()))
+        .lambda(
+            "campaigns-requested",
+            on_bus!(campaigns, campaigns::handle_requested),
+        )
+        .lambda(
+            "campaigns-send",
+            on_bus!(campaigns, campaigns::handle_send_requested),
+        )
+        .lambda(
+            "campaigns-outcome",
+            on_bus!(campaigns, campaigns::handle_outcome),
+        )
+        .lambda(
+            "scheduler-requested",
+            on_bus!(scheduler, scheduler::handle_requested),
+        )
+        .lambda(
+            "scheduler-cancelled",
+            on_bus!(scheduler, scheduler::handle_cancelled),
+        )
+        .lambda(
+            "licenses-cancelled",
+            on_bus!(licenses, licenses::handle_subscription_cancelled),
+        )
+        .lambda(
+            "licenses-deactivate",
+            on_bus!(licenses, licenses::handle_deactivation_due),
         ))
 }
 
@@ -77,3 +160,76 @@ pub fn issuer_routes(issuer: &DevIssuer) -> axum::Router {
         }),
     )
 }
+
+/// Adds the notifier's functions: `notifier-ws` behind the local WebSocket gateway and
+/// `notifier-events`, pushing through the `@connections` API the local host serves at
+/// `connections_endpoint` (`http://<its address>`).
+pub fn with_notifier(
+    functions: Functions,
+    sdk: &aws_config::SdkConfig,
+    topology: &Topology,
+    issuer: &DevIssuer,
+    connections_endpoint: &str,
+) -> anyhow::Result<Functions> {
+    let names = topology.names();
+    let jwks = Jwks::from_json(&issuer.jwks()).context("the dev issuer's JWKS")?;
+    let verifier = Verifier::new(VerifierConfig {
+        issuer: issuer.issuer().to_string(),
+        audience: issuer.audience().to_string(),
+        jwks,
+    });
+    let deps = Arc::new(
+        notifier::Deps::new(
+            sdk,
+            names.table("notifier"),
+            connections_endpoint,
+            notifier::NotifierConfig::default(),
+        )
+        .with_verifier(verifier),
+    );
+    let ws = deps.clone();
+    Ok(functions
+        .lambda(
+            "notifier-ws",
+            service_fn(
+                move |event: LambdaEvent<
+                    aws_lambda_events::apigw::ApiGatewayWebsocketProxyRequest,
+                >| {
+                    let deps = ws.clone();
+                    async move { notifier::handle_ws(event.payload, &deps).await }
+                },
+            ),
+        )
+        .lambda("notifier-events", on_bus!(deps, notifier::handle_event)))
+}
+
+/// The dashboard page at `/`, and `/dev/token`, which hands it (and only it, locally) a
+/// fresh token for the user `dev` so the page works without pasting one.
+pub fn dashboard_routes(issuer: Arc<DevIssuer>) -> axum::Router {
+    const SUB: &str = "dev";
+    axum::Router::new()
+        .route(
+            "/",
+            axum::routing::get(|| async { axum::response::Html(DASHBOARD) }),
+        )
+        .route(
+            "/dev/token",
+            axum::routing::get(move || {
+                let issued = issuer.issue(SUB, std::time::Duration::from_secs(12 * 3600));
+                async move {
+                    match issued {
+                        Ok(token) => Ok(axum::Json(
+                            serde_json::json!({ "token": token, "sub": SUB }),
+                        )),
+                        Err(e) => Err((
+                            axum::http::StatusCode::INTERNAL_SERVER_ERROR,
+                            axum::Json(serde_json::json!({ "error": e.to_string() })),
+                        )),
+                    }
+                }
+            }),
+        )
+}
+
+/// The dashboard: one self-contained page (no build step, nothing fetched elsewhere).
+const DASHBOARD: &str = include_str!("../assets/dashboard.html");

@@ -47,6 +47,9 @@ enum Command {
     /// Submit jobs and follow them through the HTTP API.
     #[command(subcommand)]
     Jobs(JobsCommand),
+    /// Delayed events of the scheduler service.
+    #[command(subcommand)]
+    Schedules(SchedulesCommand),
     /// Tokens for the local stack.
     #[command(subcommand)]
     Auth(AuthCommand),
@@ -56,6 +59,12 @@ enum Command {
     /// Run one simulation worker (what `fleet dev` starts; also usable alone).
     #[command(hide = true)]
     Worker(fleet::workers::WorkerArgs),
+}
+
+#[derive(Debug, Subcommand)]
+enum SchedulesCommand {
+    /// Pending schedules: key, due time, event (`--json` for scripts).
+    Ls,
 }
 
 #[derive(Debug, Args)]
@@ -154,6 +163,16 @@ enum JobsCommand {
         job_id: String,
         #[arg(long)]
         json: bool,
+        #[command(flatten)]
+        api: ApiArgs,
+    },
+    /// Stream a job's progress from the notifier's WebSocket until it ends; exits 0
+    /// when it succeeded, 1 when it failed.
+    Watch {
+        job_id: String,
+        /// Give up after this long.
+        #[arg(long, default_value_t = 3600)]
+        timeout_secs: u64,
         #[command(flatten)]
         api: ApiArgs,
     },
@@ -351,6 +370,59 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             }
             Ok(())
         }
+        Command::Jobs(JobsCommand::Watch {
+            job_id,
+            timeout_secs,
+            api: args,
+        }) => {
+            let api = api(args)?;
+            let bar = indicatif::ProgressBar::new(1000).with_style(
+                indicatif::ProgressStyle::with_template("{spinner} [{bar:40}] {percent:>3}% {msg}")
+                    .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
+            );
+            bar.set_message(format!("job {job_id}: waiting"));
+            let (outcome, _) = fleet::watch::watch(
+                &api,
+                &job_id,
+                std::time::Duration::from_secs(timeout_secs),
+                |frame| {
+                    let data = &frame.data;
+                    match frame.kind.as_str() {
+                        "JobStarted" => bar.set_message(format!(
+                            "running on {}",
+                            data["worker"].as_str().unwrap_or("a worker")
+                        )),
+                        "JobProgress" => {
+                            let fraction = data["progress"].as_f64().unwrap_or_default();
+                            bar.set_position((fraction * 1000.0) as u64);
+                            if let Some(message) = data["message"].as_str() {
+                                bar.set_message(message.to_owned());
+                            }
+                        }
+                        "discontinuity" => bar.set_message("some progress was missed"),
+                        _ => {}
+                    }
+                    if !bar.is_hidden() {
+                        return;
+                    }
+                    // No terminal: one line per frame instead of a bar.
+                    eprintln!("{} #{} {}", frame.kind, frame.offset, frame.data);
+                },
+            )
+            .await?;
+            match outcome {
+                fleet::watch::Outcome::Succeeded { summary } => {
+                    bar.finish_with_message("succeeded");
+                    println!("job {job_id} succeeded");
+                    println!("{}", serde_json::to_string_pretty(&summary)?);
+                    Ok(())
+                }
+                fleet::watch::Outcome::Failed { error, cause } => {
+                    bar.abandon_with_message("failed");
+                    anyhow::bail!("job {job_id} failed: {error}: {cause}")
+                }
+            }
+        }
         Command::Jobs(JobsCommand::Ls {
             status,
             json,
@@ -389,6 +461,19 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Worker(args) => {
             let shutdown = shutdown_on_signals()?;
             fleet::workers::run(args, fleet::aws_from_env().await, shutdown).await
+        }
+        Command::Schedules(SchedulesCommand::Ls) => {
+            let pending =
+                fleet::schedules_cmd::pending(&stage, &fleet::aws_from_env().await).await?;
+            if json {
+                println!(
+                    "{}",
+                    serde_json::to_string_pretty(&fleet::schedules_cmd::to_json(&pending))?
+                );
+            } else {
+                print!("{}", fleet::schedules_cmd::render(&pending));
+            }
+            Ok(())
         }
         Command::Dlq(cmd) => ops::run_dlq(&stage, &fleet::aws_from_env().await, cmd, json).await,
         Command::Runs(cmd) => ops::run_runs(&stage, &fleet::aws_from_env().await, cmd, json).await,

@@ -1,5 +1,5 @@
 //! The host's settings: where the HTTP API listens, and the timings AWS fixes but a local
-//! loop wants shorter.
+//! loop wants shorter, and the WebSocket gateway's limits.
 
 use std::net::{Ipv4Addr, SocketAddr};
 use std::num::NonZeroUsize;
@@ -23,6 +23,59 @@ pub struct Config {
     pub poll_wait: Duration,
     /// The pause after a failed SQS or SNS call before the next attempt.
     pub error_backoff: Duration,
+    /// The local WebSocket gateway (API Gateway WebSocket APIs, `@connections`, SSE).
+    pub websocket: WebSocketConfig,
+}
+
+/// The local WebSocket gateway's paths and limits. The defaults are API Gateway's quotas;
+/// tests shorten the timings.
+#[derive(Debug, Clone)]
+pub struct WebSocketConfig {
+    /// Where clients open WebSocket connections (`ws://<http_addr><path>`).
+    pub path: String,
+    /// Where the Server-Sent Events fallback is served.
+    pub sse_path: String,
+    /// A connection without a message from its client for this long is closed (API
+    /// Gateway: 10 minutes).
+    pub idle_timeout: Duration,
+    /// A connection is closed this long after it opened, active or not (API Gateway: 2
+    /// hours).
+    pub max_duration: Duration,
+    /// The largest message a client may send and the largest `@connections` payload
+    /// (API Gateway: 128 KB). A bigger client message closes the connection with 1009.
+    pub max_message_bytes: usize,
+    /// How often the gateway pings each WebSocket client (and writes a comment line to
+    /// each SSE client).
+    pub keep_alive_interval: Duration,
+    /// How many keep-alive intervals may pass without any frame from a client (a pong
+    /// included) before its connection is dropped as half-open.
+    pub keep_alive_misses: u32,
+    /// How many frames may wait for one slow client; a `POST @connections` finding the
+    /// queue full waits up to a second, then answers 429 `LimitExceededException`.
+    pub outbound_queue: usize,
+}
+
+impl WebSocketConfig {
+    /// How long a client may stay silent before it counts as gone.
+    pub(crate) fn keep_alive_window(&self) -> Duration {
+        self.keep_alive_interval
+            .saturating_mul(self.keep_alive_misses.max(1))
+    }
+}
+
+impl Default for WebSocketConfig {
+    fn default() -> Self {
+        WebSocketConfig {
+            path: "/ws".to_owned(),
+            sse_path: "/sse".to_owned(),
+            idle_timeout: Duration::from_secs(10 * 60),
+            max_duration: Duration::from_secs(2 * 60 * 60),
+            max_message_bytes: 128 * 1024,
+            keep_alive_interval: Duration::from_secs(30),
+            keep_alive_misses: 2,
+            outbound_queue: 32,
+        }
+    }
 }
 
 impl Config {
@@ -48,6 +101,7 @@ impl Default for Config {
             concurrency: NonZeroUsize::new(4).unwrap_or(NonZeroUsize::MIN),
             poll_wait: Duration::from_secs(1),
             error_backoff: Duration::from_secs(1),
+            websocket: WebSocketConfig::default(),
         }
     }
 }

@@ -37,6 +37,11 @@ pub enum HostError {
         first: String,
         second: String,
     },
+    #[error(
+        "services {} each have a WebSocket API; one local host serves only one (at its WebSocket path)",
+        services.join(" and ")
+    )]
+    WebSocketApis { services: Vec<String> },
     #[error("{resource}: {operation} failed: {detail}")]
     Sdk {
         resource: String,

@@ -20,6 +20,7 @@ use crate::invoke::Bound;
 use crate::lambda_api::LambdaApi;
 use crate::poll::{self, Unit};
 use crate::sqs::{self, Mapping};
+use crate::websocket::WebSocketGateway;
 
 /// The local-only queue through which rules deliver events to `function` (a logical
 /// name): `fleet-<stage>-local-<function>`. It does not exist on AWS.
@@ -205,6 +206,13 @@ impl Host {
             .map(|d| (d.function.name.clone(), d.source.url.clone()))
             .collect();
         let lambda_api = LambdaApi::new(&bound, &delivery_urls, sqs_client.clone());
+        let websocket = WebSocketGateway::new(
+            topology,
+            &bound,
+            account.clone(),
+            &config.websocket,
+            token.clone(),
+        )?;
         let api = Api::new(topology, &bound, account)?;
         let mut listener = None;
         if let Some(addr) = config.http_addr {
@@ -278,26 +286,41 @@ impl Host {
         let mut http_addr = None;
         if let Some((listener, local)) = listener {
             http_addr = Some(local);
-            let routes = match extra {
+            let mut routes = match extra {
                 Some(extra) => extra.merge(lambda_api.into_router()),
                 None => lambda_api.into_router(),
             };
+            // The WebSocket gateway's connections outlive their HTTP requests: the server
+            // task joins them after the server stops (the shutdown token closes them).
+            let mut connections = None;
+            if let Some(websocket) = websocket {
+                connections = Some(websocket.tracker());
+                routes = routes.merge(websocket.into_router());
+            }
             let router = routes.fallback_service(api.into_router());
             let token = token.clone();
             tasks.spawn(async move {
                 tracing::info!(addr = %local, "HTTP API listening");
-                axum::serve(
+                let served = axum::serve(
                     listener,
                     router.into_make_service_with_connect_info::<SocketAddr>(),
                 )
                 .with_graceful_shutdown(token.cancelled_owned())
                 .await
-                .map_err(HostError::Serve)
+                .map_err(HostError::Serve);
+                if let Some(connections) = connections {
+                    connections.close();
+                    connections.wait().await;
+                }
+                served
             });
         } else if extra.is_some()
-            || topology
-                .functions()
-                .any(|f| matches!(f.kind, FunctionKind::Http { .. }))
+            || topology.functions().any(|f| {
+                matches!(
+                    f.kind,
+                    FunctionKind::Http { .. } | FunctionKind::WebSocket { .. }
+                )
+            })
         {
             tracing::warn!("no HTTP address is configured; the HTTP API is not served");
         }

@@ -18,6 +18,15 @@
 //!   topology's size, successes deleted, failures left for the queue's redrive policy.
 //! - **API Gateway HTTP API → Lambda**: an axum server routing the topology's routes to
 //!   their functions with payload format 2.0 events, through `lambda_http`'s own types.
+//! - **API Gateway WebSocket API → Lambda** on the same listener: a real WebSocket server
+//!   at [`WebSocketConfig::path`] (`/ws`) with API Gateway's connection ids, `$connect`
+//!   before the upgrade, route selection on `$request.body.action`, `$disconnect`, its
+//!   idle timeout, maximum duration and message limit, keep-alive pings that find
+//!   half-open connections; the `@connections` management API
+//!   (`aws-sdk-apigatewaymanagement` with the host's address as endpoint); and the same
+//!   routes over Server-Sent Events at [`WebSocketConfig::sse_path`] (`/sse`). One
+//!   service per host may have a WebSocket API. Differences from AWS are listed in the
+//!   `websocket` module.
 //! - **The Lambda Invoke API** on the same listener (`POST /2015-03-31/functions/{name}/invocations`):
 //!   an `Event` invocation joins the function's delivery queue, with the asynchronous
 //!   semantics above; `RequestResponse` answers the result. Tools point the SDK at it with
@@ -40,8 +49,9 @@ mod invoke;
 mod lambda_api;
 mod poll;
 mod sqs;
+mod websocket;
 
-pub use config::Config;
+pub use config::{Config, WebSocketConfig};
 pub use error::HostError;
 pub use function::{FunctionError, Functions, Invocation, LambdaFunction};
 pub use gateway::router;

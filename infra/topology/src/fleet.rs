@@ -13,7 +13,19 @@ use crate::names::Stage;
 
 /// The fleet for `stage`.
 pub fn fleet(stage: &Stage) -> Topology {
-    Topology::new(stage, vec![core(), simulation(), jobs(), notifier()])
+    Topology::new(
+        stage,
+        vec![
+            core(),
+            simulation(),
+            jobs(),
+            notifier(),
+            callbacks(),
+            campaigns(),
+            scheduler(),
+            licenses(),
+        ],
+    )
 }
 
 /// The topic every asynchronous function names as its dead letter, and the queue that
@@ -277,6 +289,207 @@ pub fn notifier() -> Service {
         )
 }
 
+/// The callbacks service (crate `workers/callbacks`): any state machine waits on an
+/// external system by publishing `CallbackAwaited` with `events:putEvents.waitForTaskToken`;
+/// `callbacks-awaited` stores the token under (provider, external id), and
+/// `callbacks-webhook` serves the providers' signed `POST /callbacks/{provider}`. One
+/// table holds the tokens and the delivery ids, both expiring through `expiresAt`.
+///
+/// The webhook's secrets live in SSM Parameter Store under `/fleet/<stage>/callbacks/`
+/// (the binary's `CALLBACK_SECRETS_SSM_PREFIX`). The topology has no SSM parameter
+/// resource yet, so its `ssm:GetParameter` grant is not expressed here.
+pub fn callbacks() -> Service {
+    const TABLE: &str = "callbacks";
+    let awaited = Function::asynchronous("callbacks-awaited")
+        .env("STAGE", ValueRef::Stage)
+        .env("CALLBACKS_TABLE", ValueRef::TableName(TABLE.into()))
+        .allow(&["dynamodb:PutItem"], ResourceRef::Table(TABLE.into()));
+    let webhook = Function::http(
+        "callbacks-webhook",
+        vec![Route::new(Method::Post, "/callbacks/{provider}")],
+    )
+    .env("STAGE", ValueRef::Stage)
+    .env("CALLBACKS_TABLE", ValueRef::TableName(TABLE.into()))
+    .allow(
+        &[
+            "dynamodb:GetItem",
+            "dynamodb:PutItem",
+            "dynamodb:DeleteItem",
+        ],
+        ResourceRef::Table(TABLE.into()),
+    )
+    .allow(
+        &[
+            "states:SendTaskSuccess",
+            "states:SendTaskFailure",
+            "states:SendTaskHeartbeat",
+        ],
+        ResourceRef::TaskTokens,
+    );
+    Service::new("callbacks")
+        .with(Table::new(TABLE, Key::string("pk")).with_ttl("expiresAt"))
+        .with(awaited)
+        .with(webhook)
+        .with(
+            // Any source: every service's state machines wait through this one.
+            Rule::new(
+                "callback-awaited",
+                json!({ "source": [{ "prefix": "" }], "detail-type": ["CallbackAwaited"] }),
+            )
+            .target(Target::Function("callbacks-awaited".into())),
+        )
+}
+
+/// The campaigns service (crate `workers/campaigns`): the campaign-delivery state machine
+/// and its three functions. `campaigns-send` calls the email provider at `PROVIDER_URL`,
+/// which belongs to the deployment (locally, `fleet dev` runs a fake provider); it is not
+/// set here.
+pub fn campaigns() -> Service {
+    const TABLE: &str = "campaigns";
+    const MACHINE: &str = "campaign-delivery";
+    let table = || ResourceRef::Table(TABLE.into());
+    let requested = Function::asynchronous("campaigns-requested")
+        .env("STAGE", ValueRef::Stage)
+        .env("CAMPAIGNS_TABLE", ValueRef::TableName(TABLE.into()))
+        .env(
+            "STATE_MACHINE_ARN",
+            ValueRef::StateMachineArn(MACHINE.into()),
+        )
+        .allow(&["dynamodb:PutItem"], table())
+        .allow(
+            &["states:StartExecution"],
+            ResourceRef::StateMachine(MACHINE.into()),
+        );
+    let send = Function::asynchronous("campaigns-send")
+        .env("STAGE", ValueRef::Stage)
+        .env("CAMPAIGNS_TABLE", ValueRef::TableName(TABLE.into()))
+        .allow(&["dynamodb:UpdateItem"], table())
+        .allow(
+            &["states:SendTaskSuccess", "states:SendTaskFailure"],
+            ResourceRef::TaskTokens,
+        );
+    let outcome = Function::asynchronous("campaigns-outcome")
+        .env("STAGE", ValueRef::Stage)
+        .env("CAMPAIGNS_TABLE", ValueRef::TableName(TABLE.into()))
+        .allow(&["dynamodb:UpdateItem"], table());
+    Service::new("campaigns")
+        .with(Table::new(TABLE, Key::string("pk")))
+        .with(
+            StateMachine::new(MACHINE, "campaign-delivery.asl.json")
+                .substitute("EventBusName", ValueRef::BusName)
+                .allow(&["events:PutEvents"], ResourceRef::Bus),
+        )
+        .with(requested)
+        .with(send)
+        .with(outcome)
+        .with(
+            Rule::new(
+                "campaign-requested",
+                json!({ "source": [{ "prefix": "" }], "detail-type": ["CampaignRequested"] }),
+            )
+            .target(Target::Function("campaigns-requested".into())),
+        )
+        .with(
+            Rule::new(
+                "campaign-send-requested",
+                json!({ "source": ["fleet.campaigns"], "detail-type": ["CampaignSendRequested"] }),
+            )
+            .target(Target::Function("campaigns-send".into())),
+        )
+        .with(
+            Rule::new(
+                "campaign-outcome",
+                json!({ "source": ["fleet.campaigns"], "detail-type": ["CampaignSent", "CampaignFailed"] }),
+            )
+            .target(Target::Function("campaigns-outcome".into())),
+        )
+}
+
+/// The scheduler service (crate `workers/scheduler`): `ScheduleRequested` from any
+/// source starts a `schedule` execution named after its key, which waits until the time
+/// and publishes the event; `ScheduleCancelled` stops it.
+pub fn scheduler() -> Service {
+    const MACHINE: &str = "schedule";
+    let requested = Function::asynchronous("scheduler-requested")
+        .env("STAGE", ValueRef::Stage)
+        .env(
+            "STATE_MACHINE_ARN",
+            ValueRef::StateMachineArn(MACHINE.into()),
+        )
+        .allow(
+            &["states:StartExecution"],
+            ResourceRef::StateMachine(MACHINE.into()),
+        );
+    let cancelled = Function::asynchronous("scheduler-cancelled")
+        .env("STAGE", ValueRef::Stage)
+        .env(
+            "STATE_MACHINE_ARN",
+            ValueRef::StateMachineArn(MACHINE.into()),
+        )
+        .allow(
+            &["states:DescribeExecution", "states:StopExecution"],
+            ResourceRef::Executions(MACHINE.into()),
+        );
+    Service::new("scheduler")
+        .with(
+            StateMachine::new(MACHINE, "schedule.asl.json")
+                .substitute("EventBusName", ValueRef::BusName)
+                .allow(&["events:PutEvents"], ResourceRef::Bus),
+        )
+        .with(requested)
+        .with(cancelled)
+        .with(
+            Rule::new(
+                "schedule-requested",
+                json!({ "source": [{ "prefix": "" }], "detail-type": ["ScheduleRequested"] }),
+            )
+            .target(Target::Function("scheduler-requested".into())),
+        )
+        .with(
+            Rule::new(
+                "schedule-cancelled",
+                json!({ "source": [{ "prefix": "" }], "detail-type": ["ScheduleCancelled"] }),
+            )
+            .target(Target::Function("scheduler-cancelled".into())),
+        )
+}
+
+/// The licenses service (crate `workers/licenses`): a cancelled subscription keeps its
+/// license until the period's end, then the scheduler's `LicenseDeactivationDue`
+/// deactivates it.
+pub fn licenses() -> Service {
+    const TABLE: &str = "licenses";
+    let cancelled = Function::asynchronous("licenses-cancelled")
+        .env("STAGE", ValueRef::Stage)
+        .env("LICENSES_TABLE", ValueRef::TableName(TABLE.into()))
+        .env("BUS", ValueRef::BusName)
+        .allow(&["dynamodb:UpdateItem"], ResourceRef::Table(TABLE.into()))
+        .allow(&["events:PutEvents"], ResourceRef::Bus);
+    let deactivate = Function::asynchronous("licenses-deactivate")
+        .env("STAGE", ValueRef::Stage)
+        .env("LICENSES_TABLE", ValueRef::TableName(TABLE.into()))
+        .env("BUS", ValueRef::BusName)
+        .allow(&["dynamodb:UpdateItem"], ResourceRef::Table(TABLE.into()));
+    Service::new("licenses")
+        .with(Table::new(TABLE, Key::string("licenseId")))
+        .with(cancelled)
+        .with(deactivate)
+        .with(
+            Rule::new(
+                "subscription-cancelled",
+                json!({ "source": [{ "prefix": "" }], "detail-type": ["SubscriptionCancelled"] }),
+            )
+            .target(Target::Function("licenses-cancelled".into())),
+        )
+        .with(
+            Rule::new(
+                "license-deactivation-due",
+                json!({ "source": ["fleet.licenses"], "detail-type": ["LicenseDeactivationDue"] }),
+            )
+            .target(Target::Function("licenses-deactivate".into())),
+        )
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -294,6 +507,11 @@ mod tests {
         assert_eq!(tables[..3], ["simulation-jobs", "jobs", "notifier"]);
         let services: Vec<_> = topology.services.iter().map(|s| s.name.as_str()).collect();
         assert_eq!(services[..4], ["core", "simulation", "jobs", "notifier"]);
+        assert_eq!(
+            services[4..],
+            ["callbacks", "campaigns", "scheduler", "licenses"]
+        );
+        assert_eq!(tables[3..], ["callbacks", "campaigns", "licenses"]);
     }
 
     #[test]

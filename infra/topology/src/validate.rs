@@ -565,7 +565,10 @@ impl Validator<'_> {
             Some(_) => {}
         }
         if let ResourceRef::Connections(service) = r
-            && self.owners.of_ref(r).is_some_and(|owner| owner != self.current)
+            && self
+                .owners
+                .of_ref(r)
+                .is_some_and(|owner| owner != self.current)
         {
             self.problem(format!(
                 "{what}: only service {service} may manage its WebSocket connections"
@@ -587,7 +590,10 @@ impl Validator<'_> {
             Some(_) => {}
         }
         if let ValueRef::ConnectionsEndpoint(service) = v
-            && self.owners.of_value(v).is_some_and(|owner| owner != self.current)
+            && self
+                .owners
+                .of_value(v)
+                .is_some_and(|owner| owner != self.current)
         {
             self.problem(format!(
                 "{what}: only service {service} may use its WebSocket connections endpoint"

@@ -3,9 +3,14 @@
 //! This crate does no I/O. Types here are versioned (see [`envelope::SCHEMA_VERSION`]),
 //! have a committed JSON Schema (`schemas/`, checked by a test) and sample fixtures.
 
+pub mod callbacks;
+pub mod campaigns;
+pub mod detail;
 pub mod envelope;
 pub mod frames;
 pub mod jobs;
+pub mod licenses;
+pub mod schedules;
 pub mod schema;
 pub mod tasks;
 

@@ -26,8 +26,9 @@ enum Outcome {
 /// at a time. A gone connection is removed with its subscriptions.
 pub async fn push_all(deps: &Deps, connections: &[String], payload: &[u8]) -> PushReport {
     let concurrency = deps.config.push_concurrency.max(1);
-    let outcomes: Vec<Outcome> = futures::stream::iter(connections)
-        .map(|id| push_one(deps, id, payload))
+    // Owned ids: a closure over borrowed ones is not general enough for `Send` futures.
+    let outcomes: Vec<Outcome> = futures::stream::iter(connections.iter().cloned())
+        .map(|id| async move { push_one(deps, &id, payload).await })
         .buffer_unordered(concurrency)
         .collect()
         .await;

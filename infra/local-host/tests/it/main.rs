@@ -2,6 +2,8 @@
 //! letters, the SQS event source mapping with partial batch failures, and the HTTP API on
 //! a real socket. Each test deploys its own topology under a unique stage.
 
+mod websocket;
+
 use std::collections::HashMap;
 use std::net::{Ipv4Addr, SocketAddr};
 use std::sync::Arc;

@@ -1,0 +1,273 @@
+//! One WebSocket connection: the handshake behind `$connect`, then one task that reads the
+//! client's messages (handing them to their routes one at a time), writes what is posted
+//! to the connection, pings, and enforces the idle timeout, the maximum duration and the
+//! keep-alive window with a single timer.
+
+use std::collections::VecDeque;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::body::Bytes;
+use axum::extract::ws::{CloseFrame, Message, WebSocket, WebSocketUpgrade};
+use axum::extract::{ConnectInfo, FromRequestParts as _, Request, State};
+use axum::response::{IntoResponse as _, Response};
+use futures::future::BoxFuture;
+use http::header::{HOST, USER_AGENT};
+use tokio::sync::mpsc;
+use tokio::time::Instant;
+
+use super::{Admission, ConnectionInfo, Inbound, Reply, Shared};
+
+/// How many client messages may wait while one is being handled; beyond that the
+/// connection is not read until the queue drains (TCP pushes back on the client).
+const MAX_PENDING: usize = 16;
+/// The read buffer of each connection: small, since most connections are idle; it grows
+/// for a large message.
+const READ_BUFFER_BYTES: usize = 4 * 1024;
+
+/// `GET <path>`: `$connect`, then the upgrade.
+pub(super) async fn upgrade(State(shared): State<Arc<Shared>>, request: Request) -> Response {
+    let (mut parts, _body) = request.into_parts();
+    let upgrade = match WebSocketUpgrade::from_request_parts(&mut parts, &()).await {
+        Ok(upgrade) => upgrade,
+        Err(rejection) => return rejection.into_response(),
+    };
+    let info = Arc::new(describe(super::connection_id(), &parts));
+    if let Admission::Refused(response) = shared.connect(&info, &parts).await {
+        return response;
+    }
+    let (sender, outbound) = mpsc::channel(shared.config.outbound_queue.max(1));
+    shared.connections.insert(Arc::clone(&info), sender);
+    tracing::info!(connection_id = %info.id, source_ip = %info.source_ip, "WebSocket connected");
+
+    let max = shared.config.max_message_bytes;
+    let on_failure = {
+        let shared = Arc::clone(&shared);
+        let info = Arc::clone(&info);
+        let tracker = shared.tracker.clone();
+        move |error: axum::Error| {
+            tracing::warn!(connection_id = %info.id, error = %error, "the upgrade failed");
+            tracker.spawn(async move {
+                shared.connections.remove(&info.id);
+                shared.disconnect(&info, 1006, "Upgrade failed").await;
+            });
+        }
+    };
+    let token = shared.tracker.token();
+    upgrade
+        .read_buffer_size(READ_BUFFER_BYTES)
+        // Frames go out as they are written; the buffer grows only while a write stalls.
+        .write_buffer_size(0)
+        .max_message_size(max)
+        .max_frame_size(max)
+        .on_failed_upgrade(on_failure)
+        .on_upgrade(move |socket| async move {
+            run(shared, info, outbound, socket).await;
+            drop(token);
+        })
+}
+
+/// What API Gateway records about the client from its upgrade request.
+pub(super) fn describe(id: String, parts: &http::request::Parts) -> ConnectionInfo {
+    let source_ip = parts
+        .extensions
+        .get::<ConnectInfo<SocketAddr>>()
+        .map(|c| c.0.ip().to_string())
+        .unwrap_or_else(|| "127.0.0.1".to_owned());
+    let header = |name| {
+        parts
+            .headers
+            .get(name)
+            .and_then(|v: &http::HeaderValue| v.to_str().ok())
+            .unwrap_or_default()
+            .to_owned()
+    };
+    ConnectionInfo::new(id, source_ip, header(USER_AGENT), header(HOST))
+}
+
+/// Why a connection ended: the `$disconnect` code and reason, and the close frame to send
+/// the client, if one can be sent.
+struct Ending {
+    code: u16,
+    reason: String,
+    close: Option<CloseFrame>,
+}
+
+impl Ending {
+    fn closing(code: u16, reason: &str) -> Ending {
+        Ending {
+            code,
+            reason: reason.to_owned(),
+            close: Some(CloseFrame {
+                code,
+                reason: reason.into(),
+            }),
+        }
+    }
+
+    fn abrupt(reason: &str) -> Ending {
+        Ending {
+            code: 1006,
+            reason: reason.to_owned(),
+            close: None,
+        }
+    }
+}
+
+async fn run(
+    shared: Arc<Shared>,
+    info: Arc<ConnectionInfo>,
+    mut outbound: mpsc::Receiver<Bytes>,
+    mut socket: WebSocket,
+) {
+    let config = &shared.config;
+    let window = config.keep_alive_window();
+    let opened = Instant::now();
+    let closes_at = opened + config.max_duration;
+    let mut last_heard = opened;
+    let mut last_message = opened;
+    let mut next_ping = opened + config.keep_alive_interval;
+    let mut pending: VecDeque<Inbound> = VecDeque::new();
+    let mut in_flight: Option<BoxFuture<'static, Reply>> = None;
+    let shutdown = shared.shutdown.clone();
+    let cancelled = shutdown.cancelled();
+    tokio::pin!(cancelled);
+    let timer = tokio::time::sleep_until(next_ping);
+    tokio::pin!(timer);
+
+    let ending = loop {
+        if in_flight.is_none()
+            && let Some(message) = pending.pop_front()
+        {
+            let shared = Arc::clone(&shared);
+            let info = Arc::clone(&info);
+            in_flight = Some(Box::pin(
+                async move { shared.message(&info, message).await },
+            ));
+        }
+        let deadline = next_ping
+            .min(last_message + config.idle_timeout)
+            .min(closes_at);
+        if timer.deadline() != deadline {
+            timer.as_mut().reset(deadline);
+        }
+        tokio::select! {
+            () = &mut cancelled => break Ending::closing(1001, "Going away"),
+            frame = socket.recv(), if pending.len() < MAX_PENDING => {
+                let now = Instant::now();
+                match frame {
+                    None => break Ending::abrupt("Connection closed without a close frame"),
+                    Some(Err(error)) => break read_error(&error),
+                    Some(Ok(message)) => {
+                        last_heard = now;
+                        match message {
+                            Message::Text(text) => {
+                                last_message = now;
+                                info.touch();
+                                pending.push_back(Inbound::Text(text.as_str().to_owned()));
+                            }
+                            Message::Binary(bytes) => {
+                                last_message = now;
+                                info.touch();
+                                pending.push_back(Inbound::Binary(bytes.to_vec()));
+                            }
+                            // tungstenite answers pings itself.
+                            Message::Ping(_) | Message::Pong(_) => {}
+                            Message::Close(frame) => {
+                                let (code, reason) = frame
+                                    .map(|f| (f.code, f.reason.as_str().to_owned()))
+                                    .unwrap_or((1005, String::new()));
+                                // tungstenite replies to the close frame itself.
+                                break Ending { code, reason, close: None };
+                            }
+                        }
+                    }
+                }
+            }
+            reply = async {
+                match in_flight.as_mut() {
+                    Some(future) => future.await,
+                    None => std::future::pending().await,
+                }
+            }, if in_flight.is_some() => {
+                in_flight = None;
+                if let Reply::Frame(frame) | Reply::Gateway(frame) = reply
+                    && let Err(ending) = send(&mut socket, Message::Text(frame.into()), window).await
+                {
+                    break ending;
+                }
+            }
+            posted = outbound.recv() => match posted {
+                Some(data) => {
+                    let message = match String::from_utf8(data.to_vec()) {
+                        Ok(text) => Message::Text(text.into()),
+                        Err(_) => Message::Binary(data),
+                    };
+                    if let Err(ending) = send(&mut socket, message, window).await {
+                        break ending;
+                    }
+                }
+                // The table dropped its sender: `DELETE @connections`.
+                None => break Ending::closing(1000, "Connection deleted"),
+            },
+            () = &mut timer => {
+                let now = Instant::now();
+                if now >= closes_at {
+                    break Ending::closing(1001, "Going away");
+                }
+                if now >= last_message + config.idle_timeout {
+                    break Ending::closing(1001, "Going away");
+                }
+                if now >= next_ping {
+                    if now.duration_since(last_heard) >= window {
+                        tracing::info!(connection_id = %info.id, "no answer within the keep-alive window");
+                        break Ending::abrupt("Going away");
+                    }
+                    if let Err(ending) = send(&mut socket, Message::Ping(Bytes::new()), window).await {
+                        break ending;
+                    }
+                    next_ping = now + config.keep_alive_interval;
+                }
+            }
+        }
+    };
+
+    shared.connections.remove(&info.id);
+    if let Some(frame) = ending.close {
+        // Best effort: the client may already be gone.
+        let _ = send(&mut socket, Message::Close(Some(frame)), window).await;
+    }
+    drop(socket);
+    // The message being handled finishes, as its Lambda invocation would; its reply has
+    // nowhere to go. Messages still waiting are dropped with the connection.
+    if let Some(future) = in_flight {
+        let _ = future.await;
+    }
+    if !pending.is_empty() {
+        tracing::warn!(connection_id = %info.id, dropped = pending.len(), "messages dropped with the connection");
+    }
+    shared.disconnect(&info, ending.code, &ending.reason).await;
+}
+
+/// Writes one frame; a write that cannot finish within the keep-alive window means the
+/// client is gone.
+async fn send(socket: &mut WebSocket, message: Message, window: Duration) -> Result<(), Ending> {
+    match tokio::time::timeout(window, socket.send(message)).await {
+        Ok(Ok(())) => Ok(()),
+        Ok(Err(_)) => Err(Ending::abrupt("Going away")),
+        Err(_) => Err(Ending::abrupt("Going away")),
+    }
+}
+
+/// The ending a failed read means: a message over the limit closes with 1009.
+fn read_error(error: &axum::Error) -> Ending {
+    let too_big = std::error::Error::source(error)
+        .and_then(|e| e.downcast_ref::<tokio_tungstenite::tungstenite::Error>())
+        .is_some_and(|e| matches!(e, tokio_tungstenite::tungstenite::Error::Capacity(_)));
+    if too_big {
+        Ending::closing(1009, "Message too big")
+    } else {
+        Ending::abrupt("Going away")
+    }
+}

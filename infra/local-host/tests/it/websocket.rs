@@ -1,0 +1,676 @@
+//! The WebSocket gateway on a real socket: `$connect` deciding the handshake, route
+//! selection, two-way routes, `$disconnect` for every way a connection ends, the limits,
+//! `@connections` through the real SDK, the SSE fallback, and a broadcast to many clients.
+
+use std::time::{Duration, Instant};
+
+use aws_lambda_events::apigw::{ApiGatewayProxyResponse, ApiGatewayWebsocketProxyRequest};
+use aws_lambda_events::encodings::Body;
+use futures::{SinkExt as _, StreamExt as _};
+use lambda_http::lambda_runtime::{self, LambdaEvent, service_fn};
+use local_host::{Config, Functions, Host, RunningHost, WebSocketConfig};
+use serde_json::{Value, json};
+use tokio::net::TcpStream;
+use tokio::sync::mpsc;
+use tokio_tungstenite::tungstenite::Message;
+use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
+use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
+use topology::{Function, Service, Topology};
+
+use super::{DEADLINE, deployed, sdk, stage, topology};
+
+type Client = WebSocketStream<MaybeTlsStream<TcpStream>>;
+type Events = mpsc::UnboundedReceiver<ApiGatewayWebsocketProxyRequest>;
+
+const ROUTES: &[&str] = &[
+    "$connect",
+    "$disconnect",
+    "$default",
+    "echo",
+    "fail",
+    "subscribe",
+];
+
+/// The test's WebSocket function, as its `main` would hand it to `lambda_runtime::run`:
+/// `$connect` wants `token=good`; `echo` echoes the parsed body; `fail` fails; `subscribe`
+/// refuses the channel `forbidden`; `$default` returns the raw body. Every event is
+/// reported on the channel.
+fn functions() -> (Functions, Events) {
+    let (tx, rx) = mpsc::unbounded_channel();
+    let handler = service_fn(move |event: LambdaEvent<ApiGatewayWebsocketProxyRequest>| {
+        let tx = tx.clone();
+        async move {
+            let request = event.payload;
+            let route = request
+                .request_context
+                .route_key
+                .clone()
+                .unwrap_or_default();
+            let token_ok = request.query_string_parameters.first("token") == Some("good");
+            let body = request.body.clone().unwrap_or_default();
+            let _ = tx.send(request);
+            let parsed: Value = serde_json::from_str(&body).unwrap_or(Value::Null);
+            let respond = |status: i64, body: Option<Value>| {
+                let mut response = ApiGatewayProxyResponse::default();
+                response.status_code = status;
+                response.body = body.map(|b| Body::Text(b.to_string()));
+                response
+            };
+            let response = match route.as_str() {
+                "$connect" if token_ok => respond(200, None),
+                "$connect" => respond(401, Some(json!({ "message": "Unauthorized" }))),
+                "$disconnect" => respond(200, None),
+                "echo" => respond(200, Some(json!({ "echo": parsed }))),
+                "fail" => return Err(lambda_runtime::Error::from("boom")),
+                "subscribe" if parsed["channel"] == "forbidden" => respond(
+                    200,
+                    Some(json!({ "type": "error", "message": "not yours" })),
+                ),
+                "subscribe" => respond(
+                    200,
+                    Some(json!({ "type": "subscribed", "channel": parsed["channel"] })),
+                ),
+                _ => respond(200, Some(json!({ "default": body }))),
+            };
+            Ok::<_, lambda_runtime::Error>(response)
+        }
+    });
+    (Functions::new().lambda("socket", handler), rx)
+}
+
+fn ws_topology(routes: &[&str]) -> Topology {
+    topology(
+        &stage(),
+        Service::new("probe").with(Function::websocket("socket", routes)),
+    )
+}
+
+fn ws_config(websocket: WebSocketConfig) -> Config {
+    Config {
+        websocket,
+        ..super::config()
+    }
+}
+
+/// Deploys a topology with the test function serving `routes` and starts a host.
+async fn start(routes: &[&str], websocket: WebSocketConfig) -> (RunningHost, Events, String) {
+    let sdk = sdk().await;
+    let topology = ws_topology(routes);
+    let report = deployed(&topology, &sdk).await;
+    let (functions, events) = functions();
+    let host = match Host::new(ws_config(websocket), functions)
+        .start(&topology, &report, &sdk)
+        .await
+    {
+        Ok(host) => host,
+        Err(e) => panic!("the host did not start: {e}"),
+    };
+    let addr = host.http_addr().expect("the host listens");
+    (host, events, format!("{addr}"))
+}
+
+async fn connect(addr: &str, query: &str) -> Result<Client, tokio_tungstenite::tungstenite::Error> {
+    tokio_tungstenite::connect_async(format!("ws://{addr}/ws{query}"))
+        .await
+        .map(|(client, _)| client)
+}
+
+/// The next event for `route_key`, skipping others, within the deadline.
+async fn event(events: &mut Events, route_key: &str) -> ApiGatewayWebsocketProxyRequest {
+    let deadline = Instant::now() + DEADLINE;
+    loop {
+        match tokio::time::timeout_at(deadline.into(), events.recv()).await {
+            Ok(Some(e)) if e.request_context.route_key.as_deref() == Some(route_key) => return e,
+            Ok(Some(_)) => continue,
+            Ok(None) => panic!("the function is gone"),
+            Err(_) => panic!("no {route_key} event within {DEADLINE:?}"),
+        }
+    }
+}
+
+/// The next data or close frame from the gateway, within the deadline.
+async fn receive(client: &mut Client) -> Message {
+    let deadline = Instant::now() + DEADLINE;
+    loop {
+        match tokio::time::timeout_at(deadline.into(), client.next()).await {
+            Ok(Some(Ok(Message::Ping(_) | Message::Pong(_)))) => continue,
+            Ok(Some(Ok(message))) => return message,
+            Ok(Some(Err(e))) => panic!("the connection failed: {e}"),
+            Ok(None) => panic!("the connection ended"),
+            Err(_) => panic!("nothing arrived within {DEADLINE:?}"),
+        }
+    }
+}
+
+async fn receive_json(client: &mut Client) -> Value {
+    match receive(client).await {
+        Message::Text(text) => serde_json::from_str(text.as_str()).expect("a JSON frame"),
+        other => panic!("not a text frame: {other:?}"),
+    }
+}
+
+fn close_code(message: &Message) -> Option<u16> {
+    match message {
+        Message::Close(Some(frame)) => Some(u16::from(frame.code)),
+        _ => None,
+    }
+}
+
+fn http() -> reqwest::Client {
+    reqwest::Client::builder()
+        .no_proxy()
+        .build()
+        .expect("an HTTP client")
+}
+
+fn management(sdk: &aws_config::SdkConfig, addr: &str) -> aws_sdk_apigatewaymanagement::Client {
+    let config = aws_sdk_apigatewaymanagement::config::Builder::from(sdk)
+        .endpoint_url(format!("http://{addr}"))
+        .build();
+    aws_sdk_apigatewaymanagement::Client::from_conf(config)
+}
+
+#[tokio::test]
+async fn connect_decides_the_handshake_and_messages_reach_their_routes_in_order() {
+    let (host, mut events, addr) = start(ROUTES, WebSocketConfig::default()).await;
+
+    // Without a valid token the handshake is refused with $connect's status.
+    match connect(&addr, "?token=bad").await {
+        Err(tokio_tungstenite::tungstenite::Error::Http(response)) => {
+            assert_eq!(response.status(), 401)
+        }
+        Err(e) => panic!("wrong error: {e}"),
+        Ok(_) => panic!("a connection without a valid token"),
+    }
+    let refused = event(&mut events, "$connect").await;
+    let mut client = connect(&addr, "?token=good&x=1&x=2")
+        .await
+        .expect("a connection with a valid token");
+    let connected = event(&mut events, "$connect").await;
+    let context = &connected.request_context;
+    let id = context.connection_id.clone().expect("a connection id");
+    assert_eq!(id.len(), 16, "{id}");
+    assert_ne!(
+        refused.request_context.connection_id.as_deref(),
+        Some(id.as_str())
+    );
+    assert_eq!(context.event_type.as_deref(), Some("CONNECT"));
+    assert!(context.stage.as_deref().is_some_and(|s| !s.is_empty()));
+    assert!(context.connected_at > 0 && context.request_time_epoch >= context.connected_at);
+    assert!(
+        context
+            .apiid
+            .as_deref()
+            .is_some_and(|a| a.ends_with("probe-ws"))
+    );
+    assert_eq!(context.identity.source_ip.as_deref(), Some("127.0.0.1"));
+    assert_eq!(
+        connected.query_string_parameters.first("token"),
+        Some("good")
+    );
+    assert_eq!(
+        connected.multi_value_query_string_parameters.all("x"),
+        Some(vec!["1", "2"])
+    );
+    assert!(connected.headers.contains_key("sec-websocket-key"));
+
+    // Route selection on `action`, else `$default`; one reply per message, in order.
+    let messages = [
+        json!({ "action": "echo", "n": 1 }).to_string(),
+        "not json".to_owned(),
+        json!({ "action": "nobody", "n": 3 }).to_string(),
+        json!({ "action": "echo", "n": 4 }).to_string(),
+    ];
+    for m in &messages {
+        client.send(Message::text(m.clone())).await.expect("send");
+    }
+    assert_eq!(receive_json(&mut client).await["echo"]["n"], 1);
+    assert_eq!(
+        receive_json(&mut client).await,
+        json!({ "default": "not json" })
+    );
+    assert_eq!(
+        receive_json(&mut client).await["default"],
+        messages[2].as_str()
+    );
+    assert_eq!(receive_json(&mut client).await["echo"]["n"], 4);
+    let echoed = event(&mut events, "echo").await;
+    assert_eq!(
+        echoed.request_context.event_type.as_deref(),
+        Some("MESSAGE")
+    );
+    assert_eq!(
+        echoed.request_context.connection_id.as_deref(),
+        Some(id.as_str())
+    );
+    assert!(echoed.request_context.message_id.is_some());
+    assert_eq!(echoed.body.as_deref(), Some(messages[0].as_str()));
+
+    // A failed invocation: API Gateway's own frame.
+    client
+        .send(Message::text(json!({ "action": "fail" }).to_string()))
+        .await
+        .expect("send");
+    let failed = receive_json(&mut client).await;
+    assert_eq!(failed["message"], "Internal server error", "{failed}");
+    assert_eq!(failed["connectionId"], id.as_str());
+    assert!(failed["requestId"].is_string());
+
+    // GET @connections while open; $disconnect with the client's close code; then 410.
+    let url = format!("http://{addr}/@connections/{}", urlencode(&id));
+    let info: Value = http()
+        .get(&url)
+        .send()
+        .await
+        .expect("GET")
+        .json()
+        .await
+        .expect("JSON");
+    assert_eq!(info["identity"]["sourceIp"], "127.0.0.1", "{info}");
+    assert!(
+        info["connectedAt"]
+            .as_str()
+            .is_some_and(|t| t.ends_with('Z')),
+        "{info}"
+    );
+    client.close(None).await.expect("close");
+    let gone = event(&mut events, "$disconnect").await;
+    assert_eq!(
+        gone.request_context.connection_id.as_deref(),
+        Some(id.as_str())
+    );
+    assert_eq!(
+        gone.request_context.event_type.as_deref(),
+        Some("DISCONNECT")
+    );
+    assert_eq!(gone.request_context.disconnect_status_code, Some(1005));
+    let response = http().get(&url).send().await.expect("GET");
+    assert_eq!(response.status(), 410);
+    assert_eq!(response.headers()["x-amzn-errortype"], "GoneException");
+    host.shutdown().await.expect("a clean shutdown");
+}
+
+fn urlencode(id: &str) -> String {
+    id.replace('=', "%3D")
+}
+
+#[tokio::test]
+async fn without_a_default_route_an_unknown_action_is_forbidden() {
+    let (host, mut events, addr) = start(&["$connect", "echo"], WebSocketConfig::default()).await;
+    let mut client = connect(&addr, "?token=good").await.expect("a connection");
+    let id = event(&mut events, "$connect")
+        .await
+        .request_context
+        .connection_id;
+    client
+        .send(Message::text(json!({ "action": "nobody" }).to_string()))
+        .await
+        .expect("send");
+    let forbidden = receive_json(&mut client).await;
+    assert_eq!(forbidden["message"], "Forbidden", "{forbidden}");
+    assert_eq!(forbidden["connectionId"].as_str(), id.as_deref());
+    assert!(forbidden["requestId"].is_string());
+    client
+        .send(Message::text(json!({ "action": "echo" }).to_string()))
+        .await
+        .expect("send");
+    assert_eq!(receive_json(&mut client).await["echo"]["action"], "echo");
+    host.shutdown().await.expect("a clean shutdown");
+}
+
+#[tokio::test]
+async fn the_management_sdk_posts_reads_deletes_and_gets_gone_for_closed_connections() {
+    let (host, mut events, addr) = start(ROUTES, WebSocketConfig::default()).await;
+    let api = management(&sdk().await, &addr);
+    let mut client = connect(&addr, "?token=good").await.expect("a connection");
+    let id = event(&mut events, "$connect")
+        .await
+        .request_context
+        .connection_id
+        .expect("an id");
+
+    let frame = json!({ "channel": "job:1", "offset": 1 }).to_string();
+    api.post_to_connection()
+        .connection_id(&id)
+        .data(frame.clone().into_bytes().into())
+        .send()
+        .await
+        .expect("PostToConnection");
+    assert_eq!(receive(&mut client).await, Message::text(frame));
+
+    let info = api
+        .get_connection()
+        .connection_id(&id)
+        .send()
+        .await
+        .expect("GetConnection");
+    assert_eq!(
+        info.identity().and_then(|i| i.source_ip()),
+        Some("127.0.0.1")
+    );
+    assert!(info.connected_at().is_some() && info.last_active_at().is_some());
+
+    let too_big = api
+        .post_to_connection()
+        .connection_id(&id)
+        .data(vec![b'x'; 128 * 1024 + 1].into())
+        .send()
+        .await
+        .expect_err("a payload over 128 KB");
+    assert!(
+        too_big
+            .as_service_error()
+            .is_some_and(|e| e.is_payload_too_large_exception()),
+        "{too_big:?}"
+    );
+
+    api.delete_connection()
+        .connection_id(&id)
+        .send()
+        .await
+        .expect("DeleteConnection");
+    assert_eq!(close_code(&receive(&mut client).await), Some(1000));
+    let gone = event(&mut events, "$disconnect").await;
+    assert_eq!(
+        gone.request_context.connection_id.as_deref(),
+        Some(id.as_str())
+    );
+    assert_eq!(gone.request_context.disconnect_status_code, Some(1000));
+
+    let error = api
+        .post_to_connection()
+        .connection_id(&id)
+        .data(b"late".to_vec().into())
+        .send()
+        .await
+        .expect_err("a post to a gone connection");
+    assert!(
+        matches!(
+            error.into_service_error(),
+            aws_sdk_apigatewaymanagement::operation::post_to_connection::PostToConnectionError::GoneException(_)
+        ),
+        "PostToConnection to a closed connection must be a GoneException"
+    );
+    host.shutdown().await.expect("a clean shutdown");
+}
+
+#[tokio::test]
+async fn a_client_that_stops_answering_is_dropped_within_the_keep_alive_window() {
+    let interval = Duration::from_millis(200);
+    let (host, mut events, addr) = start(
+        ROUTES,
+        WebSocketConfig {
+            keep_alive_interval: interval,
+            keep_alive_misses: 2,
+            ..WebSocketConfig::default()
+        },
+    )
+    .await;
+    // The client never reads, so it never answers a ping: a half-open connection.
+    let silent = connect(&addr, "?token=good").await.expect("a connection");
+    let opened = Instant::now();
+    let id = event(&mut events, "$connect")
+        .await
+        .request_context
+        .connection_id
+        .expect("an id");
+    let gone = event(&mut events, "$disconnect").await;
+    let took = opened.elapsed();
+    assert_eq!(
+        gone.request_context.connection_id.as_deref(),
+        Some(id.as_str())
+    );
+    assert_eq!(gone.request_context.disconnect_status_code, Some(1006));
+    // Two intervals of silence, noticed at the next ping: three intervals at most, with
+    // slack for a loaded machine.
+    assert!(took < interval * 3 + Duration::from_secs(1), "{took:?}");
+    let response = http()
+        .get(format!("http://{addr}/@connections/{}", urlencode(&id)))
+        .send()
+        .await
+        .expect("GET");
+    assert_eq!(response.status(), 410);
+    drop(silent);
+    host.shutdown().await.expect("a clean shutdown");
+}
+
+#[tokio::test]
+async fn a_message_over_128_kb_closes_with_1009_and_idle_connections_time_out() {
+    let (host, mut events, addr) = start(
+        ROUTES,
+        WebSocketConfig {
+            idle_timeout: Duration::from_millis(600),
+            keep_alive_interval: Duration::from_millis(100),
+            ..WebSocketConfig::default()
+        },
+    )
+    .await;
+    let mut client = connect(&addr, "?token=good").await.expect("a connection");
+    event(&mut events, "$connect").await;
+    // Exactly the limit passes.
+    client
+        .send(Message::text("x".repeat(128 * 1024)))
+        .await
+        .expect("send");
+    assert!(receive_json(&mut client).await["default"].is_string());
+    client
+        .send(Message::text("x".repeat(128 * 1024 + 1)))
+        .await
+        .expect("send");
+    assert_eq!(close_code(&receive(&mut client).await), Some(1009));
+    let gone = event(&mut events, "$disconnect").await;
+    assert_eq!(gone.request_context.disconnect_status_code, Some(1009));
+
+    // A client that answers pings but sends nothing is closed after the idle timeout.
+    let mut idle = connect(&addr, "?token=good").await.expect("a connection");
+    let opened = Instant::now();
+    let closed = receive(&mut idle).await;
+    assert_eq!(close_code(&closed), Some(u16::from(CloseCode::Away)));
+    assert!(
+        opened.elapsed() >= Duration::from_millis(500),
+        "{:?}",
+        opened.elapsed()
+    );
+    let gone = event(&mut events, "$disconnect").await;
+    assert_eq!(gone.request_context.disconnect_status_code, Some(1001));
+    host.shutdown().await.expect("a clean shutdown");
+}
+
+/// Reads an SSE response until its text satisfies `done`; returns everything read.
+async fn read_until(response: &mut reqwest::Response, done: impl Fn(&str) -> bool) -> String {
+    let deadline = Instant::now() + DEADLINE;
+    let mut text = String::new();
+    while !done(&text) {
+        match tokio::time::timeout_at(deadline.into(), response.chunk()).await {
+            Ok(Ok(Some(chunk))) => text.push_str(&String::from_utf8_lossy(&chunk)),
+            Ok(Ok(None)) => break,
+            Ok(Err(e)) => panic!("the stream failed: {e}"),
+            Err(_) => {
+                panic!("the stream did not satisfy the condition within {DEADLINE:?}: {text}")
+            }
+        }
+    }
+    text
+}
+
+#[tokio::test]
+async fn sse_streams_posted_frames_with_ids_and_resumes_from_last_event_id() {
+    let (host, mut events, addr) = start(
+        ROUTES,
+        WebSocketConfig {
+            keep_alive_interval: Duration::from_millis(200),
+            ..WebSocketConfig::default()
+        },
+    )
+    .await;
+    let http = http();
+    let sse = format!("http://{addr}/sse");
+
+    let refused = http
+        .get(format!("{sse}?channel=job:1&token=bad"))
+        .send()
+        .await
+        .expect("GET");
+    assert_eq!(refused.status(), 401);
+    event(&mut events, "$connect").await;
+
+    let mut stream = http
+        .get(format!("{sse}?channel=job:1&since=0&token=good"))
+        .send()
+        .await
+        .expect("GET");
+    assert_eq!(stream.status(), 200);
+    assert_eq!(stream.headers()["content-type"], "text/event-stream");
+    let connected = event(&mut events, "$connect").await;
+    assert_eq!(
+        connected.query_string_parameters.first("channel"),
+        Some("job:1")
+    );
+    let id = connected.request_context.connection_id.expect("an id");
+    let subscribe = event(&mut events, "subscribe").await;
+    let body: Value = serde_json::from_str(subscribe.body.as_deref().unwrap_or_default()).unwrap();
+    assert_eq!(
+        body,
+        json!({ "action": "subscribe", "channel": "job:1", "since": 0 })
+    );
+    let text = read_until(&mut stream, |t| t.contains("subscribed")).await;
+    assert!(
+        text.contains(r#"data: {"channel":"job:1","type":"subscribed"}"#),
+        "{text}"
+    );
+
+    for offset in [1, 2] {
+        let frame = json!({ "channel": "job:1", "offset": offset, "type": "JobProgress" });
+        let posted = http
+            .post(format!("http://{addr}/@connections/{}", urlencode(&id)))
+            .body(frame.to_string())
+            .send()
+            .await
+            .expect("POST");
+        assert_eq!(posted.status(), 200);
+    }
+    let text = read_until(&mut stream, |t| t.contains("id: 2")).await;
+    assert!(
+        text.contains(
+            "data: {\"channel\":\"job:1\",\"offset\":1,\"type\":\"JobProgress\"}\nid: 1\n"
+        ),
+        "{text}"
+    );
+    assert!(text.contains("id: 2\n"), "{text}");
+    drop(stream);
+    let gone = event(&mut events, "$disconnect").await;
+    assert_eq!(
+        gone.request_context.connection_id.as_deref(),
+        Some(id.as_str())
+    );
+
+    // EventSource reconnects with the original URL and Last-Event-ID: the header wins.
+    let stream = http
+        .get(format!("{sse}?channel=job:1&since=0&token=good"))
+        .header("last-event-id", "2")
+        .send()
+        .await
+        .expect("GET");
+    assert_eq!(stream.status(), 200);
+    let subscribe = event(&mut events, "subscribe").await;
+    let body: Value = serde_json::from_str(subscribe.body.as_deref().unwrap_or_default()).unwrap();
+    assert_eq!(body["since"], 2);
+    drop(stream);
+
+    // A refused subscription ends the stream with an error event.
+    let mut refused = http
+        .get(format!("{sse}?channel=forbidden&token=good"))
+        .send()
+        .await
+        .expect("GET");
+    let text = read_until(&mut refused, |_| false).await;
+    assert!(text.contains("event: error\ndata: "), "{text}");
+    assert!(text.contains("not yours"), "{text}");
+    host.shutdown().await.expect("a clean shutdown");
+}
+
+#[tokio::test]
+async fn two_hundred_connections_receive_a_broadcast() {
+    const CLIENTS: usize = 200;
+    let (host, mut events, addr) = start(ROUTES, WebSocketConfig::default()).await;
+    let started = Instant::now();
+    let clients = futures::future::join_all((0..CLIENTS).map(|_| connect(&addr, "?token=good")))
+        .await
+        .into_iter()
+        .collect::<Result<Vec<_>, _>>()
+        .expect("every connection opens");
+    let mut ids = Vec::new();
+    for _ in 0..CLIENTS {
+        ids.push(
+            event(&mut events, "$connect")
+                .await
+                .request_context
+                .connection_id
+                .expect("an id"),
+        );
+    }
+    let connected = started.elapsed();
+
+    let http = http();
+    let broadcast = Instant::now();
+    let frame = json!({ "channel": "all", "offset": 1 }).to_string();
+    let statuses = futures::stream::iter(ids.iter())
+        .map(|id| {
+            http.post(format!("http://{addr}/@connections/{}", urlencode(id)))
+                .body(frame.clone())
+                .send()
+        })
+        .buffer_unordered(32)
+        .collect::<Vec<_>>()
+        .await;
+    assert!(
+        statuses
+            .iter()
+            .all(|s| s.as_ref().is_ok_and(|r| r.status() == 200)),
+        "every post is accepted"
+    );
+    let received = futures::future::join_all(clients.into_iter().map(|mut client| async move {
+        let message = receive(&mut client).await;
+        (message, client)
+    }))
+    .await;
+    let delivered = broadcast.elapsed();
+    assert!(
+        received
+            .iter()
+            .all(|(m, _)| *m == Message::text(frame.clone()))
+    );
+    tracing::info!(?connected, ?delivered, "200 connections, one broadcast");
+    assert!(delivered < Duration::from_secs(10), "{delivered:?}");
+    host.shutdown().await.expect("a clean shutdown");
+}
+
+#[tokio::test]
+async fn two_services_with_websocket_apis_stop_the_host_from_starting() {
+    let sdk = sdk().await;
+    let topology = Topology::new(
+        &stage(),
+        vec![
+            topology::core(),
+            Service::new("first").with(Function::websocket("first-ws", &["$default"])),
+            Service::new("second").with(Function::websocket("second-ws", &["$default"])),
+        ],
+    );
+    let report = deployed(&topology, &sdk).await;
+    let functions = Functions::new()
+        .json("first-ws", |_| async { Ok(Value::Null) })
+        .json("second-ws", |_| async { Ok(Value::Null) });
+    match Host::new(super::config(), functions)
+        .start(&topology, &report, &sdk)
+        .await
+    {
+        Err(local_host::HostError::WebSocketApis { services }) => {
+            assert_eq!(services, ["first", "second"])
+        }
+        Err(e) => panic!("wrong error: {e}"),
+        Ok(host) => {
+            host.shutdown().await.expect("a clean shutdown");
+            panic!("two WebSocket APIs on one host");
+        }
+    }
+}

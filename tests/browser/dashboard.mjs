@@ -1,0 +1,129 @@
+// The dashboard end to end, in headless Chromium against a running local stack (driven by
+// tests/it/dashboard.rs, or by hand against `fleet dev`):
+//
+//   node tests/browser/dashboard.mjs http://127.0.0.1:8080 [screenshot.png]
+//
+// Opens the page, waits for the dev token and the live connection, submits a spin job,
+// waits for its progress bar to move, drops the connection mid-job, waits for the page to
+// reconnect by itself, waits for the job to show succeeded with its summary, then checks
+// the frames the page delivered: the job's JobStarted, JobProgress… and JobSucceeded in
+// that order, and the channel's offsets consecutive with no duplicate. Exits 0 when every
+// check passes.
+
+import { mkdirSync } from 'node:fs';
+import { dirname, join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+
+import { check, forwardConsole, launch, step } from './lib.mjs';
+
+const root = join(dirname(fileURLToPath(import.meta.url)), '..', '..');
+const base = process.argv[2];
+const screenshot = process.argv[3] || join(root, 'target/dashboard.png');
+const SPIN_MS = 5000;
+
+if (!base) {
+  console.error('usage: node dashboard.mjs <base url, e.g. http://127.0.0.1:8080> [screenshot.png]');
+  process.exit(2);
+}
+
+async function main() {
+  const { context, close } = await launch();
+  const errors = [];
+  let page;
+  try {
+    page = await context.newPage();
+    forwardConsole(page, errors);
+    const until = (what, timeout, fn, arg) =>
+      page.waitForFunction(fn, arg, { timeout, polling: 100 }).catch((e) => {
+        throw new Error(`timed out after ${timeout} ms waiting until ${what} (${e.message.split('\n')[0]})`);
+      });
+
+    step(`open ${base}/`);
+    const response = await page.goto(`${base}/`);
+    check(response && response.ok(), `GET / answers ${response && response.status()}`);
+
+    step('the dev token is filled in and the page goes live');
+    await until('the token field is filled in', 15_000,
+      () => document.querySelector('[data-testid="token-input"]').value.length > 0);
+    await until('the page is connected and subscribed', 30_000,
+      () => window.fleet.connected && document.querySelector('[data-testid="connection"]').dataset.state === 'live');
+    check((await page.evaluate(() => window.fleet.connections)) === 1, 'one connection so far');
+
+    step(`submit a spin job of ${SPIN_MS} ms`);
+    await page.selectOption('[data-testid="model-select"]', 'spin');
+    await page.fill('[data-testid="params-input"]', JSON.stringify({ durationMs: SPIN_MS }));
+    await page.click('[data-testid="submit-job"]');
+    await until('the job is accepted', 15_000, () => window.fleet.lastJobId);
+    const jobId = await page.evaluate(() => window.fleet.lastJobId);
+    const row = `[data-testid="job"][data-job-id="${jobId}"]`;
+    console.log(`  job ${jobId}`);
+
+    step("wait until the job's progress bar moves");
+    await until('the progress bar moves', 60_000, (sel) => {
+      const bar = document.querySelector(`${sel} [data-testid="job-progress"]`);
+      return bar && Number(bar.getAttribute('aria-valuenow')) > 0;
+    }, row);
+    const before = await page.evaluate(() => window.fleet.since());
+    const statusAtDrop = await page.getAttribute(row, 'data-status');
+    check(statusAtDrop === 'RUNNING', `the job is still running when the connection drops (${statusAtDrop})`);
+
+    step(`drop the connection mid-job (delivered up to offset ${before})`);
+    check(await page.evaluate(() => window.fleet.drop()), 'drop() found a connection to drop');
+    check(!(await page.evaluate(() => window.fleet.connected)), 'disconnected after drop()');
+    await until('the page reconnects by itself', 30_000,
+      () => window.fleet.connections === 2 && window.fleet.connected);
+
+    step('wait until the job shows succeeded with its summary');
+    await until('the job succeeds on the page', 60_000, (sel) => {
+      const li = document.querySelector(sel);
+      return li && li.dataset.status === 'SUCCEEDED'
+        && li.querySelector('[data-testid="job-summary"]').textContent.trim().length > 0;
+    }, row);
+    const summary = (await page.textContent(`${row} [data-testid="job-summary"]`)).trim();
+    check(summary.includes('spunMs'), `the summary names spunMs: ${summary}`);
+    check((await page.getAttribute(`${row} [data-testid="job-progress"]`, 'aria-valuenow')) === '100', 'the bar is full');
+
+    step('check the frames the page delivered');
+    const { delivered, replayed } = await page.evaluate(() => ({
+      delivered: window.fleet.delivered, replayed: window.fleet.replayed,
+    }));
+    for (const f of delivered) console.log(`  ${f.offset} ${f.type} ${JSON.stringify(f.data)}`);
+    console.log(`  frames replayed by the server over all subscriptions: ${replayed}`);
+    const offsets = delivered.map((f) => f.offset);
+    check(new Set(offsets).size === offsets.length, `no duplicate offset: ${offsets}`);
+    check(delivered.every((f) => f.type !== 'discontinuity'), 'no discontinuity on a fresh channel');
+    check(offsets.every((o, i) => o === i + 1), `offsets consecutive from 1: ${offsets}`);
+    const types = delivered.filter((f) => f.data && f.data.jobId === jobId).map((f) => f.type);
+    console.log(`  the job's frames: ${types.join(', ')}`);
+    const started = types.indexOf('JobStarted');
+    const progress = types.indexOf('JobProgress');
+    const succeeded = types.indexOf('JobSucceeded');
+    check(started >= 0, 'JobStarted delivered');
+    check(progress > started, 'JobProgress delivered after JobStarted');
+    check(succeeded > progress && succeeded === types.lastIndexOf('JobSucceeded'), 'JobSucceeded delivered once, after the progress');
+    check(types.slice(started + 1, succeeded).every((t) => t === 'JobProgress' || t === 'JobStarted'),
+      `only progress between start and success: ${types}`);
+    check(offsets.some((o) => o > before), 'frames delivered after the reconnect');
+
+    await page.screenshot({ path: screenshot, fullPage: true });
+    check(errors.length === 0, `no page errors: ${errors.map((e) => e.message)}`);
+    console.log(`ok: the dashboard ran job ${jobId} live through a dropped connection (screenshot: ${screenshot})`);
+  } catch (e) {
+    if (page) {
+      const failed = screenshot.replace(/\.png$/, '-failed.png');
+      await page.screenshot({ path: failed, fullPage: true }).catch(() => {});
+      const delivered = await page.evaluate(() => window.fleet && window.fleet.delivered).catch(() => null);
+      console.log(`  delivered at failure: ${JSON.stringify(delivered)}`);
+      console.log(`  screenshot at failure: ${failed}`);
+    }
+    throw e;
+  } finally {
+    await close();
+  }
+}
+
+mkdirSync(dirname(screenshot), { recursive: true });
+main().catch((e) => {
+  console.error(`FAILED: ${e.message}`);
+  process.exit(1);
+});

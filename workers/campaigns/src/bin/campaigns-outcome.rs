@@ -1,0 +1,46 @@
+//! `campaigns-outcome`: every `CampaignSent` and `CampaignFailed` on the bus (EventBridge → Lambda,
+//! asynchronous; failures go to the failures topic).
+//!
+//! Environment: `STAGE`, `CAMPAIGNS_TABLE`.
+
+use campaigns::{Deps, ProviderConfig};
+use contracts::BusEvent;
+use lambda_runtime::{LambdaEvent, service_fn};
+use tracing_subscriber::EnvFilter;
+
+#[tokio::main]
+async fn main() -> Result<(), lambda_runtime::Error> {
+    init_tracing();
+    let stage = env("STAGE")?;
+    let sdk = aws_config::load_from_env().await;
+    let mut deps = Deps::new(&sdk, env("CAMPAIGNS_TABLE")?);
+    if let Ok(arn) = std::env::var("STATE_MACHINE_ARN") {
+        deps = deps.with_state_machine(arn);
+    }
+    if let (Ok(name), Ok(url)) = (
+        std::env::var("PROVIDER_NAME"),
+        std::env::var("PROVIDER_URL"),
+    ) {
+        deps = deps.with_provider(ProviderConfig { name, url });
+    }
+    tracing::info!(stage = %stage, table = %deps.table, "campaigns-outcome starting");
+    let deps = &deps;
+    lambda_runtime::run(service_fn(move |event: LambdaEvent<BusEvent>| async move {
+        campaigns::handle_outcome(event.payload, deps).await
+    }))
+    .await
+}
+
+fn env(name: &str) -> Result<String, String> {
+    std::env::var(name).map_err(|_| format!("environment variable {name} is not set"))
+}
+
+fn init_tracing() {
+    tracing_subscriber::fmt()
+        .json()
+        .with_env_filter(
+            EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info")),
+        )
+        .with_current_span(false)
+        .init();
+}

@@ -1,0 +1,388 @@
+//! The campaigns service: an email campaign sent through a SaaS provider, as the
+//! `campaign-delivery` state machine (`statemachines/campaign-delivery.asl.json`) runs it.
+//!
+//! 1. `CampaignRequested` → [`handle_requested`]: records the campaign (`SENDING`) and
+//!    starts an execution named after its id.
+//! 2. The machine publishes `CampaignSendRequested` with a task token
+//!    (`events:putEvents.waitForTaskToken`); [`handle_send_requested`] calls the
+//!    provider's HTTP API and answers the token with the provider's campaign id.
+//! 3. The machine publishes `CallbackAwaited` (the callbacks service's event) with a new
+//!    token and that id, and waits; the provider's signed webhook resumes it.
+//! 4. A Choice loops back to 3 while the status is `pending`, fails on `failed`, and on
+//!    `sent` publishes `CampaignSent`.
+//! 5. `CampaignSent`/`CampaignFailed` → [`handle_outcome`]: updates the campaign and its
+//!    users in the service's table.
+//!
+//! Why step 2 is an event and not a `lambda:invoke` task or an HTTP task: the emulator's
+//! Step Functions engine cannot reach the local host's Lambda API or call HTTP APIs, while
+//! `events:putEvents.waitForTaskToken` runs the same on both, and on AWS it is a normal
+//! pattern (the Lambda is an ordinary asynchronous EventBridge target with retries and a
+//! dead letter; the task's heartbeat and timeout bound a lost request).
+//!
+//! [`fake`] is a provider for local runs and tests.
+
+pub mod fake;
+
+use std::time::Duration;
+
+use aws_sdk_dynamodb::types::AttributeValue;
+use aws_sdk_sfn::error::DisplayErrorContext;
+use backon::{ExponentialBuilder, Retryable};
+use contracts::BusEvent;
+use contracts::campaigns::{
+    CampaignAccepted, CampaignFailed, CampaignRequested, CampaignSendRequested, CampaignSent,
+    ProviderCampaign, ProviderCampaignCreated,
+};
+use serde_json::json;
+
+/// What the handlers need.
+#[derive(Clone, Debug)]
+pub struct Deps {
+    pub dynamodb: aws_sdk_dynamodb::Client,
+    pub sfn: aws_sdk_sfn::Client,
+    pub http: reqwest::Client,
+    pub table: String,
+    /// The `campaign-delivery` machine (for [`handle_requested`]).
+    pub state_machine_arn: Option<String>,
+    /// The provider's API (for [`handle_send_requested`]).
+    pub provider: Option<ProviderConfig>,
+}
+
+/// The email provider.
+#[derive(Clone, Debug)]
+pub struct ProviderConfig {
+    /// Its name in the webhook path, `/callbacks/<name>`.
+    pub name: String,
+    /// Its API's base URL.
+    pub url: String,
+}
+
+impl Deps {
+    pub fn new(sdk: &aws_config::SdkConfig, table: impl Into<String>) -> Deps {
+        Deps {
+            dynamodb: aws_sdk_dynamodb::Client::new(sdk),
+            sfn: aws_sdk_sfn::Client::new(sdk),
+            http: reqwest::Client::builder()
+                .timeout(Duration::from_secs(10))
+                .build()
+                .unwrap_or_default(),
+            table: table.into(),
+            state_machine_arn: None,
+            provider: None,
+        }
+    }
+
+    pub fn with_state_machine(mut self, arn: impl Into<String>) -> Deps {
+        self.state_machine_arn = Some(arn.into());
+        self
+    }
+
+    pub fn with_provider(mut self, provider: ProviderConfig) -> Deps {
+        self.provider = Some(provider);
+        self
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum CampaignsError {
+    #[error(transparent)]
+    Contract(#[from] contracts::ContractError),
+    #[error("this function is not configured for {0}")]
+    NotConfigured(&'static str),
+    #[error("{service} {operation}: {message}")]
+    Aws {
+        service: &'static str,
+        operation: &'static str,
+        message: String,
+    },
+    #[error("the provider could not be reached: {0}")]
+    Provider(String),
+}
+
+impl CampaignsError {
+    pub fn error_type(&self) -> &'static str {
+        match self {
+            CampaignsError::Contract(_) => "Campaigns.InvalidEvent",
+            CampaignsError::NotConfigured(_) => "Campaigns.NotConfigured",
+            _ => "Campaigns.Transient",
+        }
+    }
+}
+
+impl From<CampaignsError> for lambda_runtime::Diagnostic {
+    fn from(error: CampaignsError) -> Self {
+        lambda_runtime::Diagnostic {
+            error_type: error.error_type().to_string(),
+            error_message: error.to_string(),
+        }
+    }
+}
+
+fn aws<E: std::error::Error + 'static>(
+    service: &'static str,
+    operation: &'static str,
+) -> impl FnOnce(E) -> CampaignsError {
+    move |e| CampaignsError::Aws {
+        service,
+        operation,
+        message: DisplayErrorContext(&e).to_string(),
+    }
+}
+
+fn s(value: impl Into<String>) -> AttributeValue {
+    AttributeValue::S(value.into())
+}
+
+/// Records the campaign and starts its delivery (one execution per campaign id).
+pub async fn handle_requested(event: BusEvent, deps: &Deps) -> Result<(), CampaignsError> {
+    let machine = deps
+        .state_machine_arn
+        .as_deref()
+        .ok_or(CampaignsError::NotConfigured("CampaignRequested"))?;
+    let provider = deps
+        .provider
+        .as_ref()
+        .ok_or(CampaignsError::NotConfigured("CampaignRequested"))?;
+    let envelope = contracts::detail::decode::<CampaignRequested>(
+        &event.detail_type,
+        &event.detail,
+        &event.received(),
+        |e| Some(e.campaign_id.clone()),
+    )?;
+    let campaign = envelope.event;
+    campaign.validate()?;
+    let recorded = deps
+        .dynamodb
+        .put_item()
+        .table_name(&deps.table)
+        .item("pk", s(format!("campaign#{}", campaign.campaign_id)))
+        .item("status", s("SENDING"))
+        .item("subject", s(&campaign.subject))
+        .condition_expression("attribute_not_exists(pk)")
+        .send()
+        .await;
+    match recorded {
+        Ok(_) => {}
+        // A redelivered request: the campaign is recorded already.
+        Err(e)
+            if e.as_service_error()
+                .is_some_and(|e| e.is_conditional_check_failed_exception()) => {}
+        Err(e) => return Err(aws("DynamoDB", "PutItem")(e)),
+    }
+    let input = json!({
+        "campaignId": campaign.campaign_id,
+        "subject": campaign.subject,
+        "audience": campaign.audience,
+        "provider": provider.name,
+    });
+    let started = deps
+        .sfn
+        .start_execution()
+        .state_machine_arn(machine)
+        .name(&campaign.campaign_id)
+        .input(input.to_string())
+        .send()
+        .await;
+    match started {
+        Ok(_) => {}
+        Err(e)
+            if e.as_service_error()
+                .is_some_and(|e| e.is_execution_already_exists()) =>
+        {
+            tracing::info!(campaign_id = %campaign.campaign_id, "campaign already started");
+        }
+        Err(e) => return Err(aws("Step Functions", "StartExecution")(e)),
+    }
+    tracing::info!(campaign_id = %campaign.campaign_id, "campaign delivery started");
+    Ok(())
+}
+
+/// Hands the campaign to the provider and answers the task token with its id. A provider
+/// that refuses the campaign (4xx) fails the task (`Provider.Rejected`); one that cannot
+/// be reached is retried here, then by the asynchronous invocation.
+pub async fn handle_send_requested(event: BusEvent, deps: &Deps) -> Result<(), CampaignsError> {
+    let provider = deps
+        .provider
+        .as_ref()
+        .ok_or(CampaignsError::NotConfigured("CampaignSendRequested"))?;
+    let envelope = contracts::detail::decode::<CampaignSendRequested>(
+        &event.detail_type,
+        &event.detail,
+        &event.received(),
+        |e| Some(e.campaign_id.clone()),
+    )?;
+    let request = envelope.event;
+    let body = ProviderCampaign {
+        subject: request.subject.clone(),
+        recipients: request.audience.clone(),
+        reference: request.campaign_id.clone(),
+    };
+    let url = format!("{}/campaigns", provider.url.trim_end_matches('/'));
+    let call = || async {
+        let response = deps
+            .http
+            .post(&url)
+            .json(&body)
+            .send()
+            .await
+            .map_err(|e| Outcome::Retry(e.to_string()))?;
+        let status = response.status();
+        if status.is_server_error() || status.as_u16() == 429 {
+            return Err(Outcome::Retry(format!("the provider answered {status}")));
+        }
+        if !status.is_success() {
+            return Err(Outcome::Rejected(format!("the provider answered {status}")));
+        }
+        response
+            .json::<ProviderCampaignCreated>()
+            .await
+            .map_err(|e| Outcome::Rejected(format!("the provider's answer is not a campaign: {e}")))
+    };
+    let created = call
+        .retry(ExponentialBuilder::default().with_max_times(3))
+        .when(|e| matches!(e, Outcome::Retry(_)))
+        .await;
+    match created {
+        Ok(created) => {
+            deps.dynamodb
+                .update_item()
+                .table_name(&deps.table)
+                .key("pk", s(format!("campaign#{}", request.campaign_id)))
+                .update_expression("SET providerCampaignId = :id")
+                .expression_attribute_values(":id", s(&created.id))
+                .send()
+                .await
+                .map_err(aws("DynamoDB", "UpdateItem"))?;
+            let output = serde_json::to_string(&CampaignAccepted {
+                provider_campaign_id: created.id.clone(),
+            })
+            .unwrap_or_else(|_| "{}".to_string());
+            deps.sfn
+                .send_task_success()
+                .task_token(&request.task_token)
+                .output(output)
+                .send()
+                .await
+                .map_err(aws("Step Functions", "SendTaskSuccess"))?;
+            tracing::info!(campaign_id = %request.campaign_id, provider_campaign_id = %created.id, "provider accepted the campaign");
+            Ok(())
+        }
+        Err(Outcome::Rejected(cause)) => {
+            tracing::warn!(campaign_id = %request.campaign_id, cause = %cause, "provider refused the campaign");
+            deps.sfn
+                .send_task_failure()
+                .task_token(&request.task_token)
+                .error("Provider.Rejected")
+                .cause(cause)
+                .send()
+                .await
+                .map_err(aws("Step Functions", "SendTaskFailure"))?;
+            Ok(())
+        }
+        Err(Outcome::Retry(message)) => Err(CampaignsError::Provider(message)),
+    }
+}
+
+enum Outcome {
+    Retry(String),
+    Rejected(String),
+}
+
+/// Applies `CampaignSent` (the campaign and each of its users) or `CampaignFailed`.
+pub async fn handle_outcome(event: BusEvent, deps: &Deps) -> Result<(), CampaignsError> {
+    match event.detail_type.as_str() {
+        contracts::campaigns::SENT => {
+            let sent = contracts::detail::decode::<CampaignSent>(
+                &event.detail_type,
+                &event.detail,
+                &event.received(),
+                |e| Some(e.campaign_id.clone()),
+            )?
+            .event;
+            // "Update users": each recipient's last campaign. Idempotent, so a
+            // redelivered event changes nothing more.
+            for user in &sent.audience {
+                deps.dynamodb
+                    .update_item()
+                    .table_name(&deps.table)
+                    .key("pk", s(format!("user#{user}")))
+                    .update_expression("SET lastCampaignId = :c")
+                    .expression_attribute_values(":c", s(&sent.campaign_id))
+                    .send()
+                    .await
+                    .map_err(aws("DynamoDB", "UpdateItem"))?;
+            }
+            set_status(deps, &sent.campaign_id, "SENT").await?;
+            tracing::info!(campaign_id = %sent.campaign_id, users = sent.audience.len(), "campaign sent, users updated");
+            Ok(())
+        }
+        contracts::campaigns::FAILED => {
+            let failed = contracts::detail::decode::<CampaignFailed>(
+                &event.detail_type,
+                &event.detail,
+                &event.received(),
+                |e| Some(e.campaign_id.clone()),
+            )?
+            .event;
+            set_status(deps, &failed.campaign_id, "FAILED").await?;
+            tracing::warn!(campaign_id = %failed.campaign_id, error = %failed.error, "campaign failed");
+            Ok(())
+        }
+        other => {
+            tracing::warn!(detail_type = %other, "not a campaign outcome; ignored");
+            Ok(())
+        }
+    }
+}
+
+async fn set_status(deps: &Deps, campaign_id: &str, status: &str) -> Result<(), CampaignsError> {
+    deps.dynamodb
+        .update_item()
+        .table_name(&deps.table)
+        .key("pk", s(format!("campaign#{campaign_id}")))
+        .update_expression("SET #status = :s")
+        .expression_attribute_names("#status", "status")
+        .expression_attribute_values(":s", s(status))
+        .send()
+        .await
+        .map_err(aws("DynamoDB", "UpdateItem"))?;
+    Ok(())
+}
+
+/// A campaign's status and the provider's id, as the table holds them.
+pub async fn campaign(
+    deps: &Deps,
+    campaign_id: &str,
+) -> Result<Option<(String, Option<String>)>, CampaignsError> {
+    let out = deps
+        .dynamodb
+        .get_item()
+        .table_name(&deps.table)
+        .key("pk", s(format!("campaign#{campaign_id}")))
+        .consistent_read(true)
+        .send()
+        .await
+        .map_err(aws("DynamoDB", "GetItem"))?;
+    Ok(out.item.map(|item| {
+        let get = |name: &str| item.get(name).and_then(|v| v.as_s().ok()).cloned();
+        (get("status").unwrap_or_default(), get("providerCampaignId"))
+    }))
+}
+
+/// The last campaign a user received.
+pub async fn last_campaign_of(deps: &Deps, user: &str) -> Result<Option<String>, CampaignsError> {
+    let out = deps
+        .dynamodb
+        .get_item()
+        .table_name(&deps.table)
+        .key("pk", s(format!("user#{user}")))
+        .consistent_read(true)
+        .send()
+        .await
+        .map_err(aws("DynamoDB", "GetItem"))?;
+    Ok(out.item.and_then(|item| {
+        item.get("lastCampaignId")
+            .and_then(|v| v.as_s().ok())
+            .cloned()
+    }))
+}
