@@ -4,11 +4,11 @@
 //   node tests/browser/dashboard.mjs http://127.0.0.1:8080 [screenshot.png]
 //
 // Opens the page, waits for the dev token and the live connection, submits a spin job,
-// waits for its progress bar to move, drops the connection mid-job, waits for the page to
-// reconnect by itself, waits for the job to show succeeded with its summary, then checks
-// the frames the page delivered: the job's JobStarted, JobProgress… and JobSucceeded in
-// that order, and the channel's offsets consecutive with no duplicate. Exits 0 when every
-// check passes.
+// waits for its progress bar to move, drops the connection mid-job for a few seconds,
+// waits for the page to reconnect by itself (replaying what it missed), waits for the job
+// to show succeeded with its summary, then checks the frames the page delivered: the
+// job's JobStarted, JobProgress… and JobSucceeded in that order, and the channel's
+// offsets consecutive with no duplicate. Exits 0 when every check passes.
 
 import { mkdirSync } from 'node:fs';
 import { dirname, join } from 'node:path';
@@ -19,7 +19,8 @@ import { check, forwardConsole, launch, step } from './lib.mjs';
 const root = join(dirname(fileURLToPath(import.meta.url)), '..', '..');
 const base = process.argv[2];
 const screenshot = process.argv[3] || join(root, 'target/dashboard.png');
-const SPIN_MS = 5000;
+const SPIN_MS = 6000;
+const OFFLINE_MS = 2500;
 
 if (!base) {
   console.error('usage: node dashboard.mjs <base url, e.g. http://127.0.0.1:8080> [screenshot.png]');
@@ -67,8 +68,10 @@ async function main() {
     const statusAtDrop = await page.getAttribute(row, 'data-status');
     check(statusAtDrop === 'RUNNING', `the job is still running when the connection drops (${statusAtDrop})`);
 
-    step(`drop the connection mid-job (delivered up to offset ${before})`);
-    check(await page.evaluate(() => window.fleet.drop()), 'drop() found a connection to drop');
+    // Offline long enough for the worker to report progress meanwhile (about every
+    // second), so the reconnect must replay what was missed.
+    step(`drop the connection mid-job for ${OFFLINE_MS} ms (delivered up to offset ${before})`);
+    check(await page.evaluate((ms) => window.fleet.drop(ms), OFFLINE_MS), 'drop() found a connection to drop');
     check(!(await page.evaluate(() => window.fleet.connected)), 'disconnected after drop()');
     await until('the page reconnects by itself', 30_000,
       () => window.fleet.connections === 2 && window.fleet.connected);
@@ -104,6 +107,7 @@ async function main() {
     check(types.slice(started + 1, succeeded).every((t) => t === 'JobProgress' || t === 'JobStarted'),
       `only progress between start and success: ${types}`);
     check(offsets.some((o) => o > before), 'frames delivered after the reconnect');
+    check(replayed >= 1, 'the resubscription replayed the frames published while offline');
 
     await page.screenshot({ path: screenshot, fullPage: true });
     check(errors.length === 0, `no page errors: ${errors.map((e) => e.message)}`);

@@ -1,6 +1,7 @@
 //! The `fleet` command as a library: each subcommand is a module, so the end-to-end tests
 //! drive the same code the binary runs. `main.rs` only parses arguments and wires signals.
 
+pub mod bench_notifier;
 pub mod dev;
 pub mod events;
 pub mod infra;

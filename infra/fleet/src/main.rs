@@ -189,6 +189,17 @@ enum JobsCommand {
 
 #[derive(Debug, Subcommand)]
 enum BenchCommand {
+    /// Hold many WebSocket connections on the local gateway subscribed to one channel,
+    /// broadcast job events to them, and print p50/p99 delivery latency and resident
+    /// memory per connection (JSON). Run it with `--release`.
+    Notifier {
+        #[arg(long, default_value_t = 10_000)]
+        connections: usize,
+        #[arg(long, default_value_t = 5)]
+        rounds: usize,
+        #[arg(long, env = "FLEET_HOME")]
+        home: Option<PathBuf>,
+    },
     /// Fill a queue with no-op jobs and drain it with the worker runtime, then with a
     /// naive receive-one/delete-one loop; prints a JSON summary of both. Uses the endpoint
     /// AWS_ENDPOINT_URL names, or a private emulator when it is unset.
@@ -257,6 +268,8 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
     let json = cli.json;
     match cli.command {
         Command::Dev(args) => {
+            // Every WebSocket connection is an open file.
+            fleet::bench_notifier::raise_open_files_limit();
             let config = dev::DevConfig {
                 stage,
                 emulator_port: args.emulator_port,
@@ -440,6 +453,31 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                     println!("{}", jobs_cmd::render(view));
                 }
             }
+            Ok(())
+        }
+        Command::Bench(BenchCommand::Notifier {
+            connections,
+            rounds,
+            home,
+        }) => {
+            let report = fleet::bench_notifier::run(&fleet::bench_notifier::BenchConfig {
+                connections,
+                rounds,
+                open_concurrency: 100,
+                home: home.unwrap_or_else(emulator::default_home),
+                exe: std::env::current_exe()
+                    .map_err(|e| anyhow::anyhow!("locating the fleet binary: {e}"))?,
+            })
+            .await?;
+            println!("{}", serde_json::to_string_pretty(&report)?);
+            println!(
+                "p50 {:.1} ms, p99 {:.1} ms (target < {:.0} ms); {:.1} KiB per idle connection (target < {:.0} KiB)",
+                report.latency_p50_ms,
+                report.latency_p99_ms,
+                report.target_p99_ms,
+                report.bytes_per_connection / 1024.0,
+                report.target_bytes_per_connection / 1024.0
+            );
             Ok(())
         }
         Command::Bench(BenchCommand::Worker { messages, home }) => {

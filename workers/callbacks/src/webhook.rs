@@ -243,3 +243,108 @@ async fn send(deps: &Deps, token: &str, delivery: &WebhookDelivery) -> Sent {
 fn gone(is_gone: Option<bool>) -> bool {
     is_gone.unwrap_or(false)
 }
+
+#[cfg(test)]
+mod tests {
+    //! The refusals that happen before any AWS call, driven in-process. The ones that
+    //! need the table and Step Functions (unknown id, replay) are end-to-end tests in
+    //! `tests/it/callbacks.rs`.
+
+    use axum::body::Body;
+    use axum::http::Request;
+    use tower::ServiceExt as _;
+
+    use super::*;
+    use crate::{Secret, SecretSource};
+
+    const SECRET: &[u8] = b"whsec_unit";
+
+    fn deps() -> Arc<Deps> {
+        // Never called on these paths: the clients only need to exist.
+        let sdk = aws_config::SdkConfig::builder()
+            .behavior_version(aws_config::BehaviorVersion::latest())
+            .region(aws_config::Region::new("us-east-1"))
+            .build();
+        Arc::new(Deps::new(
+            &sdk,
+            "unused",
+            SecretSource::single("acme", Secret::new(SECRET)),
+        ))
+    }
+
+    async fn check(provider: &str, header: Option<String>, body: &str, expected: (u16, Value)) {
+        let mut request = Request::post(format!("/callbacks/{provider}"));
+        if let Some(header) = header {
+            request = request.header(signature::HEADER, header);
+        }
+        let response = app(deps())
+            .oneshot(
+                request
+                    .body(Body::from(body.to_string()))
+                    .unwrap_or_default(),
+            )
+            .await
+            .unwrap_or_else(|e| match e {});
+        let status = response.status().as_u16();
+        let bytes = axum::body::to_bytes(response.into_body(), 1 << 16)
+            .await
+            .unwrap_or_default();
+        let body: Value = serde_json::from_slice(&bytes).unwrap_or(Value::Null);
+        assert_eq!((status, body), expected);
+    }
+
+    fn now() -> i64 {
+        OffsetDateTime::now_utc().unix_timestamp()
+    }
+
+    #[tokio::test]
+    async fn refusals_before_any_lookup() {
+        let body = r#"{"deliveryId":"d1","externalId":"x","status":"sent"}"#;
+        let unauthorized = |e: &str| (401, json!({ "error": e }));
+        check("acme", None, body, unauthorized("invalid signature")).await;
+        check(
+            "acme",
+            Some("t=1,v1=zz".into()),
+            body,
+            unauthorized("invalid signature"),
+        )
+        .await;
+        check(
+            "acme",
+            Some(signature::sign(b"wrong", now(), body.as_bytes())),
+            body,
+            unauthorized("invalid signature"),
+        )
+        .await;
+        // An unknown provider looks exactly like a bad signature.
+        check(
+            "nobody",
+            Some(signature::sign(SECRET, now(), body.as_bytes())),
+            body,
+            unauthorized("invalid signature"),
+        )
+        .await;
+        check(
+            "acme",
+            Some(signature::sign(SECRET, now() - 301, body.as_bytes())),
+            body,
+            unauthorized("stale timestamp"),
+        )
+        .await;
+        check(
+            "acme",
+            Some(signature::sign(SECRET, now() + 301, body.as_bytes())),
+            body,
+            unauthorized("stale timestamp"),
+        )
+        .await;
+        let not_a_delivery = r#"{"hello":"world"}"#;
+        check(
+            "acme",
+            Some(signature::sign(SECRET, now(), not_a_delivery.as_bytes())),
+            not_a_delivery,
+            (400, json!({"error": "invalid body"})),
+        )
+        .await;
+    }
+}
