@@ -335,3 +335,58 @@ async fn bad_signatures_stale_timestamps_and_replays_are_refused_and_change_noth
     assert_eq!(output["second"]["status"], "sent");
     stack.stop().await;
 }
+
+#[tokio::test]
+async fn a_campaign_the_provider_reports_failed_ends_failed() {
+    let stack = start().await;
+    stack.provider.set_script(&["pending", "failed"]);
+    let campaign_id = emulator::unique_name("campaign");
+    let publisher = bus::Publisher::from_sdk(&stack.sdk, stack.topology.names().bus());
+    publisher
+        .publish(&Envelope::new(
+            CampaignRequested {
+                campaign_id: campaign_id.clone(),
+                subject: "Doomed".into(),
+                audience: vec!["linus".into()],
+            },
+            "e2e",
+        ))
+        .await
+        .unwrap();
+    let sfn = aws_sdk_sfn::Client::new(&stack.sdk);
+    let arn = execution_arn(&stack, "campaign-delivery", &campaign_id);
+    let (sfn, arn) = (&sfn, &arn);
+    let described = until(
+        "the campaign's execution to end",
+        Duration::from_secs(90),
+        move || async move {
+            match sfn.describe_execution().execution_arn(arn).send().await {
+                Ok(d) if d.status != ExecutionStatus::Running => Some(d),
+                _ => None,
+            }
+        },
+    )
+    .await;
+    assert_eq!(described.status, ExecutionStatus::Failed);
+    assert_eq!(described.error.as_deref(), Some("Campaign.Failed"));
+
+    let deps = campaigns::Deps::new(&stack.sdk, stack.topology.names().table("campaigns"));
+    let (deps, campaign_id) = (&deps, &campaign_id);
+    until(
+        "the campaign to be FAILED",
+        Duration::from_secs(30),
+        move || async move {
+            campaigns::campaign(deps, campaign_id)
+                .await
+                .unwrap()
+                .filter(|(status, _)| status == "FAILED")
+        },
+    )
+    .await;
+    assert_eq!(
+        campaigns::last_campaign_of(deps, "linus").await.unwrap(),
+        None,
+        "no user is updated for a failed campaign"
+    );
+    stack.stop().await;
+}

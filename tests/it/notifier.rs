@@ -335,3 +335,51 @@ async fn a_push_to_a_gone_connection_removes_it() {
     assert!(!subscribers.contains(&ghost), "{subscribers:?}");
     local.stop().await;
 }
+
+#[tokio::test]
+async fn fleet_jobs_watch_follows_a_job_to_its_outcome() {
+    let local = Local::start().await;
+    let api = local.api("grace");
+    let good = api
+        .submit("spin", &json!({"durationMs": 1500}), None)
+        .await
+        .unwrap();
+    let mut progress = Vec::new();
+    let (outcome, seen) = fleet::watch::watch(&api, &good, Duration::from_secs(90), |frame| {
+        if frame.kind == "JobProgress" {
+            progress.push(frame.data["progress"].as_f64().unwrap());
+        }
+    })
+    .await
+    .unwrap();
+    assert!(
+        matches!(outcome, fleet::watch::Outcome::Succeeded { ref summary } if summary.is_object()),
+        "{outcome:?}"
+    );
+    assert!(!progress.is_empty(), "the progress bar moved");
+    assert_consecutive(&seen.frames, 1);
+
+    let bad = api
+        .submit("spin", &json!({"durationMs": 10, "mode": "fail"}), None)
+        .await
+        .unwrap();
+    let (outcome, _) = fleet::watch::watch(&api, &bad, Duration::from_secs(90), |_| {})
+        .await
+        .unwrap();
+    assert!(
+        matches!(outcome, fleet::watch::Outcome::Failed { ref error, .. } if !error.is_empty()),
+        "{outcome:?}"
+    );
+
+    // Someone else's job is refused, not waited on forever.
+    let refused = fleet::watch::watch(
+        &local.api("mallory"),
+        &good,
+        Duration::from_secs(30),
+        |_| {},
+    )
+    .await
+    .expect_err("not mallory's job");
+    assert!(refused.to_string().contains("forbidden"), "{refused:#}");
+    local.stop().await;
+}

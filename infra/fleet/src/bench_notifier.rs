@@ -133,7 +133,10 @@ async fn measure(
         bail!("{failures} connections failed to open; the first: {e:#}");
     }
     let connect_seconds = started.elapsed().as_secs_f64();
-    eprintln!("bench: {} connections subscribed in {connect_seconds:.1} s", config.connections);
+    eprintln!(
+        "bench: {} connections subscribed in {connect_seconds:.1} s",
+        config.connections
+    );
     let rss_after = rss_kib(pid)?;
 
     let sdk = emulator::sdk_config_for(&format!("http://127.0.0.1:{emulator_port}"));

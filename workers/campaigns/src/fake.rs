@@ -26,7 +26,8 @@ pub struct FakeConfig {
     pub provider: String,
     /// The shared webhook secret.
     pub secret: Vec<u8>,
-    /// The statuses reported for each campaign, in order.
+    /// The statuses reported for each campaign, in order (see also
+    /// [`FakeProvider::set_script`]).
     pub script: Vec<String>,
     /// Where to listen (port 0: a free one).
     pub addr: SocketAddr,
@@ -58,6 +59,8 @@ pub struct Attempt {
 
 struct Shared {
     config: FakeConfig,
+    /// The script for campaigns accepted from now on (starts as `config.script`).
+    script: RwLock<Vec<String>>,
     webhook: RwLock<Option<String>>,
     attempts: Mutex<Vec<Attempt>>,
     http: reqwest::Client,
@@ -79,6 +82,7 @@ impl FakeProvider {
         let listener = tokio::net::TcpListener::bind(config.addr).await?;
         let addr = listener.local_addr()?;
         let shared = Arc::new(Shared {
+            script: RwLock::new(config.script.clone()),
             config,
             webhook: RwLock::new(None),
             attempts: Mutex::new(Vec::new()),
@@ -107,6 +111,14 @@ impl FakeProvider {
     /// The provider API's base URL.
     pub fn url(&self) -> String {
         format!("http://{}", self.addr)
+    }
+
+    /// Changes the statuses reported for campaigns accepted from now on, e.g.
+    /// `["pending", "failed"]`.
+    pub fn set_script(&self, script: &[&str]) {
+        if let Ok(mut s) = self.shared.script.write() {
+            *s = script.iter().map(|s| (*s).to_string()).collect();
+        }
     }
 
     /// The webhook secret it signs with (tests sign their own deliveries with it).
@@ -148,7 +160,8 @@ async fn create(
 ) -> (StatusCode, axum::Json<ProviderCampaignCreated>) {
     let id = format!("fake-{}", uuid::Uuid::now_v7().simple());
     tracing::info!(campaign_id = %id, reference = %campaign.reference, recipients = campaign.recipients.len(), "fake provider accepted a campaign");
-    let task = deliver_script(shared.clone(), id.clone());
+    let script = shared.script.read().map(|s| s.clone()).unwrap_or_default();
+    let task = deliver_script(shared.clone(), id.clone(), script);
     if let Ok(mut deliveries) = shared.deliveries.lock() {
         deliveries.spawn(task);
     }
@@ -158,8 +171,8 @@ async fn create(
     )
 }
 
-async fn deliver_script(shared: Arc<Shared>, campaign_id: String) {
-    for (n, status) in shared.config.script.iter().enumerate() {
+async fn deliver_script(shared: Arc<Shared>, campaign_id: String, script: Vec<String>) {
+    for (n, status) in script.iter().enumerate() {
         let delivery = WebhookDelivery {
             delivery_id: format!("{campaign_id}-{n}"),
             external_id: campaign_id.clone(),

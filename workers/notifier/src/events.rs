@@ -44,33 +44,38 @@ pub async fn handle_event(event: BusEvent, deps: &Deps) -> Result<EventOutcome, 
     let data = payload(&event.detail);
     let event_id = envelope.meta.event_id.clone();
     let correlation_id = Some(envelope.meta.correlation_id.clone());
-    let mut outcome = EventOutcome::default();
-    for channel in channels {
+    // The channels are independent streams: serve them at once.
+    let served = channels.iter().map(|channel| {
         let name = channel.to_string();
-        let appended = deps
-            .store
-            .append(
-                &name,
-                &event_id,
-                &event.detail_type,
-                data.clone(),
-                correlation_id.clone(),
-            )
-            .await?;
-        let frame = appended.frame();
-        let subscribers = deps.store.subscribers(&name).await?;
-        let payload = serde_json::to_vec(frame).unwrap_or_default();
-        let pushed = push_all(deps, &subscribers, &payload).await;
-        tracing::info!(
-            job_id = %job_id,
-            channel = %name,
-            offset = frame.offset,
-            repeated = matches!(appended, Appended::Duplicate(_)),
-            delivered = pushed.delivered,
-            gone = pushed.gone,
-            failed = pushed.failed,
-            "frame pushed"
-        );
+        let data = data.clone();
+        let correlation_id = correlation_id.clone();
+        let event_id = &event_id;
+        let detail_type = &event.detail_type;
+        let job_id = &job_id;
+        async move {
+            let appended = deps
+                .store
+                .append(&name, event_id, detail_type, data, correlation_id)
+                .await?;
+            let frame = appended.frame();
+            let subscribers = deps.store.subscribers(&name).await?;
+            let payload = serde_json::to_vec(frame).unwrap_or_default();
+            let pushed = push_all(deps, &subscribers, &payload).await;
+            tracing::info!(
+                job_id = %job_id,
+                channel = %name,
+                offset = frame.offset,
+                repeated = matches!(appended, Appended::Duplicate(_)),
+                delivered = pushed.delivered,
+                gone = pushed.gone,
+                failed = pushed.failed,
+                "frame pushed"
+            );
+            Ok::<_, HandlerError>((name, pushed))
+        }
+    });
+    let mut outcome = EventOutcome::default();
+    for (name, pushed) in futures::future::try_join_all(served).await? {
         outcome.pushed.delivered += pushed.delivered;
         outcome.pushed.gone += pushed.gone;
         outcome.pushed.failed += pushed.failed;
