@@ -143,7 +143,7 @@ impl Stack {
             "reused"
         };
         format!(
-            "{report}\nemulator: {endpoint} ({started})\nsimulation workers: {workers} (pids {pids:?})\nHTTP API: http://{http}  (token: `fleet auth token --sub NAME`)\nfake email provider: {provider} (webhooks to http://{http}/callbacks/{FAKE_PROVIDER})\n\nPoint another shell, the aws CLI or boto3 at the local stack with:\n{exports}\n",
+            "{report}\nemulator: {endpoint} ({started})\nsimulation workers: {workers} (pids {pids:?})\nHTTP API: http://{http}  (token: `fleet auth token --sub NAME`)\ndashboard: http://{http}/\nWebSocket: ws://{http}/ws?token=TOKEN  (SSE: http://{http}/sse?channel=..&token=..)\nfake email provider: {provider} (webhooks to http://{http}/callbacks/{FAKE_PROVIDER})\n\nPoint another shell, the aws CLI or boto3 at the local stack with:\n{exports}\n",
             report = self.report,
             endpoint = self.emulator.endpoint(),
             workers = self.workers.pids().len(),

@@ -183,15 +183,7 @@ impl Queue for SqsQueue {
             .send()
             .await
             .map_err(|e| self.error("DeleteMessageBatch", &e))?;
-        Ok(out
-            .failed()
-            .iter()
-            .map(|f| EntryFailure {
-                index: f.id().parse().unwrap_or(usize::MAX),
-                code: f.code().to_string(),
-                message: f.message().unwrap_or_default().to_string(),
-            })
-            .collect())
+        Ok(failures(out.failed()))
     }
 
     async fn change_visibility_batch(
@@ -217,15 +209,7 @@ impl Queue for SqsQueue {
             .send()
             .await
             .map_err(|e| self.error("ChangeMessageVisibilityBatch", &e))?;
-        Ok(out
-            .failed()
-            .iter()
-            .map(|f| EntryFailure {
-                index: f.id().parse().unwrap_or(usize::MAX),
-                code: f.code().to_string(),
-                message: f.message().unwrap_or_default().to_string(),
-            })
-            .collect())
+        Ok(failures(out.failed()))
     }
 
     async fn send(
@@ -317,6 +301,18 @@ pub(crate) fn epoch_millis(at: SystemTime) -> u64 {
         .unwrap_or(0)
 }
 
+/// A batch call's failed entries, by the index each entry's id carries.
+fn failures(failed: &[aws_sdk_sqs::types::BatchResultErrorEntry]) -> Vec<EntryFailure> {
+    failed
+        .iter()
+        .map(|f| EntryFailure {
+            index: f.id().parse().unwrap_or(usize::MAX),
+            code: f.code().to_string(),
+            message: f.message().unwrap_or_default().to_string(),
+        })
+        .collect()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -339,3 +335,4 @@ mod tests {
         assert_eq!(parse_redrive_policy("{}"), None);
     }
 }
+
