@@ -19,8 +19,8 @@ import { check, forwardConsole, launch, step } from './lib.mjs';
 const root = join(dirname(fileURLToPath(import.meta.url)), '..', '..');
 const base = process.argv[2];
 const screenshot = process.argv[3] || join(root, 'target/dashboard.png');
-const SPIN_MS = 6000;
-const OFFLINE_MS = 2500;
+const SPIN_MS = 8000;
+const OFFLINE_MS = 3500;
 
 if (!base) {
   console.error('usage: node dashboard.mjs <base url, e.g. http://127.0.0.1:8080> [screenshot.png]');
