@@ -10,9 +10,7 @@ use std::path::{Path, PathBuf};
 use std::process::Stdio;
 use std::time::Duration;
 
-use fleet::dev::{DevConfig, Stack};
-use tokio_util::sync::CancellationToken;
-use topology::Stage;
+use crate::support::Local;
 
 /// The whole browser run: Chromium start, job, reconnect, screenshot.
 const BROWSER_DEADLINE: Duration = Duration::from_secs(240);
@@ -154,55 +152,5 @@ async fn preflight(base: &str) {
             "the local stack must serve GET {path} ({wants}); it answered {} ({content_type})",
             response.status()
         );
-    }
-}
-
-/// The stack `fleet dev` runs, with two in-process workers, on the shared test emulator.
-/// (The same setup as `jobs.rs`.)
-struct Local {
-    stack: Stack,
-    shutdown: CancellationToken,
-    workers: tokio::task::JoinSet<anyhow::Result<()>>,
-}
-
-impl Local {
-    async fn start() -> Local {
-        let emulator = emulator::test_emulator().await;
-        let stage = Stage::new(emulator::unique_stage()).unwrap();
-        let stack = Stack::start(&DevConfig {
-            stage,
-            emulator_port: emulator.port(),
-            home: emulator::default_home(),
-            workers: 0,
-            http_port: 0,
-            exe: None,
-        })
-        .await
-        .expect("the local stack starts");
-        let shutdown = CancellationToken::new();
-        let mut workers = tokio::task::JoinSet::new();
-        for i in 0..2 {
-            let mut args = fleet::dev::worker_args(&stack.topology, &stack.report).unwrap();
-            args.worker_id = Some(format!("dashboard-{i}"));
-            args.exit_with_parent = false;
-            workers.spawn(fleet::workers::run(
-                args,
-                stack.sdk.clone(),
-                shutdown.clone(),
-            ));
-        }
-        Local {
-            stack,
-            shutdown,
-            workers,
-        }
-    }
-
-    async fn stop(mut self) {
-        self.shutdown.cancel();
-        while let Some(done) = self.workers.join_next().await {
-            done.unwrap().unwrap();
-        }
-        self.stack.stop().await;
     }
 }
