@@ -271,11 +271,8 @@ async fn a_since_older_than_the_history_gets_a_discontinuity_first() {
         .flat_map(|f| cursor.accept(f))
         .filter(|f| f.is_stream() && f.kind != kinds::DISCONTINUITY)
         .collect();
-    assert_eq!(
-        delivered.len() as u64,
-        kept,
-        "the whole kept history follows"
-    );
+    // The whole kept history follows (and, maybe, live frames of the running job).
+    assert!(delivered.len() as u64 >= kept, "{}", delivered.len());
     assert_consecutive(&delivered, lost.offset + 1);
     local.stop().await;
 }

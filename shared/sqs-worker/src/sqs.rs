@@ -335,4 +335,3 @@ mod tests {
         assert_eq!(parse_redrive_policy("{}"), None);
     }
 }
-

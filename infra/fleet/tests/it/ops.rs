@@ -441,10 +441,37 @@ async fn dead_letters_are_listed_shown_and_redriven_without_losing_a_message() {
         "{}",
         text(&out.stdout)
     );
+    // JobRequested feeds two functions (jobs-requested and notifier-events): the failure
+    // does not say which one failed, so the redrive asks rather than guesses.
+    let ambiguous = fleet_with(
+        &[("AWS_ENDPOINT_URL_LAMBDA", &lambda_api.url)],
+        &["--stage", &stage, "--json", "dlq", "redrive", "failures"],
+    )
+    .await;
+    let said = format!("{}{}", text(&ambiguous.stdout), text(&ambiguous.stderr));
+    assert!(
+        said.contains("jobs-requested")
+            && said.contains("notifier-events")
+            && said.contains("--function"),
+        "{said}"
+    );
+    assert_eq!(
+        depth(&sqs, &failures_url).await.0,
+        2,
+        "nothing was redriven or lost"
+    );
     let out = fleet_with(
         &[("AWS_ENDPOINT_URL_LAMBDA", &lambda_api.url)],
-        // No --function: the stage's rules say JobRequested goes to jobs-requested.
-        &["--stage", &stage, "--json", "dlq", "redrive", "failures"],
+        &[
+            "--stage",
+            &stage,
+            "--json",
+            "dlq",
+            "redrive",
+            "failures",
+            "--function",
+            "jobs-requested",
+        ],
     )
     .await;
     assert!(out.status.success(), "{}", text(&out.stderr));

@@ -98,8 +98,8 @@ fn no_policy_grants_a_wildcard_action_and_only_task_tokens_use_resource_star() {
         }
     }
     assert_eq!(
-        star_statements, 1,
-        "the simulation worker's task-token statement"
+        star_statements, 3,
+        "the task-token statements of the simulation worker, callbacks-webhook and campaigns-send"
     );
 }
 
