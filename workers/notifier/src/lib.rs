@@ -33,6 +33,7 @@
 //! | pk | sk | what |
 //! |---|---|---|
 //! | `conn#<id>` | `conn` | a connection: `sub`, `channels` (string set) |
+//! | `chan#<channel>` | `head` | the last offset written (a hint: a writer that finds the next offset taken moves past it) |
 //! | `chan#<channel>` | `frame#<offset, 20 digits>` | one frame of the history |
 //! | `chan#<channel>` | `event#<event id>` | the offset an event got (idempotency) |
 //! | `chan#<channel>` | `subs#<shard>` | subscribed connection ids (string set) |

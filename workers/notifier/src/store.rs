@@ -429,62 +429,84 @@ impl Store {
         correlation_id: Option<String>,
     ) -> Result<Appended, StoreError> {
         let _serial = self.appending.lock().await;
-        let attempt = || async {
-            if let Some(frame) = self.frame_of_event(channel, event_id).await? {
-                return Ok(Appended::Duplicate(frame));
-            }
-            let head = self.head(channel).await?;
+        if let Some(frame) = self.frame_of_event(channel, event_id).await? {
+            return Ok(Appended::Duplicate(frame));
+        }
+        // Claim the first free offset after the head hint: a conditional put per try, so
+        // two writers never share an offset and none is skipped.
+        let mut offset = self.head(channel).await? + 1;
+        for _ in 0..MAX_CLAIMS {
             let frame = Frame {
                 channel: channel.to_owned(),
-                offset: head + 1,
+                offset,
                 kind: kind.to_owned(),
                 data: data.clone(),
                 correlation_id: correlation_id.clone(),
             };
-            self.write_next(&frame, event_id).await?;
-            Ok(Appended::New(frame))
-        };
-        attempt
-            .retry(
-                ConstantBuilder::default()
-                    .with_delay(Duration::from_millis(5))
-                    .with_jitter()
-                    .with_max_times(50),
-            )
-            .when(|e: &AppendError| matches!(e, AppendError::Conflict))
-            .await
-            .map_err(|e| match e {
-                AppendError::Conflict => {
-                    StoreError::new("PutItem", "the channel's next offset kept being taken")
+            match self.write_next(&frame, event_id).await {
+                Ok(()) => {
+                    self.advance_head(channel, offset).await?;
+                    return Ok(Appended::New(frame));
                 }
-                AppendError::Store(e) => e,
-            })
+                Err(AppendError::Conflict) => {
+                    // Taken: by this event (a concurrent duplicate) or by another one.
+                    if let Some(frame) = self.frame_of_event(channel, event_id).await? {
+                        return Ok(Appended::Duplicate(frame));
+                    }
+                    offset += 1;
+                }
+                Err(AppendError::Store(e)) => return Err(e),
+            }
+        }
+        Err(StoreError::new(
+            "PutItem",
+            format!("{MAX_CLAIMS} offsets in a row were taken on {channel}"),
+        ))
     }
 
-    /// The channel's last offset: its newest frame's (0 when it has none).
-    async fn head(&self, channel: &str) -> Result<u64, StoreError> {
+    /// The channel's last offset as its `head` item records it (0 when it has none). The
+    /// item is a hint written after each frame: a writer that finds the next offset
+    /// taken moves on to the one after (see [`Store::append`]). A `GetItem`, not a
+    /// `Query`: the emulator answers queries by scanning the whole table.
+    pub async fn head(&self, channel: &str) -> Result<u64, StoreError> {
         let out = self
             .client
-            .query()
+            .get_item()
             .table_name(&self.table)
-            .key_condition_expression("pk = :pk AND begins_with(sk, :frame)")
-            .expression_attribute_values(":pk", s(chan_pk(channel)))
-            .expression_attribute_values(":frame", s("frame#"))
-            .scan_index_forward(false)
-            .limit(1)
+            .set_key(Some(key(chan_pk(channel), "head")))
             .consistent_read(true)
             .send()
             .await
-            .map_err(|e| StoreError::new("Query", e.into_service_error()))?;
+            .map_err(|e| StoreError::new("GetItem", e.into_service_error()))?;
         Ok(out
-            .items
-            .unwrap_or_default()
-            .first()
-            .and_then(|i| i.get(SK))
-            .and_then(|sk| sk.as_s().ok())
-            .and_then(|sk| sk.strip_prefix("frame#"))
-            .and_then(|offset| offset.parse().ok())
+            .item
+            .and_then(|i| i.get("offset")?.as_n().ok()?.parse().ok())
             .unwrap_or(0))
+    }
+
+    /// Moves the channel's `head` hint up to `offset` (never down).
+    async fn advance_head(&self, channel: &str, offset: u64) -> Result<(), StoreError> {
+        self.client
+            .update_item()
+            .table_name(&self.table)
+            .set_key(Some(key(chan_pk(channel), "head")))
+            .update_expression("SET #o = :o, #e = :e")
+            .condition_expression("attribute_not_exists(pk) OR #o < :o")
+            .expression_attribute_names("#o", "offset")
+            .expression_attribute_names("#e", EXPIRES)
+            .expression_attribute_values(":o", n(offset))
+            .expression_attribute_values(":e", expires(self.config.history_ttl))
+            .send()
+            .await
+            .map(|_| ())
+            .or_else(|e| {
+                let e = e.into_service_error();
+                if e.is_conditional_check_failed_exception() {
+                    Ok(())
+                } else {
+                    Err(StoreError::new("UpdateItem", e))
+                }
+            })
     }
 
     async fn frame_of_event(
@@ -609,6 +631,9 @@ impl Store {
         Ok(History { head, frames: kept })
     }
 }
+
+/// How many taken offsets [`Store::append`] steps over before giving up.
+const MAX_CLAIMS: usize = 1000;
 
 #[derive(Debug)]
 enum Wait {

@@ -179,23 +179,28 @@ async fn subscribe(
     }
     // Subscribe first, read the history second: see the crate docs.
     deps.store.subscribe(connection_id, &channel).await?;
-    let history = deps.store.history(&name, since.unwrap_or(0)).await?;
     let mut replayed = 0;
-    if let Some(since) = since {
-        let lost = history.discontinuity(&name, since);
-        for frame in lost.iter().chain(&history.frames) {
-            if let Err(e) = push_frame(deps, connection_id, frame).await {
-                tracing::warn!(connection_id = %connection_id, channel = %name, error = %e, "replay stopped");
-                break;
+    let head = match since {
+        // Live only: the head tells the client where the stream stands.
+        None => deps.store.head(&name).await?,
+        Some(since) => {
+            let history = deps.store.history(&name, since).await?;
+            let lost = history.discontinuity(&name, since);
+            for frame in lost.iter().chain(&history.frames) {
+                if let Err(e) = push_frame(deps, connection_id, frame).await {
+                    tracing::warn!(connection_id = %connection_id, channel = %name, error = %e, "replay stopped");
+                    break;
+                }
+                replayed += 1;
             }
-            replayed += 1;
+            history.head
         }
-    }
-    tracing::info!(connection_id = %connection_id, channel = %name, since = ?since, replayed, head = history.head, "subscribed");
+    };
+    tracing::info!(connection_id = %connection_id, channel = %name, since = ?since, replayed, head, "subscribed");
     Ok(Frame::control(
         name,
         kinds::SUBSCRIBED,
-        json!({ "head": history.head, "replayed": replayed }),
+        json!({ "head": head, "replayed": replayed }),
     ))
 }
 

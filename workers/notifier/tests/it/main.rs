@@ -157,3 +157,49 @@ async fn subscribers_span_shards_and_a_removed_connection_leaves_every_channel()
         18
     );
 }
+
+#[tokio::test]
+async fn an_append_steps_over_an_offset_taken_without_moving_the_head() {
+    let store = store(NotifierConfig::default()).await;
+    store
+        .append("user:h", "e1", "JobProgress", json!({}), None)
+        .await
+        .unwrap();
+    // A writer that stopped after claiming offset 2 and before advancing the head.
+    let client = aws_sdk_dynamodb::Client::new(&emulator::test_emulator().await.sdk_config());
+    let orphan = json!({"channel": "user:h", "offset": 2, "type": "JobProgress", "data": {}});
+    client
+        .put_item()
+        .table_name(store.table())
+        .item(
+            "pk",
+            aws_sdk_dynamodb::types::AttributeValue::S("chan#user:h".into()),
+        )
+        .item(
+            "sk",
+            aws_sdk_dynamodb::types::AttributeValue::S(format!("frame#{:020}", 2)),
+        )
+        .item(
+            "frame",
+            aws_sdk_dynamodb::types::AttributeValue::S(orphan.to_string()),
+        )
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(store.head("user:h").await.unwrap(), 1);
+    let next = store
+        .append("user:h", "e3", "JobProgress", json!({}), None)
+        .await
+        .unwrap();
+    assert_eq!(next.frame().offset, 3, "offset 2 is taken, not reused");
+    assert_eq!(store.head("user:h").await.unwrap(), 3);
+    let offsets: Vec<u64> = store
+        .history("user:h", 0)
+        .await
+        .unwrap()
+        .frames
+        .iter()
+        .map(|f| f.offset)
+        .collect();
+    assert_eq!(offsets, [1, 2, 3]);
+}
