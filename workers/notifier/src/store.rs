@@ -134,6 +134,22 @@ fn string_set(item: &Item, name: &str) -> BTreeSet<String> {
         .unwrap_or_default()
 }
 
+/// An `UpdateItem` whose condition only guards against redoing or undoing work: a failed
+/// condition means there was nothing to do.
+fn unless_condition_failed(
+    e: aws_sdk_dynamodb::error::SdkError<
+        aws_sdk_dynamodb::operation::update_item::UpdateItemError,
+        aws_sdk_dynamodb::config::http::HttpResponse,
+    >,
+) -> Result<(), StoreError> {
+    let e = e.into_service_error();
+    if e.is_conditional_check_failed_exception() {
+        Ok(())
+    } else {
+        Err(StoreError::new("UpdateItem", e))
+    }
+}
+
 /// FNV-1a: a stable shard for a connection id.
 fn shard_of(id: &str, shards: u32) -> u32 {
     let mut hash: u32 = 0x811c_9dc5;
@@ -216,15 +232,7 @@ impl Store {
             .expression_attribute_values(":e", expires(self.config.connection_ttl))
             .send()
             .await
-            .map(|_| ())
-            .or_else(|e| {
-                let e = e.into_service_error();
-                if e.is_conditional_check_failed_exception() {
-                    Ok(())
-                } else {
-                    Err(StoreError::new("UpdateItem", e))
-                }
-            })
+            .map_or_else(unless_condition_failed, |_| Ok(()))
     }
 
     /// Removes a connection and every subscription it holds (`$disconnect`, or a push
@@ -285,15 +293,7 @@ impl Store {
             .expression_attribute_values(":c", AttributeValue::Ss(vec![channel]))
             .send()
             .await
-            .map(|_| ())
-            .or_else(|e| {
-                let e = e.into_service_error();
-                if e.is_conditional_check_failed_exception() {
-                    Ok(())
-                } else {
-                    Err(StoreError::new("UpdateItem", e))
-                }
-            })
+            .map_or_else(unless_condition_failed, |_| Ok(()))
     }
 
     async fn remove_subscriber(&self, id: &str, channel: &str) -> Result<(), StoreError> {
@@ -307,15 +307,7 @@ impl Store {
             .expression_attribute_values(":c", AttributeValue::Ss(vec![id.to_owned()]))
             .send()
             .await
-            .map(|_| ())
-            .or_else(|e| {
-                let e = e.into_service_error();
-                if e.is_conditional_check_failed_exception() {
-                    Ok(())
-                } else {
-                    Err(StoreError::new("UpdateItem", e))
-                }
-            })
+            .map_or_else(unless_condition_failed, |_| Ok(()))
     }
 
     /// Every connection subscribed to `channel` (one consistent `BatchGetItem`).
@@ -498,15 +490,7 @@ impl Store {
             .expression_attribute_values(":e", expires(self.config.history_ttl))
             .send()
             .await
-            .map(|_| ())
-            .or_else(|e| {
-                let e = e.into_service_error();
-                if e.is_conditional_check_failed_exception() {
-                    Ok(())
-                } else {
-                    Err(StoreError::new("UpdateItem", e))
-                }
-            })
+            .map_or_else(unless_condition_failed, |_| Ok(()))
     }
 
     async fn frame_of_event(

@@ -8,7 +8,7 @@ use std::collections::BTreeMap;
 use callbacks::{Deps, SecretSource};
 use contracts::BusEvent;
 use lambda_runtime::{LambdaEvent, service_fn};
-use tracing_subscriber::EnvFilter;
+use lambda_shell::{env, init_tracing};
 
 #[tokio::main]
 async fn main() -> Result<(), lambda_runtime::Error> {
@@ -27,18 +27,4 @@ async fn main() -> Result<(), lambda_runtime::Error> {
         callbacks::handle_awaited(event.payload, deps).await
     }))
     .await
-}
-
-fn env(name: &str) -> Result<String, String> {
-    std::env::var(name).map_err(|_| format!("environment variable {name} is not set"))
-}
-
-fn init_tracing() {
-    tracing_subscriber::fmt()
-        .json()
-        .with_env_filter(
-            EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info")),
-        )
-        .with_current_span(false)
-        .init();
 }

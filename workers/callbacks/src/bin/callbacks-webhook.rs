@@ -11,7 +11,7 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use callbacks::{Deps, Secret, SecretSource};
-use tracing_subscriber::EnvFilter;
+use lambda_shell::{env, init_tracing};
 
 #[tokio::main]
 async fn main() -> Result<(), lambda_http::Error> {
@@ -37,18 +37,4 @@ async fn main() -> Result<(), lambda_http::Error> {
     let deps = Deps::new(&sdk, env("CALLBACKS_TABLE")?, secrets);
     tracing::info!(stage = %stage, table = %deps.store.table, secrets = ?deps.secrets, "callbacks-webhook starting");
     lambda_http::run(callbacks::app(Arc::new(deps))).await
-}
-
-fn env(name: &str) -> Result<String, String> {
-    std::env::var(name).map_err(|_| format!("environment variable {name} is not set"))
-}
-
-fn init_tracing() {
-    tracing_subscriber::fmt()
-        .json()
-        .with_env_filter(
-            EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info")),
-        )
-        .with_current_span(false)
-        .init();
 }

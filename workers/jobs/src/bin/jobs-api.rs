@@ -6,7 +6,7 @@ use std::sync::Arc;
 
 use auth::{Jwks, Verifier, VerifierConfig};
 use jobs::Deps;
-use tracing_subscriber::EnvFilter;
+use lambda_shell::{env, init_tracing};
 
 #[tokio::main]
 async fn main() -> Result<(), lambda_http::Error> {
@@ -23,18 +23,4 @@ async fn main() -> Result<(), lambda_http::Error> {
         .with_verifier(verifier);
     tracing::info!(stage = %stage, table = %deps.table, "jobs-api starting");
     lambda_http::run(jobs::app(Arc::new(deps))).await
-}
-
-fn env(name: &str) -> Result<String, String> {
-    std::env::var(name).map_err(|_| format!("environment variable {name} is not set"))
-}
-
-fn init_tracing() {
-    tracing_subscriber::fmt()
-        .json()
-        .with_env_filter(
-            EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info")),
-        )
-        .with_current_span(false)
-        .init();
 }
