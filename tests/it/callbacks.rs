@@ -2,45 +2,15 @@
 //! (in-process here): the campaign-delivery flow end to end with the fake provider, and
 //! the webhook's refusals (bad signature, stale timestamp, replay) changing nothing.
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
+use crate::support::{stack, until};
 use aws_sdk_sfn::types::ExecutionStatus;
 use contracts::Envelope;
 use contracts::callbacks::signature;
 use contracts::campaigns::CampaignRequested;
-use fleet::dev::{DevConfig, FAKE_PROVIDER, Stack};
+use fleet::dev::{FAKE_PROVIDER, Stack};
 use serde_json::{Value, json};
-use topology::Stage;
-
-async fn start() -> Stack {
-    let emulator = emulator::test_emulator().await;
-    Stack::start(&DevConfig {
-        stage: Stage::new(emulator::unique_stage()).unwrap(),
-        emulator_port: emulator.port(),
-        home: emulator::default_home(),
-        workers: 0,
-        http_port: 0,
-        exe: None,
-    })
-    .await
-    .expect("the local stack starts")
-}
-
-/// Polls `check` until it returns `Some`, or panics at the deadline.
-async fn until<T, F, Fut>(what: &str, limit: Duration, mut check: F) -> T
-where
-    F: FnMut() -> Fut,
-    Fut: std::future::Future<Output = Option<T>>,
-{
-    let deadline = Instant::now() + limit;
-    loop {
-        if let Some(value) = check().await {
-            return value;
-        }
-        assert!(Instant::now() < deadline, "timed out waiting for {what}");
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-}
 
 async fn execution_status(sfn: &aws_sdk_sfn::Client, arn: &str) -> ExecutionStatus {
     sfn.describe_execution()
@@ -61,7 +31,7 @@ fn execution_arn(stack: &Stack, machine: &str, name: &str) -> String {
 
 #[tokio::test]
 async fn a_campaign_goes_pending_pending_sent_through_signed_webhooks() {
-    let stack = start().await;
+    let stack = stack().await;
     let campaign_id = emulator::unique_name("campaign");
     let publisher = bus::Publisher::from_sdk(&stack.sdk, stack.topology.names().bus());
     publisher
@@ -179,7 +149,7 @@ fn two_waits(bus: &str, external_id: &str) -> Value {
 
 #[tokio::test]
 async fn bad_signatures_stale_timestamps_and_replays_are_refused_and_change_nothing() {
-    let stack = start().await;
+    let stack = stack().await;
     let sfn = aws_sdk_sfn::Client::new(&stack.sdk);
     let names = stack.topology.names();
     let external_id = emulator::unique_name("ext");
@@ -338,7 +308,7 @@ async fn bad_signatures_stale_timestamps_and_replays_are_refused_and_change_noth
 
 #[tokio::test]
 async fn a_campaign_the_provider_reports_failed_ends_failed() {
-    let stack = start().await;
+    let stack = stack().await;
     stack.provider.set_script(&["pending", "failed"]);
     let campaign_id = emulator::unique_name("campaign");
     let publisher = bus::Publisher::from_sdk(&stack.sdk, stack.topology.names().bus());

@@ -2,45 +2,15 @@
 //! printed), a cancelled one never fires, both are listed by `fleet schedules ls` while
 //! pending; and the license case end to end.
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
+use crate::support::{stack, until};
 use contracts::Envelope;
 use contracts::licenses::SubscriptionCancelled;
 use contracts::schedules::{ScheduleCancelled, ScheduleRequested, ScheduledEvent};
-use fleet::dev::{DevConfig, Stack};
+use fleet::dev::Stack;
 use serde_json::{Value, json};
 use time::OffsetDateTime;
-use topology::Stage;
-
-async fn start() -> Stack {
-    let emulator = emulator::test_emulator().await;
-    Stack::start(&DevConfig {
-        stage: Stage::new(emulator::unique_stage()).unwrap(),
-        emulator_port: emulator.port(),
-        home: emulator::default_home(),
-        workers: 0,
-        http_port: 0,
-        exe: None,
-    })
-    .await
-    .expect("the local stack starts")
-}
-
-/// Polls `check` until it returns `Some`, or panics at the deadline.
-async fn until<T, F, Fut>(what: &str, limit: Duration, mut check: F) -> T
-where
-    F: FnMut() -> Fut,
-    Fut: std::future::Future<Output = Option<T>>,
-{
-    let deadline = Instant::now() + limit;
-    loop {
-        if let Some(value) = check().await {
-            return value;
-        }
-        assert!(Instant::now() < deadline, "timed out waiting for {what}");
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-}
 
 /// A queue receiving every `fleet.tests` event on the stage's bus.
 async fn capture(stack: &Stack) -> String {
@@ -99,7 +69,7 @@ fn schedule(key: &str, at: OffsetDateTime) -> ScheduleRequested {
 
 #[tokio::test]
 async fn a_schedule_fires_on_time_and_a_cancelled_one_never_does() {
-    let stack = start().await;
+    let stack = stack().await;
     let captured = capture(&stack).await;
     let publisher = bus::Publisher::from_sdk(&stack.sdk, stack.topology.names().bus());
     let fires = emulator::unique_name("fires");
@@ -223,7 +193,7 @@ async fn a_schedule_fires_on_time_and_a_cancelled_one_never_does() {
 
 #[tokio::test]
 async fn a_cancelled_subscription_keeps_its_license_until_the_period_ends() {
-    let stack = start().await;
+    let stack = stack().await;
     let names = stack.topology.names();
     let publisher = bus::Publisher::from_sdk(&stack.sdk, names.bus());
     let license_id = emulator::unique_name("lic");

@@ -1,6 +1,6 @@
 //! The local stack as `fleet dev` runs it, in-process, on the shared test emulator.
 
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use fleet::dev::{DevConfig, Stack};
 use fleet::jobs_cmd::Api;
@@ -15,20 +15,40 @@ pub struct Local {
     workers: tokio::task::JoinSet<anyhow::Result<()>>,
 }
 
+/// The stack without workers, on the shared test emulator, under a stage of its own.
+pub async fn stack() -> Stack {
+    let emulator = emulator::test_emulator().await;
+    Stack::start(&DevConfig {
+        stage: Stage::new(emulator::unique_stage()).unwrap(),
+        emulator_port: emulator.port(),
+        home: emulator::default_home(),
+        workers: 0,
+        http_port: 0,
+        exe: None,
+    })
+    .await
+    .expect("the local stack starts")
+}
+
+/// Polls `check` until it returns `Some`, or panics at the deadline.
+pub async fn until<T, F, Fut>(what: &str, limit: Duration, mut check: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Option<T>>,
+{
+    let deadline = Instant::now() + limit;
+    loop {
+        if let Some(value) = check().await {
+            return value;
+        }
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
 impl Local {
     pub async fn start() -> Local {
-        let emulator = emulator::test_emulator().await;
-        let stage = Stage::new(emulator::unique_stage()).unwrap();
-        let stack = Stack::start(&DevConfig {
-            stage,
-            emulator_port: emulator.port(),
-            home: emulator::default_home(),
-            workers: 0,
-            http_port: 0,
-            exe: None,
-        })
-        .await
-        .expect("the local stack starts");
+        let stack = stack().await;
         let shutdown = CancellationToken::new();
         let mut workers = tokio::task::JoinSet::new();
         for i in 0..2 {

@@ -1101,6 +1101,7 @@ impl Deployer<'_> {
             // WebSocket APIs are not deployed to the emulator: the local host serves them
             // and its own address is their endpoint.
             ValueRef::ConnectionsEndpoint(_) => String::new(),
+            ValueRef::ParameterPath(path) => names.parameter_path(path),
         }
     }
 

@@ -295,9 +295,9 @@ pub fn notifier() -> Service {
 /// `callbacks-webhook` serves the providers' signed `POST /callbacks/{provider}`. One
 /// table holds the tokens and the delivery ids, both expiring through `expiresAt`.
 ///
-/// The webhook's secrets live in SSM Parameter Store under `/fleet/<stage>/callbacks/`
-/// (the binary's `CALLBACK_SECRETS_SSM_PREFIX`). The topology has no SSM parameter
-/// resource yet, so its `ssm:GetParameter` grant is not expressed here.
+/// The webhook's secrets live in SSM Parameter Store as SecureStrings
+/// `/fleet/<stage>/callbacks/<provider>` (created out of band; the binary's
+/// `CALLBACK_SECRETS_SSM_PREFIX`).
 pub fn callbacks() -> Service {
     const TABLE: &str = "callbacks";
     let awaited = Function::asynchronous("callbacks-awaited")
@@ -310,6 +310,14 @@ pub fn callbacks() -> Service {
     )
     .env("STAGE", ValueRef::Stage)
     .env("CALLBACKS_TABLE", ValueRef::TableName(TABLE.into()))
+    .env(
+        "CALLBACK_SECRETS_SSM_PREFIX",
+        ValueRef::ParameterPath("callbacks".into()),
+    )
+    .allow(
+        &["ssm:GetParameter"],
+        ResourceRef::Parameters("callbacks".into()),
+    )
     .allow(
         &[
             "dynamodb:GetItem",

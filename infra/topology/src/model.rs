@@ -255,6 +255,9 @@ pub enum ResourceRef {
     /// The `@connections` of the named service's WebSocket API (for
     /// `execute-api:ManageConnections`); only that service's own resources may use it.
     Connections(String),
+    /// Every SSM parameter under `/fleet/<stage>/<path>/` (secrets created out of band,
+    /// e.g. webhook signing keys).
+    Parameters(String),
 }
 
 /// The only actions that may use [`ResourceRef::TaskTokens`] (resource `*`).
@@ -287,6 +290,8 @@ pub enum ValueRef {
     /// (`https://<api>.execute-api.<region>.amazonaws.com/<stage>`); only that service's
     /// own resources may use it.
     ConnectionsEndpoint(String),
+    /// `/fleet/<stage>/<path>`: where the stage's SSM parameters under `path` live.
+    ParameterPath(String),
 }
 
 /// The kinds of resource, as reports and errors name them.

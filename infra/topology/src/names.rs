@@ -139,6 +139,11 @@ impl Names {
         self.scoped(service)
     }
 
+    /// Where the stage's SSM parameters under `path` live: `/fleet/<stage>/<path>`.
+    pub fn parameter_path(&self, path: &str) -> String {
+        format!("/fleet/{}/{}", self.stage, path.trim_matches('/'))
+    }
+
     /// The WebSocket API of a service.
     pub fn websocket_api(&self, service: &str) -> String {
         self.scoped(&format!("{service}-ws"))

@@ -328,6 +328,12 @@ impl<'a> Synth<'a> {
             // Task tokens are not scoped to a state machine; validation allows `*` only
             // for the three SendTask* actions.
             ResourceRef::TaskTokens => json!("*"),
+            ResourceRef::Parameters(path) => json!({
+                "Fn::Sub": format!(
+                    "arn:${{AWS::Partition}}:ssm:${{AWS::Region}}:${{AWS::AccountId}}:parameter{}/*",
+                    self.names.parameter_path(path)
+                )
+            }),
             ResourceRef::Connections(_) => json!({
                 "Fn::Sub": format!(
                     "arn:${{AWS::Partition}}:execute-api:${{AWS::Region}}:${{AWS::AccountId}}:${{WebSocketApi}}/{}/*/@connections/*",
@@ -354,6 +360,7 @@ impl<'a> Synth<'a> {
             ValueRef::BucketName(n) => self.bucket_attr(at, n, Attr::Name),
             ValueRef::StateMachineArn(n) => self.machine_arn(at, n),
             ValueRef::FunctionArn(n) => self.function_arn(at, n),
+            ValueRef::ParameterPath(path) => json!(self.names.parameter_path(path)),
             // Validation keeps it within the API's own stack.
             ValueRef::ConnectionsEndpoint(_) => json!({
                 "Fn::Sub": format!(

@@ -78,7 +78,8 @@ impl Owners {
     /// The owner of what a reference names; the bus belongs to `core` (index 0).
     pub(crate) fn of_ref(&self, r: &ResourceRef) -> Option<usize> {
         match r {
-            ResourceRef::Bus | ResourceRef::TaskTokens => Some(0),
+            // Parameter paths are names, not resources of a stack: anyone may name one.
+            ResourceRef::Bus | ResourceRef::TaskTokens | ResourceRef::Parameters(_) => Some(0),
             ResourceRef::Queue(n) | ResourceRef::Dlq(n) => self.get(RefKind::Queue, n),
             ResourceRef::Topic(n) => self.get(RefKind::Topic, n),
             ResourceRef::Table(n) | ResourceRef::TableIndexes(n) => self.get(RefKind::Table, n),
@@ -93,7 +94,10 @@ impl Owners {
 
     pub(crate) fn of_value(&self, v: &ValueRef) -> Option<usize> {
         match v {
-            ValueRef::Literal(_) | ValueRef::Stage | ValueRef::Region => Some(0),
+            ValueRef::Literal(_)
+            | ValueRef::Stage
+            | ValueRef::Region
+            | ValueRef::ParameterPath(_) => Some(0),
             ValueRef::BusName | ValueRef::BusArn => Some(0),
             ValueRef::QueueUrl(n)
             | ValueRef::QueueArn(n)
