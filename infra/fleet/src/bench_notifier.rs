@@ -9,7 +9,6 @@
 //! whole path (EventBridge → local host → `notifier-events` → DynamoDB → N
 //! `@connections` posts → WebSocket).
 
-use std::net::{Ipv4Addr, SocketAddr};
 use std::path::PathBuf;
 use std::process::Stdio;
 use std::time::Duration;
@@ -74,8 +73,8 @@ pub fn raise_open_files_limit() {
 
 pub async fn run(config: &BenchConfig) -> anyhow::Result<BenchReport> {
     raise_open_files_limit();
-    let http_port = free_port()?;
-    let emulator_port = free_port()?;
+    let http_port = crate::dev::free_port()?;
+    let emulator_port = crate::dev::free_port()?;
     let stage = format!("b{}", &uuid::Uuid::new_v4().simple().to_string()[..7]);
     eprintln!("bench: starting the stack (stage {stage}) in a child process");
     let mut child = tokio::process::Command::new(&config.exe)
@@ -293,9 +292,4 @@ fn rss_kib(pid: u32) -> anyhow::Result<u64> {
         .find_map(|l| l.strip_prefix("VmRSS:"))
         .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
         .context("no VmRSS in /proc/<pid>/status")
-}
-
-fn free_port() -> anyhow::Result<u16> {
-    let listener = std::net::TcpListener::bind(SocketAddr::from((Ipv4Addr::LOCALHOST, 0)))?;
-    Ok(listener.local_addr()?.port())
 }

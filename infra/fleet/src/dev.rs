@@ -186,7 +186,7 @@ pub fn worker_args(topology: &Topology, report: &DeployReport) -> anyhow::Result
 }
 
 /// A port nothing listens on right now (the OS picks it).
-fn free_port() -> std::io::Result<u16> {
+pub(crate) fn free_port() -> std::io::Result<u16> {
     let listener = std::net::TcpListener::bind((Ipv4Addr::LOCALHOST, 0))?;
     Ok(listener.local_addr()?.port())
 }

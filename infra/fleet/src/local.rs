@@ -6,7 +6,7 @@ use std::path::Path;
 use std::sync::Arc;
 
 use anyhow::Context as _;
-use auth::{DevIssuer, Jwks, Verifier, VerifierConfig};
+use auth::{DevIssuer, Verifier};
 use contracts::BusEvent;
 use lambda_runtime::{LambdaEvent, service_fn};
 use local_host::Functions;
@@ -52,12 +52,7 @@ pub fn functions(
     provider: &Provider,
 ) -> anyhow::Result<Functions> {
     let names = topology.names();
-    let jwks = Jwks::from_json(&issuer.jwks()).context("the dev issuer's JWKS")?;
-    let verifier = Verifier::new(VerifierConfig {
-        issuer: issuer.issuer().to_string(),
-        audience: issuer.audience().to_string(),
-        jwks,
-    });
+    let verifier = dev_verifier(issuer)?;
     let state_machine = report
         .state_machine_arn("simulation-job")
         .context("the deployment has no simulation-job state machine")?;
@@ -67,8 +62,6 @@ pub fn functions(
             .with_verifier(verifier)
             .with_state_machine(state_machine),
     );
-    let requested = deps.clone();
-    let view = deps.clone();
     let callbacks = Arc::new(callbacks::Deps::new(
         sdk,
         names.table("callbacks"),
@@ -98,21 +91,9 @@ pub fn functions(
         names.bus(),
     ));
     Ok(Functions::new()
-        .http("jobs-api", jobs::app(deps))
-        .lambda(
-            "jobs-requested",
-            service_fn(move |event: LambdaEvent<BusEvent>| {
-                let deps = requested.clone();
-                async move { jobs::handle_job_requested(event.payload, &deps).await }
-            }),
-        )
-        .lambda(
-            "jobs-view",
-            service_fn(move |event: LambdaEvent<BusEvent>| {
-                let deps = view.clone();
-                async move { jobs::handle_job_event(event.payload, &deps).await }
-            }),
-        )
+        .http("jobs-api", jobs::app(deps.clone()))
+        .lambda("jobs-requested", on_bus!(deps, jobs::handle_job_requested))
+        .lambda("jobs-view", on_bus!(deps, jobs::handle_job_event))
         .lambda(
             "callbacks-awaited",
             on_bus!(callbacks, callbacks::handle_awaited),
@@ -148,6 +129,12 @@ pub fn functions(
         ))
 }
 
+/// A verifier of the dev issuer's tokens.
+fn dev_verifier(issuer: &DevIssuer) -> anyhow::Result<Verifier> {
+    let config = issuer.verifier_config().context("the dev issuer's JWKS")?;
+    Ok(Verifier::new(config))
+}
+
 /// Extra routes on the local HTTP listener: the dev issuer's keys, where a verifier
 /// configured with `JWKS_URL` fetches them.
 pub fn issuer_routes(issuer: &DevIssuer) -> axum::Router {
@@ -172,12 +159,7 @@ pub fn with_notifier(
     connections_endpoint: &str,
 ) -> anyhow::Result<Functions> {
     let names = topology.names();
-    let jwks = Jwks::from_json(&issuer.jwks()).context("the dev issuer's JWKS")?;
-    let verifier = Verifier::new(VerifierConfig {
-        issuer: issuer.issuer().to_string(),
-        audience: issuer.audience().to_string(),
-        jwks,
-    });
+    let verifier = dev_verifier(issuer)?;
     let deps = Arc::new(
         notifier::Deps::new(
             sdk,

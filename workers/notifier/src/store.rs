@@ -178,6 +178,21 @@ impl Store {
         &self.table
     }
 
+    /// One item, read consistently: everything here reads what it just wrote or what a
+    /// concurrent writer must be seen to have written.
+    async fn get(&self, key: Item) -> Result<Option<Item>, StoreError> {
+        let out = self
+            .client
+            .get_item()
+            .table_name(&self.table)
+            .set_key(Some(key))
+            .consistent_read(true)
+            .send()
+            .await
+            .map_err(|e| StoreError::new("GetItem", e.into_service_error()))?;
+        Ok(out.item)
+    }
+
     /// Records a connection for `sub` (at `$connect`).
     pub async fn put_connection(&self, id: &str, sub: &str) -> Result<(), StoreError> {
         let mut item = key(conn_pk(id), "conn");
@@ -196,16 +211,8 @@ impl Store {
 
     /// The connection's row, unless it is gone or expired.
     pub async fn connection(&self, id: &str) -> Result<Option<Connection>, StoreError> {
-        let out = self
-            .client
-            .get_item()
-            .table_name(&self.table)
-            .set_key(Some(key(conn_pk(id), "conn")))
-            .consistent_read(true)
-            .send()
-            .await
-            .map_err(|e| StoreError::new("GetItem", e.into_service_error()))?;
-        let Some(item) = out.item.filter(|i| !expired(i)) else {
+        let item = self.get(key(conn_pk(id), "conn")).await?;
+        let Some(item) = item.filter(|i| !expired(i)) else {
             return Ok(None);
         };
         let sub = item
@@ -364,18 +371,8 @@ impl Store {
 
     /// Who requested the job, if its `JobRequested` has been seen.
     pub async fn owner(&self, job_id: &str) -> Result<Option<String>, StoreError> {
-        let out = self
-            .client
-            .get_item()
-            .table_name(&self.table)
-            .set_key(Some(key(format!("job#{job_id}"), "owner")))
-            .consistent_read(true)
-            .send()
-            .await
-            .map_err(|e| StoreError::new("GetItem", e.into_service_error()))?;
-        Ok(out
-            .item
-            .and_then(|i| i.get("sub").and_then(|v| v.as_s().ok()).cloned()))
+        let item = self.get(key(format!("job#{job_id}"), "owner")).await?;
+        Ok(item.and_then(|i| i.get("sub").and_then(|v| v.as_s().ok()).cloned()))
     }
 
     /// [`Store::owner`], waiting up to [`NotifierConfig::owner_wait`] for the job's
@@ -461,17 +458,8 @@ impl Store {
     /// taken moves on to the one after (see [`Store::append`]). A `GetItem`, not a
     /// `Query`: the emulator answers queries by scanning the whole table.
     pub async fn head(&self, channel: &str) -> Result<u64, StoreError> {
-        let out = self
-            .client
-            .get_item()
-            .table_name(&self.table)
-            .set_key(Some(key(chan_pk(channel), "head")))
-            .consistent_read(true)
-            .send()
-            .await
-            .map_err(|e| StoreError::new("GetItem", e.into_service_error()))?;
-        Ok(out
-            .item
+        let item = self.get(key(chan_pk(channel), "head")).await?;
+        Ok(item
             .and_then(|i| i.get("offset")?.as_n().ok()?.parse().ok())
             .unwrap_or(0))
     }
@@ -498,16 +486,10 @@ impl Store {
         channel: &str,
         event_id: &str,
     ) -> Result<Option<Frame>, StoreError> {
-        let out = self
-            .client
-            .get_item()
-            .table_name(&self.table)
-            .set_key(Some(key(chan_pk(channel), format!("event#{event_id}"))))
-            .consistent_read(true)
-            .send()
-            .await
-            .map_err(|e| StoreError::new("GetItem", e.into_service_error()))?;
-        let Some(item) = out.item else {
+        let item = self
+            .get(key(chan_pk(channel), format!("event#{event_id}")))
+            .await?;
+        let Some(item) = item else {
             return Ok(None);
         };
         Ok(item

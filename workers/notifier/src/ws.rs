@@ -54,7 +54,7 @@ async fn connect(
         .first("token")
         .map(str::to_owned)
         .or_else(|| {
-            let header = request.headers.get(http_authorization())?.to_str().ok()?;
+            let header = request.headers.get("authorization")?.to_str().ok()?;
             auth::bearer_token(Some(header)).ok().map(str::to_owned)
         });
     let Some(token) = token else {
@@ -78,10 +78,6 @@ async fn connect(
             Ok(refusal(401, e.client_message()))
         }
     }
-}
-
-fn http_authorization() -> &'static str {
-    "authorization"
 }
 
 /// Runs one client message; the answer is the frame to send back.
