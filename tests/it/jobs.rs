@@ -12,46 +12,11 @@ use crate::support::Local;
 impl Local {
     /// A queue receiving every `fleet.jobs` event of `detail_types` on the stage's bus.
     async fn capture(&self, detail_types: &[&str]) -> String {
-        let sqs = aws_sdk_sqs::Client::new(&self.stack.sdk);
-        let events = aws_sdk_eventbridge::Client::new(&self.stack.sdk);
-        let name = emulator::unique_name("capture");
-        let url = sqs
-            .create_queue()
-            .queue_name(&name)
-            .send()
-            .await
-            .unwrap()
-            .queue_url
-            .unwrap();
-        events
-            .put_rule()
-            .name(&name)
-            .event_bus_name(self.bus())
-            .event_pattern(
-                json!({"source": ["fleet.jobs"], "detail-type": detail_types}).to_string(),
-            )
-            .send()
-            .await
-            .unwrap();
-        events
-            .put_targets()
-            .rule(&name)
-            .event_bus_name(self.bus())
-            .targets(
-                aws_sdk_eventbridge::types::Target::builder()
-                    .id("capture")
-                    .arn(format!(
-                        "arn:aws:sqs:{}:{}:{name}",
-                        emulator::REGION,
-                        emulator::ACCOUNT_ID
-                    ))
-                    .build()
-                    .unwrap(),
-            )
-            .send()
-            .await
-            .unwrap();
-        url
+        crate::support::capture(
+            &self.stack,
+            json!({"source": ["fleet.jobs"], "detail-type": detail_types}),
+        )
+        .await
     }
 
     /// Events in a capture queue until `done` says enough, or a deadline.

@@ -14,45 +14,7 @@ use time::OffsetDateTime;
 
 /// A queue receiving every `fleet.tests` event on the stage's bus.
 async fn capture(stack: &Stack) -> String {
-    let sqs = aws_sdk_sqs::Client::new(&stack.sdk);
-    let events = aws_sdk_eventbridge::Client::new(&stack.sdk);
-    let bus = stack.topology.names().bus();
-    let name = emulator::unique_name("capture");
-    let url = sqs
-        .create_queue()
-        .queue_name(&name)
-        .send()
-        .await
-        .unwrap()
-        .queue_url
-        .unwrap();
-    events
-        .put_rule()
-        .name(&name)
-        .event_bus_name(&bus)
-        .event_pattern(json!({"source": ["fleet.tests"]}).to_string())
-        .send()
-        .await
-        .unwrap();
-    events
-        .put_targets()
-        .rule(&name)
-        .event_bus_name(&bus)
-        .targets(
-            aws_sdk_eventbridge::types::Target::builder()
-                .id("capture")
-                .arn(format!(
-                    "arn:aws:sqs:{}:{}:{name}",
-                    emulator::REGION,
-                    emulator::ACCOUNT_ID
-                ))
-                .build()
-                .unwrap(),
-        )
-        .send()
-        .await
-        .unwrap();
-    url
+    crate::support::capture(stack, json!({"source": ["fleet.tests"]})).await
 }
 
 fn schedule(key: &str, at: OffsetDateTime) -> ScheduleRequested {

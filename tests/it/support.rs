@@ -46,6 +46,49 @@ where
     }
 }
 
+/// A queue receiving every event on the stage's bus that matches `pattern`; returns its URL.
+pub async fn capture(stack: &Stack, pattern: serde_json::Value) -> String {
+    let sqs = aws_sdk_sqs::Client::new(&stack.sdk);
+    let events = aws_sdk_eventbridge::Client::new(&stack.sdk);
+    let bus = stack.topology.names().bus();
+    let name = emulator::unique_name("capture");
+    let url = sqs
+        .create_queue()
+        .queue_name(&name)
+        .send()
+        .await
+        .unwrap()
+        .queue_url
+        .unwrap();
+    events
+        .put_rule()
+        .name(&name)
+        .event_bus_name(&bus)
+        .event_pattern(pattern.to_string())
+        .send()
+        .await
+        .unwrap();
+    events
+        .put_targets()
+        .rule(&name)
+        .event_bus_name(&bus)
+        .targets(
+            aws_sdk_eventbridge::types::Target::builder()
+                .id("capture")
+                .arn(format!(
+                    "arn:aws:sqs:{}:{}:{name}",
+                    emulator::REGION,
+                    emulator::ACCOUNT_ID
+                ))
+                .build()
+                .unwrap(),
+        )
+        .send()
+        .await
+        .unwrap();
+    url
+}
+
 impl Local {
     pub async fn start() -> Local {
         let stack = stack().await;
