@@ -62,14 +62,27 @@ async fn a_campaign_goes_pending_pending_sent_through_signed_webhooks() {
     .await;
     assert_eq!(status, ExecutionStatus::Succeeded);
 
-    // The provider reported pending, pending, sent; each was accepted once.
-    let accepted: Vec<String> = stack
-        .provider
-        .attempts()
-        .into_iter()
-        .filter(|a| a.answered == Some(200))
-        .map(|a| a.status)
-        .collect();
+    // The provider reported pending, pending, sent; each was accepted once. The fake
+    // records an answer only once it has it, which may be after the execution ended.
+    let provider = &stack.provider;
+    let accepted: Vec<String> = until(
+        "the provider to record the answer to its last delivery",
+        Duration::from_secs(10),
+        move || async move {
+            let attempts = provider.attempts();
+            attempts
+                .iter()
+                .any(|a| a.status == "sent" && a.answered.is_some())
+                .then(|| {
+                    attempts
+                        .into_iter()
+                        .filter(|a| a.answered == Some(200))
+                        .map(|a| a.status)
+                        .collect()
+                })
+        },
+    )
+    .await;
     assert_eq!(accepted, ["pending", "pending", "sent"]);
 
     // The flow looped: one wait per webhook.
