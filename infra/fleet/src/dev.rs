@@ -93,12 +93,14 @@ impl Stack {
                 secret: secret.into_bytes(),
             },
         )?;
+        let in_process = local_host::InProcessClient::new();
         let functions = local::with_notifier(
             functions,
             &sdk,
             &topology,
             &issuer,
             &format!("http://127.0.0.1:{http_port}"),
+            &in_process,
         )?;
         let host_config = local_host::Config {
             http_addr: Some(SocketAddr::from((Ipv4Addr::LOCALHOST, http_port))),
@@ -107,6 +109,7 @@ impl Stack {
         let host = local_host::Host::new(host_config, functions)
             .with_extra(local::issuer_routes(&issuer))
             .with_extra(local::dashboard_routes(issuer.clone()))
+            .serve_in_process(in_process)
             .start(&topology, &report, &sdk)
             .await
             .with_context(|| format!("starting the local host on 127.0.0.1:{http_port}"))?;

@@ -150,25 +150,33 @@ pub fn issuer_routes(issuer: &DevIssuer) -> axum::Router {
 
 /// Adds the notifier's functions: `notifier-ws` behind the local WebSocket gateway and
 /// `notifier-events`, pushing through the `@connections` API the local host serves at
-/// `connections_endpoint` (`http://<its address>`).
+/// `connections_endpoint` (`http://<its address>`). Their management client reaches it
+/// through `in_process` (bound by [`local_host::Host::serve_in_process`]): the same
+/// signed requests to the same handlers, without a loopback socket per post.
 pub fn with_notifier(
     functions: Functions,
     sdk: &aws_config::SdkConfig,
     topology: &Topology,
     issuer: &DevIssuer,
     connections_endpoint: &str,
+    in_process: &local_host::InProcessClient,
 ) -> anyhow::Result<Functions> {
     let names = topology.names();
     let verifier = dev_verifier(issuer)?;
-    let deps = Arc::new(
-        notifier::Deps::new(
-            sdk,
-            names.table("notifier"),
-            connections_endpoint,
-            notifier::NotifierConfig::default(),
-        )
-        .with_verifier(verifier),
+    let mut deps = notifier::Deps::new(
+        sdk,
+        names.table("notifier"),
+        connections_endpoint,
+        notifier::NotifierConfig::default(),
+    )
+    .with_verifier(verifier);
+    deps.connections = aws_sdk_apigatewaymanagement::Client::from_conf(
+        aws_sdk_apigatewaymanagement::config::Builder::from(sdk)
+            .endpoint_url(connections_endpoint)
+            .http_client(in_process.clone())
+            .build(),
     );
+    let deps = Arc::new(deps);
     let ws = deps.clone();
     Ok(functions
         .lambda(

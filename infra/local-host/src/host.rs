@@ -16,6 +16,7 @@ use crate::config::Config;
 use crate::error::HostError;
 use crate::function::Functions;
 use crate::gateway::Api;
+use crate::in_process::InProcessClient;
 use crate::invoke::Bound;
 use crate::lambda_api::LambdaApi;
 use crate::poll::{self, Unit};
@@ -59,6 +60,7 @@ pub struct Host {
     config: Config,
     functions: Functions,
     extra: Option<Router>,
+    in_process: Option<InProcessClient>,
 }
 
 impl Host {
@@ -67,7 +69,15 @@ impl Host {
             config,
             functions,
             extra: None,
+            in_process: None,
         }
+    }
+
+    /// Binds `client` to this host's router when it starts, so SDK clients built with it
+    /// reach the host's APIs without a socket (see [`InProcessClient`]).
+    pub fn serve_in_process(mut self, client: InProcessClient) -> Self {
+        self.in_process = Some(client);
+        self
     }
 
     /// Serves `routes` on the same listener as the HTTP API (e.g. a WebSocket gateway).
@@ -93,6 +103,7 @@ impl Host {
             config,
             functions,
             extra,
+            in_process,
         } = self;
         topology.validate()?;
         let (bound, account) = bind(topology, report, &functions)?;
@@ -298,6 +309,9 @@ impl Host {
                 routes = routes.merge(websocket.into_router());
             }
             let router = routes.fallback_service(api.into_router());
+            if let Some(client) = &in_process {
+                client.bind(router.clone());
+            }
             let token = token.clone();
             tasks.spawn(async move {
                 tracing::info!(addr = %local, "HTTP API listening");

@@ -192,6 +192,19 @@ async fn run(
                 }
             }, if in_flight.is_some() => {
                 in_flight = None;
+                // As on API Gateway, what the route posted to the connection (a replay)
+                // reaches the client before the route's response: every post that was
+                // answered is in the queue by now.
+                let mut failed = None;
+                while let Ok(data) = outbound.try_recv() {
+                    if let Err(ending) = send(&mut socket, posted_message(data), window).await {
+                        failed = Some(ending);
+                        break;
+                    }
+                }
+                if let Some(ending) = failed {
+                    break ending;
+                }
                 if let Reply::Frame(frame) | Reply::Gateway(frame) = reply
                     && let Err(ending) = send(&mut socket, Message::Text(frame.into()), window).await
                 {
@@ -200,11 +213,7 @@ async fn run(
             }
             posted = outbound.recv() => match posted {
                 Some(data) => {
-                    let message = match String::from_utf8(data.to_vec()) {
-                        Ok(text) => Message::Text(text.into()),
-                        Err(_) => Message::Binary(data),
-                    };
-                    if let Err(ending) = send(&mut socket, message, window).await {
+                    if let Err(ending) = send(&mut socket, posted_message(data), window).await {
                         break ending;
                     }
                 }
@@ -248,6 +257,14 @@ async fn run(
         tracing::warn!(connection_id = %info.id, dropped = pending.len(), "messages dropped with the connection");
     }
     shared.disconnect(&info, ending.code, &ending.reason).await;
+}
+
+/// A posted body as a frame: text when it is UTF-8, as API Gateway sends it.
+fn posted_message(data: Bytes) -> Message {
+    match String::from_utf8(data.to_vec()) {
+        Ok(text) => Message::Text(text.into()),
+        Err(_) => Message::Binary(data),
+    }
 }
 
 /// Writes one frame; a write that cannot finish within the keep-alive window means the

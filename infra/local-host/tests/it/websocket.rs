@@ -674,3 +674,62 @@ async fn two_services_with_websocket_apis_stop_the_host_from_starting() {
         }
     }
 }
+
+/// A route that posts to its own connection (as the notifier's `subscribe` replays a
+/// channel's history) through an [`local_host::InProcessClient`]: every post reaches the
+/// client, in order, before the route's own response, and none goes through a socket.
+#[tokio::test]
+async fn frames_a_route_posts_in_process_arrive_in_order_before_its_response() {
+    const POSTS: usize = 200;
+    let in_process = local_host::InProcessClient::new();
+    let sdk = sdk().await;
+    let api = aws_sdk_apigatewaymanagement::Client::from_conf(
+        aws_sdk_apigatewaymanagement::config::Builder::from(&sdk)
+            // Only the path matters in process: nothing listens at this address.
+            .endpoint_url("http://127.0.0.1:9")
+            .http_client(in_process.clone())
+            .build(),
+    );
+    let handler = service_fn(move |event: LambdaEvent<ApiGatewayWebsocketProxyRequest>| {
+        let api = api.clone();
+        async move {
+            let request = event.payload;
+            let mut response = ApiGatewayProxyResponse::default();
+            response.status_code = 200;
+            if request.request_context.route_key.as_deref() == Some("replay") {
+                let id = request.request_context.connection_id.unwrap_or_default();
+                for n in 1..=POSTS {
+                    api.post_to_connection()
+                        .connection_id(&id)
+                        .data(json!({ "n": n }).to_string().into_bytes().into())
+                        .send()
+                        .await?;
+                }
+                response.body = Some(Body::Text(json!({ "done": POSTS }).to_string()));
+            }
+            Ok::<_, lambda_runtime::Error>(response)
+        }
+    });
+    let topology = ws_topology(&["$connect", "$disconnect", "replay"]);
+    let report = deployed(&topology, &sdk).await;
+    let host = Host::new(
+        ws_config(WebSocketConfig::default()),
+        Functions::new().lambda("socket", handler),
+    )
+    .serve_in_process(in_process)
+    .start(&topology, &report, &sdk)
+    .await
+    .expect("the host starts");
+    let addr = host.http_addr().expect("the host listens").to_string();
+    let mut client = connect(&addr, "").await.expect("a connection");
+
+    client
+        .send(Message::text(json!({ "action": "replay" }).to_string()))
+        .await
+        .expect("sent");
+    for n in 1..=POSTS {
+        assert_eq!(receive_json(&mut client).await, json!({ "n": n }));
+    }
+    assert_eq!(receive_json(&mut client).await, json!({ "done": POSTS }));
+    host.shutdown().await.expect("a clean shutdown");
+}

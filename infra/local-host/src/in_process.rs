@@ -1,0 +1,97 @@
+//! An SDK HTTP client that hands requests to the local host's own router, in process.
+//!
+//! A function the host runs that calls an API the host serves (the notifier posting to
+//! `@connections`) would otherwise make one loopback HTTP exchange per call: a TCP round
+//! trip, a hyper client and a hyper server, for a post that ends in a queue send. With
+//! [`InProcessClient`] as the SDK client's `http_client`, the same signed request, with
+//! the same method, path, headers and body, goes to the same router and the same
+//! handlers, and the response comes back through the SDK's own deserializer: only the
+//! socket is skipped. Everyone else (the CLI, tests, other processes) still reaches the
+//! host over HTTP.
+
+use std::net::{Ipv4Addr, SocketAddr};
+use std::sync::{Arc, OnceLock};
+
+use aws_smithy_runtime_api::client::http::{
+    HttpClient, HttpConnector, HttpConnectorFuture, HttpConnectorSettings, SharedHttpConnector,
+};
+use aws_smithy_runtime_api::client::orchestrator::{HttpRequest, HttpResponse};
+use aws_smithy_runtime_api::client::result::ConnectorError;
+use aws_smithy_runtime_api::client::runtime_components::RuntimeComponents;
+use aws_smithy_types::body::SdkBody;
+use axum::Router;
+use axum::body::Body;
+use axum::extract::ConnectInfo;
+use tower::ServiceExt as _;
+
+/// The largest response body read back (the management API's answers are tiny).
+const MAX_RESPONSE_BYTES: usize = 1 << 20;
+
+/// An SDK HTTP client bound to a host's router once the host starts
+/// ([`crate::Host::serve_in_process`]). Clones share the binding.
+#[derive(Clone, Default)]
+pub struct InProcessClient {
+    router: Arc<OnceLock<Router>>,
+}
+
+impl std::fmt::Debug for InProcessClient {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("InProcessClient")
+            .field("bound", &self.router.get().is_some())
+            .finish()
+    }
+}
+
+impl InProcessClient {
+    pub fn new() -> Self {
+        InProcessClient::default()
+    }
+
+    /// Binds the client to the router; later binds are ignored (one host per client).
+    pub(crate) fn bind(&self, router: Router) {
+        if self.router.set(router).is_err() {
+            tracing::warn!("an in-process client is already bound to a host; keeping the first");
+        }
+    }
+}
+
+impl HttpClient for InProcessClient {
+    fn http_connector(
+        &self,
+        _settings: &HttpConnectorSettings,
+        _components: &RuntimeComponents,
+    ) -> SharedHttpConnector {
+        SharedHttpConnector::new(self.clone())
+    }
+}
+
+impl HttpConnector for InProcessClient {
+    fn call(&self, request: HttpRequest) -> HttpConnectorFuture {
+        let router = self.router.get().cloned();
+        HttpConnectorFuture::new(async move {
+            let router = router.ok_or_else(|| {
+                ConnectorError::io(
+                    "the local host has not started: nothing serves this request in process".into(),
+                )
+            })?;
+            let mut request = request
+                .try_into_http1x()
+                .map_err(|e| ConnectorError::other(e.into(), None))?
+                .map(Body::new);
+            // Handlers that ask who connected see the loopback, as over TCP.
+            request
+                .extensions_mut()
+                .insert(ConnectInfo(SocketAddr::from((Ipv4Addr::LOCALHOST, 0))));
+            let response = router
+                .oneshot(request)
+                .await
+                .map_err(|e| ConnectorError::other(e.into(), None))?;
+            let (parts, body) = response.into_parts();
+            let bytes = axum::body::to_bytes(body, MAX_RESPONSE_BYTES)
+                .await
+                .map_err(|e| ConnectorError::io(e.into()))?;
+            HttpResponse::try_from(http::Response::from_parts(parts, SdkBody::from(bytes)))
+                .map_err(|e| ConnectorError::other(e.into(), None))
+        })
+    }
+}
