@@ -382,3 +382,43 @@ async fn fleet_jobs_watch_follows_a_job_to_its_outcome() {
     assert!(refused.to_string().contains("forbidden"), "{refused:#}");
     local.stop().await;
 }
+
+/// Enough subscribers that the broadcast is split across push tasks: every one of them
+/// gets the frame.
+#[tokio::test]
+async fn a_broadcast_to_many_subscribers_reaches_every_one() {
+    const SUBSCRIBERS: usize = 300;
+    let local = Local::start().await;
+    let sub = emulator::unique_name("dora");
+    let token = local.token(&sub);
+    let channel = format!("user:{sub}");
+    let mut clients = Vec::new();
+    for _ in 0..SUBSCRIBERS {
+        let mut client = Client::connect(&local, Some(&token)).await.unwrap();
+        let answer = client.subscribe(&channel, None).await;
+        assert_eq!(
+            answer.last().map(|f| f.kind.as_str()),
+            Some(kinds::SUBSCRIBED)
+        );
+        clients.push(client);
+    }
+    let job = JobId::generate();
+    let requested = JobRequested {
+        model: "spin".into(),
+        params: json!({"durationMs": 1}).as_object().unwrap().clone(),
+        job_id: Some(job.clone()),
+        idempotency_key: None,
+        requested_by: Some(sub.clone()),
+    };
+    bus::Publisher::from_sdk(&local.stack.sdk, local.bus())
+        .publish(&Envelope::new(JobEvent::from(requested), "upstream"))
+        .await
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    for client in &mut clients {
+        let frame = client.frame(deadline).await;
+        assert_eq!((frame.offset, frame.kind.as_str()), (1, "JobRequested"));
+        assert_eq!(frame.data["jobId"], job.as_str());
+    }
+    local.stop().await;
+}
