@@ -105,6 +105,18 @@ fn assert_consecutive(frames: &[Frame], first: u64) {
     assert_eq!(offsets, expected, "{:?}", kinds_of(frames));
 }
 
+/// A short `spin` job requested by `sub` through the bus, as an upstream service would.
+fn upstream_request(job: &JobId, sub: &str) -> Envelope<JobEvent> {
+    let requested = JobRequested {
+        model: "spin".into(),
+        params: json!({"durationMs": 1}).as_object().unwrap().clone(),
+        job_id: Some(job.clone()),
+        idempotency_key: None,
+        requested_by: Some(sub.into()),
+    };
+    Envelope::new(JobEvent::from(requested), "upstream")
+}
+
 fn store(local: &Local) -> Store {
     Store::new(
         aws_sdk_dynamodb::Client::new(&local.stack.sdk),
@@ -223,15 +235,8 @@ async fn a_since_older_than_the_history_gets_a_discontinuity_first() {
     let publisher = bus::Publisher::from_sdk(&local.stack.sdk, local.bus());
     let job = JobId::generate();
     // An upstream request, then more progress than a channel keeps.
-    let requested = JobRequested {
-        model: "spin".into(),
-        params: json!({"durationMs": 1}).as_object().unwrap().clone(),
-        job_id: Some(job.clone()),
-        idempotency_key: None,
-        requested_by: Some("carol".into()),
-    };
     publisher
-        .publish(&Envelope::new(JobEvent::from(requested), "upstream"))
+        .publish(&upstream_request(&job, "carol"))
         .await
         .unwrap();
     let kept = NotifierConfig::default().history_len;
@@ -403,15 +408,8 @@ async fn a_broadcast_to_many_subscribers_reaches_every_one() {
         clients.push(client);
     }
     let job = JobId::generate();
-    let requested = JobRequested {
-        model: "spin".into(),
-        params: json!({"durationMs": 1}).as_object().unwrap().clone(),
-        job_id: Some(job.clone()),
-        idempotency_key: None,
-        requested_by: Some(sub.clone()),
-    };
     bus::Publisher::from_sdk(&local.stack.sdk, local.bus())
-        .publish(&Envelope::new(JobEvent::from(requested), "upstream"))
+        .publish(&upstream_request(&job, &sub))
         .await
         .unwrap();
     let deadline = Instant::now() + Duration::from_secs(60);
