@@ -9,7 +9,7 @@ use tokio_util::sync::CancellationToken;
 use topology::Stage;
 
 // `fleet dev` and the benches allocate small buffers from many threads (one WebSocket
-// connection, one HTTP exchange per push): glibc's malloc spends much of that time in
+// connection, one request per push): glibc's malloc spends much of that time in
 // arena locks and consolidation.
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;

@@ -76,9 +76,7 @@ pub async fn handle_event(event: BusEvent, deps: &Deps) -> Result<EventOutcome, 
     });
     let mut outcome = EventOutcome::default();
     for (name, pushed) in futures::future::try_join_all(served).await? {
-        outcome.pushed.delivered += pushed.delivered;
-        outcome.pushed.gone += pushed.gone;
-        outcome.pushed.failed += pushed.failed;
+        outcome.pushed += pushed;
         outcome.channels.push(name);
     }
     Ok(outcome)

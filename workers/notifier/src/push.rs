@@ -16,6 +16,14 @@ pub struct PushReport {
     pub failed: usize,
 }
 
+impl std::ops::AddAssign for PushReport {
+    fn add_assign(&mut self, other: PushReport) {
+        self.delivered += other.delivered;
+        self.gone += other.gone;
+        self.failed += other.failed;
+    }
+}
+
 enum Outcome {
     Delivered,
     Gone,
@@ -54,9 +62,7 @@ pub async fn push_all(deps: &Deps, connections: &[String], payload: &[u8]) -> Pu
         match joined {
             Ok((count, chunk)) => {
                 accounted += count;
-                report.delivered += chunk.delivered;
-                report.gone += chunk.gone;
-                report.failed += chunk.failed;
+                report += chunk;
             }
             Err(e) => tracing::error!(error = %e, "a push task ended abnormally"),
         }
@@ -75,7 +81,7 @@ async fn push_chunk(
     // Owned ids: a closure over borrowed ones is not general enough for `Send` futures.
     let outcomes: Vec<Outcome> = futures::stream::iter(connections)
         .map(|id| async move { push_one(deps, &id, payload).await })
-        .buffer_unordered(concurrency.max(1))
+        .buffer_unordered(concurrency)
         .collect()
         .await;
     let mut report = PushReport::default();
