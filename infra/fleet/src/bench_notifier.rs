@@ -22,6 +22,10 @@ use serde::Serialize;
 use tokio::sync::mpsc;
 use tokio::time::Instant;
 use tokio_tungstenite::tungstenite::Message;
+use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
+
+/// Each client's read buffer (a frame is a few hundred bytes; larger ones still fit).
+const CLIENT_READ_BUFFER_BYTES: usize = 4096;
 
 /// What to run.
 #[derive(Debug, Clone)]
@@ -45,13 +49,22 @@ pub struct BenchReport {
     /// Seconds to open and subscribe every connection.
     pub connect_seconds: f64,
     pub deliveries: usize,
+    /// The first delivery of a round: the path's fixed part (bus, queue, store).
+    pub latency_min_ms: f64,
     pub latency_p50_ms: f64,
     pub latency_p99_ms: f64,
     pub latency_max_ms: f64,
+    /// The slowest `PutEvents` call of the timed rounds (part of every latency).
+    pub publish_max_ms: f64,
     /// The gateway process's resident memory growth per idle subscribed connection.
     pub bytes_per_connection: f64,
     pub rss_before_kib: u64,
     pub rss_after_kib: u64,
+    /// CPU time per delivery over the timed rounds: the stack process (local host,
+    /// notifier, gateway), the emulator (moto, its child) and the bench's own clients.
+    pub stack_cpu_us_per_delivery: f64,
+    pub emulator_cpu_us_per_delivery: f64,
+    pub clients_cpu_us_per_delivery: f64,
     pub target_p99_ms: f64,
     pub target_bytes_per_connection: f64,
 }
@@ -118,11 +131,18 @@ async fn measure(
     eprintln!("bench: opening {} connections", config.connections);
     let started = Instant::now();
     let (tx, mut rx) = mpsc::unbounded_channel::<(u64, Instant)>();
+    let clients = ClientThread::start()?;
     let opened: Vec<anyhow::Result<()>> = futures::stream::iter(0..config.connections)
         .map(|_| {
             let url = url.clone();
             let tx = tx.clone();
-            async move { open(&url, tx).await }
+            let handle = clients.handle.clone();
+            async move {
+                handle
+                    .spawn(async move { open(&url, tx).await })
+                    .await
+                    .context("a client task ended abnormally")?
+            }
         })
         .buffer_unordered(config.open_concurrency.max(1))
         .collect()
@@ -151,7 +171,12 @@ async fn measure(
     };
     let mut latencies = Vec::new();
     let mut last_offset = 0;
+    let mut cpu_before = Cpu::default();
+    let mut publish_max = Duration::ZERO;
     for round in 0..=config.rounds {
+        if round == 1 {
+            cpu_before = Cpu::read(pid)?;
+        }
         let event = if round == 0 {
             JobEvent::from(requested.clone())
         } else {
@@ -166,6 +191,9 @@ async fn measure(
             .publish(&Envelope::new(event, "bench"))
             .await
             .context("publishing the bench's event")?;
+        if round > 0 {
+            publish_max = publish_max.max(sent.elapsed());
+        }
         let deadline = sent + Duration::from_secs(120);
         let mut received = 0;
         while received < config.connections {
@@ -192,8 +220,10 @@ async fn measure(
             eprintln!("bench: round {round}/{} delivered to all", config.rounds);
         }
     }
+    let cpu = Cpu::read(pid)?.since(&cpu_before);
     drop(tx);
     latencies.sort();
+    let per_delivery = |seconds: f64| seconds * 1e6 / latencies.len().max(1) as f64;
     let percentile = |p: f64| -> f64 {
         if latencies.is_empty() {
             return 0.0;
@@ -207,12 +237,17 @@ async fn measure(
         rounds: config.rounds,
         connect_seconds,
         deliveries: latencies.len(),
+        latency_min_ms: percentile(0.0),
         latency_p50_ms: percentile(0.50),
         latency_p99_ms: percentile(0.99),
         latency_max_ms: percentile(1.0),
+        publish_max_ms: publish_max.as_secs_f64() * 1000.0,
         bytes_per_connection: grown / config.connections.max(1) as f64,
         rss_before_kib: rss_before,
         rss_after_kib: rss_after,
+        stack_cpu_us_per_delivery: per_delivery(cpu.stack),
+        emulator_cpu_us_per_delivery: per_delivery(cpu.emulator),
+        clients_cpu_us_per_delivery: per_delivery(cpu.clients),
         target_p99_ms: 200.0,
         target_bytes_per_connection: 20.0 * 1024.0,
     })
@@ -221,7 +256,10 @@ async fn measure(
 /// Opens one connection, subscribes it to `user:bench`, then forwards the offset and
 /// arrival time of every stream frame until the connection ends.
 async fn open(url: &str, tx: mpsc::UnboundedSender<(u64, Instant)>) -> anyhow::Result<()> {
-    let (mut socket, _) = tokio_tungstenite::connect_async(url)
+    // Frames here are small; tungstenite's default 128 KiB read buffer would be zeroed
+    // on every read, the clients' largest CPU cost.
+    let config = WebSocketConfig::default().read_buffer_size(CLIENT_READ_BUFFER_BYTES);
+    let (mut socket, _) = tokio_tungstenite::connect_async_with_config(url, Some(config), true)
         .await
         .context("connecting")?;
     let subscribe = ClientMessage::Subscribe {
@@ -253,15 +291,128 @@ async fn open(url: &str, tx: mpsc::UnboundedSender<(u64, Instant)>) -> anyhow::R
                 continue;
             };
             let at = Instant::now();
-            if let Ok(frame) = serde_json::from_str::<Frame>(&text)
-                && frame.is_stream()
-                && tx.send((frame.offset, at)).is_err()
+            // Only the offset counts here (0 on control frames): the rest is skipped
+            // unparsed, so the clients spend little of the CPU they share with the stack.
+            if let Ok(Offset { offset }) = serde_json::from_str(&text)
+                && offset > 0
+                && tx.send((offset, at)).is_err()
             {
                 break;
             }
         }
     });
     Ok(())
+}
+
+/// The clients' own single-threaded runtime on a thread of its own: epoll hands it many
+/// ready sockets at once and it reads them in turn, without waking the other worker
+/// threads for each frame, so the clients take less of the CPU the stack needs.
+struct ClientThread {
+    handle: tokio::runtime::Handle,
+    stop: Option<tokio::sync::oneshot::Sender<()>>,
+}
+
+impl ClientThread {
+    fn start() -> anyhow::Result<ClientThread> {
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .context("starting the clients' runtime")?;
+        let handle = runtime.handle().clone();
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        std::thread::Builder::new()
+            .name("bench-clients".into())
+            .spawn(move || {
+                let _ = runtime.block_on(stopped);
+            })
+            .context("starting the clients' thread")?;
+        Ok(ClientThread {
+            handle,
+            stop: Some(stop),
+        })
+    }
+}
+
+impl Drop for ClientThread {
+    fn drop(&mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+    }
+}
+
+#[derive(serde::Deserialize)]
+struct Offset {
+    offset: u64,
+}
+
+/// CPU seconds (user + system) used so far.
+#[derive(Debug, Default)]
+struct Cpu {
+    stack: f64,
+    emulator: f64,
+    clients: f64,
+}
+
+impl Cpu {
+    /// The stack process `pid`, its descendants (the emulator) and this process.
+    fn read(pid: u32) -> anyhow::Result<Cpu> {
+        let mut emulator = 0.0;
+        let mut pending = children(pid);
+        while let Some(child) = pending.pop() {
+            // A descendant may end between listing and reading: it counts as nothing.
+            emulator += cpu_seconds(&child.to_string()).unwrap_or(0.0);
+            pending.extend(children(child));
+        }
+        Ok(Cpu {
+            stack: cpu_seconds(&pid.to_string())?,
+            emulator,
+            clients: cpu_seconds("self")?,
+        })
+    }
+
+    fn since(&self, before: &Cpu) -> Cpu {
+        Cpu {
+            stack: self.stack - before.stack,
+            emulator: self.emulator - before.emulator,
+            clients: self.clients - before.clients,
+        }
+    }
+}
+
+/// `utime + stime` of `/proc/<pid>/stat`, in seconds.
+fn cpu_seconds(pid: &str) -> anyhow::Result<f64> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat"))
+        .with_context(|| format!("reading /proc/{pid}/stat (Linux only)"))?;
+    // The fields after the command name, which is in parentheses and may hold spaces.
+    let fields: Vec<&str> = stat
+        .rsplit_once(')')
+        .map(|(_, rest)| rest.split_whitespace().collect())
+        .unwrap_or_default();
+    let ticks = |i: usize| -> anyhow::Result<f64> {
+        fields
+            .get(i)
+            .and_then(|v| v.parse::<f64>().ok())
+            .with_context(|| format!("no CPU time in /proc/{pid}/stat"))
+    };
+    // Fields 14 and 15 of stat(5) (utime, stime) are the 12th and 13th after the name.
+    Ok((ticks(11)? + ticks(12)?) / rustix::param::clock_ticks_per_second() as f64)
+}
+
+/// The direct children of `pid`, from every thread's `children` file.
+fn children(pid: u32) -> Vec<u32> {
+    let Ok(tasks) = std::fs::read_dir(format!("/proc/{pid}/task")) else {
+        return Vec::new();
+    };
+    tasks
+        .flatten()
+        .filter_map(|task| std::fs::read_to_string(task.path().join("children")).ok())
+        .flat_map(|list| {
+            list.split_whitespace()
+                .filter_map(|p| p.parse().ok())
+                .collect::<Vec<u32>>()
+        })
+        .collect()
 }
 
 async fn wait_ready(base: &str) -> anyhow::Result<()> {

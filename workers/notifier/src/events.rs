@@ -8,7 +8,7 @@ use crate::Deps;
 use crate::channel::Channel;
 use crate::error::HandlerError;
 use crate::push::{PushReport, push_all};
-use crate::store::Appended;
+use crate::store::{Appended, Draft};
 
 /// What the handler did with an event.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
@@ -27,59 +27,92 @@ pub async fn handle_event(event: BusEvent, deps: &Deps) -> Result<EventOutcome, 
         tracing::info!(event_id = %event.id, "JobRequested without a job id: the jobs service assigns it; nothing to push");
         return Ok(EventOutcome::default());
     };
-    let owner = match &envelope.event {
-        JobEvent::Requested(requested) => {
-            if let Some(sub) = &requested.requested_by {
-                deps.store.set_owner(&job_id, sub).await?;
-            }
-            requested.requested_by.clone()
-        }
-        _ => deps.store.wait_owner(&job_id).await?,
+    let frame = FrameParts {
+        event_id: &envelope.meta.event_id,
+        kind: &event.detail_type,
+        data: payload(&event.detail),
+        correlation_id: Some(envelope.meta.correlation_id.clone()),
     };
-    if owner.is_none() {
-        tracing::info!(job_id = %job_id, "the job's owner is unknown; pushing to job:{job_id} only");
-    }
-    let mut channels = vec![Channel::job(&job_id)];
-    channels.extend(owner.map(Channel::user));
-    let data = payload(&event.detail);
-    let event_id = envelope.meta.event_id.clone();
-    let correlation_id = Some(envelope.meta.correlation_id.clone());
-    // The channels are independent streams: serve them at once.
-    let served = channels.iter().map(|channel| {
-        let name = channel.to_string();
-        let data = data.clone();
-        let correlation_id = correlation_id.clone();
-        let event_id = &event_id;
-        let detail_type = &event.detail_type;
-        let job_id = &job_id;
-        async move {
-            let appended = deps
-                .store
-                .append(&name, event_id, detail_type, data, correlation_id)
-                .await?;
-            let frame = appended.frame();
-            let subscribers = deps.store.subscribers(&name).await?;
-            let payload = serde_json::to_vec(frame).unwrap_or_default();
-            let pushed = push_all(deps, &subscribers, &payload).await;
-            tracing::info!(
-                job_id = %job_id,
-                channel = %name,
-                offset = frame.offset,
-                repeated = matches!(appended, Appended::Duplicate(_)),
-                delivered = pushed.delivered,
-                gone = pushed.gone,
-                failed = pushed.failed,
-                "frame pushed"
-            );
-            Ok::<_, HandlerError>((name, pushed))
+    // The channels are independent streams: `job:<id>` is served at once, `user:<owner>`
+    // as soon as the owner is known.
+    let job = serve(deps, Channel::job(&job_id).to_string(), &frame, &job_id);
+    let user = async {
+        let owner = match &envelope.event {
+            JobEvent::Requested(requested) => {
+                if let Some(sub) = &requested.requested_by {
+                    deps.store.set_owner(&job_id, sub).await?;
+                }
+                requested.requested_by.clone()
+            }
+            _ => deps.store.wait_owner(&job_id).await?,
+        };
+        match owner {
+            Some(owner) => Ok(Some(
+                serve(deps, Channel::user(owner).to_string(), &frame, &job_id).await?,
+            )),
+            None => {
+                tracing::info!(job_id = %job_id, "the job's owner is unknown; pushing to job:{job_id} only");
+                Ok::<_, HandlerError>(None)
+            }
         }
-    });
+    };
+    let (job, user) = futures::future::try_join(job, user).await?;
     let mut outcome = EventOutcome::default();
-    for (name, pushed) in futures::future::try_join_all(served).await? {
+    for (name, pushed) in std::iter::once(job).chain(user) {
         outcome.pushed += pushed;
         outcome.channels.push(name);
     }
     Ok(outcome)
+}
+
+/// What every channel's frame for one event is made of.
+struct FrameParts<'a> {
+    event_id: &'a str,
+    kind: &'a str,
+    data: Value,
+    correlation_id: Option<String>,
+}
+
+/// Appends the event's frame to one channel and pushes it to the channel's subscribers.
+async fn serve(
+    deps: &Deps,
+    name: String,
+    parts: &FrameParts<'_>,
+    job_id: &str,
+) -> Result<(String, PushReport), HandlerError> {
+    let started = std::time::Instant::now();
+    let draft = Draft {
+        channel: &name,
+        event_id: parts.event_id,
+        kind: parts.kind,
+        data: parts.data.clone(),
+        correlation_id: parts.correlation_id.clone(),
+    };
+    // The broadcast starts as soon as the frame is in the history.
+    let (appended, read, pushed) = deps
+        .store
+        .append_then(draft, |appended| async {
+            let subscribers = deps.store.subscribers(&name).await?;
+            let read = started.elapsed();
+            let payload = serde_json::to_vec(appended.frame()).unwrap_or_default();
+            let pushed = push_all(deps, subscribers, &payload).await;
+            Ok::<_, HandlerError>((appended, read, pushed))
+        })
+        .await??;
+    let frame = appended.frame();
+    tracing::info!(
+        job_id = %job_id,
+        channel = %name,
+        offset = frame.offset,
+        repeated = matches!(appended, Appended::Duplicate(_)),
+        delivered = pushed.delivered,
+        gone = pushed.gone,
+        failed = pushed.failed,
+        store_ms = read.as_millis() as u64,
+        push_ms = (started.elapsed() - read).as_millis() as u64,
+        "frame pushed"
+    );
+    Ok((name, pushed))
 }
 
 /// The event's fields without its `meta`: what clients see as a frame's `data`.

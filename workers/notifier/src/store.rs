@@ -60,6 +60,17 @@ fn discontinuity(channel: &str, since: u64, offset: u64, reason: &str) -> Frame 
     }
 }
 
+/// An event's frame for one channel, before it has an offset.
+#[derive(Debug, Clone)]
+pub struct Draft<'a> {
+    pub channel: &'a str,
+    pub event_id: &'a str,
+    /// The event's detail-type.
+    pub kind: &'a str,
+    pub data: Value,
+    pub correlation_id: Option<String>,
+}
+
 /// Whether [`Store::append`] wrote a new frame or found the event's earlier one.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Appended {
@@ -81,8 +92,19 @@ pub struct Store {
     client: Client,
     table: String,
     config: NotifierConfig,
-    appending: Arc<tokio::sync::Mutex<()>>,
+    /// Serializes appends to a channel in process, one lock per stripe of channels.
+    appending: Arc<[tokio::sync::Mutex<()>; APPEND_STRIPES]>,
+    /// Owners already read or written: a job's owner never changes, so a warm process
+    /// spares every later event of the job that read.
+    owners: Arc<std::sync::Mutex<HashMap<String, String>>>,
 }
+
+/// Owners remembered at most; past that the memory starts over.
+const OWNERS_REMEMBERED: usize = 4096;
+
+/// Lock stripes for appends: appends to different channels (an event's `job:` and
+/// `user:` channels) rarely wait on each other.
+const APPEND_STRIPES: usize = 64;
 
 const PK: &str = "pk";
 const SK: &str = "sk";
@@ -150,6 +172,21 @@ fn unless_condition_failed(
     }
 }
 
+/// The offset a `head` item records (0 when it records none).
+fn head_offset(item: &Item) -> u64 {
+    item.get("offset")
+        .and_then(|v| v.as_n().ok())
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0)
+}
+
+/// The frame an event marker records.
+fn marker_frame(item: &Item) -> Option<Frame> {
+    item.get("frame")
+        .and_then(|v| v.as_s().ok())
+        .and_then(|json| serde_json::from_str(json).ok())
+}
+
 /// FNV-1a: a stable shard for a connection id.
 fn shard_of(id: &str, shards: u32) -> u32 {
     let mut hash: u32 = 0x811c_9dc5;
@@ -170,7 +207,8 @@ impl Store {
             client,
             table: table.into(),
             config,
-            appending: Arc::default(),
+            appending: Arc::new(std::array::from_fn(|_| tokio::sync::Mutex::new(()))),
+            owners: Arc::default(),
         }
     }
 
@@ -319,37 +357,12 @@ impl Store {
 
     /// Every connection subscribed to `channel` (one consistent `BatchGetItem`).
     pub async fn subscribers(&self, channel: &str) -> Result<Vec<String>, StoreError> {
-        let mut keys: Vec<Item> = (0..self.config.subscription_shards.max(1))
+        let keys: Vec<Item> = (0..self.config.subscription_shards.max(1))
             .map(|shard| key(chan_pk(channel), shard_sk(shard)))
             .collect();
         let mut out = BTreeSet::new();
-        while !keys.is_empty() {
-            let request = KeysAndAttributes::builder()
-                .set_keys(Some(std::mem::take(&mut keys)))
-                .consistent_read(true)
-                .build()
-                .map_err(|e| StoreError::new("BatchGetItem", e))?;
-            let response = self
-                .client
-                .batch_get_item()
-                .request_items(&self.table, request)
-                .send()
-                .await
-                .map_err(|e| StoreError::new("BatchGetItem", e.into_service_error()))?;
-            for item in response
-                .responses
-                .unwrap_or_default()
-                .remove(&self.table)
-                .unwrap_or_default()
-            {
-                out.extend(string_set(&item, "conns"));
-            }
-            if let Some(rest) = response
-                .unprocessed_keys
-                .and_then(|mut u| u.remove(&self.table))
-            {
-                keys = rest.keys;
-            }
+        for item in self.get_many(keys).await? {
+            out.extend(string_set(&item, "conns"));
         }
         Ok(out.into_iter().collect())
     }
@@ -366,13 +379,36 @@ impl Store {
             .send()
             .await
             .map_err(|e| StoreError::new("PutItem", e.into_service_error()))?;
+        self.remember_owner(job_id, sub);
         Ok(())
     }
 
     /// Who requested the job, if its `JobRequested` has been seen.
     pub async fn owner(&self, job_id: &str) -> Result<Option<String>, StoreError> {
+        if let Some(sub) = self.known_owners().get(job_id) {
+            return Ok(Some(sub.clone()));
+        }
         let item = self.get(key(format!("job#{job_id}"), "owner")).await?;
-        Ok(item.and_then(|i| i.get("sub").and_then(|v| v.as_s().ok()).cloned()))
+        let sub = item.and_then(|i| i.get("sub").and_then(|v| v.as_s().ok()).cloned());
+        if let Some(sub) = &sub {
+            self.remember_owner(job_id, sub);
+        }
+        Ok(sub)
+    }
+
+    fn known_owners(&self) -> std::sync::MutexGuard<'_, HashMap<String, String>> {
+        // The map holds plain strings: one a panicking holder left behind is still whole.
+        self.owners
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    fn remember_owner(&self, job_id: &str, sub: &str) {
+        let mut owners = self.known_owners();
+        if owners.len() >= OWNERS_REMEMBERED {
+            owners.clear();
+        }
+        owners.insert(job_id.to_owned(), sub.to_owned());
     }
 
     /// [`Store::owner`], waiting up to [`NotifierConfig::owner_wait`] for the job's
@@ -401,14 +437,8 @@ impl Store {
         }
     }
 
-    /// Appends an event's frame to the channel at the next offset. The frame item is
-    /// written only if its offset is free (a conditional put), so concurrent writers never
-    /// share or skip an offset; the event's marker, written next, makes appending the same
-    /// `event_id` again return the frame it already got. The frame that falls out of the
-    /// history is deleted.
-    ///
-    /// Appends from one process are also serialized in process: the emulator applies
-    /// conditional writes without isolation, and it spares needless conflicts on AWS.
+    /// Appends an event's frame to the channel at the next offset; see
+    /// [`Store::append_then`].
     pub async fn append(
         &self,
         channel: &str,
@@ -417,30 +447,75 @@ impl Store {
         data: Value,
         correlation_id: Option<String>,
     ) -> Result<Appended, StoreError> {
-        let _serial = self.appending.lock().await;
-        if let Some(frame) = self.frame_of_event(channel, event_id).await? {
-            return Ok(Appended::Duplicate(frame));
+        let draft = Draft {
+            channel,
+            event_id,
+            kind,
+            data,
+            correlation_id,
+        };
+        self.append_then(draft, |appended| async move { appended })
+            .await
+    }
+
+    /// Appends an event's frame to its channel at the next offset, then runs `then` on
+    /// it. The frame item is written only if its offset is free (a conditional put), so
+    /// concurrent writers never share or skip an offset. Once it is written the frame is
+    /// in the history, and `then` (the broadcast) starts at once while the rest of the
+    /// append is written beside it: the event's marker, which makes appending the same
+    /// `event_id` again give the frame it already got, the head hint, and the deletion
+    /// of the frame that falls out of the history.
+    ///
+    /// Appends to a channel from one process are also serialized in process, until
+    /// their marker and head are written: the emulator applies conditional writes
+    /// without isolation, and it spares needless conflicts on AWS.
+    pub async fn append_then<T, F>(
+        &self,
+        draft: Draft<'_>,
+        then: impl FnOnce(Appended) -> F,
+    ) -> Result<T, StoreError>
+    where
+        F: Future<Output = T>,
+    {
+        let channel = draft.channel;
+        let stripe = shard_of(channel, APPEND_STRIPES as u32) as usize;
+        let serial = self.appending[stripe].lock().await;
+        let (seen, head) = self.marker_and_head(channel, draft.event_id).await?;
+        if let Some(frame) = seen {
+            drop(serial);
+            return Ok(then(Appended::Duplicate(frame)).await);
         }
         // Claim the first free offset after the head hint: a conditional put per try, so
         // two writers never share an offset and none is skipped.
-        let mut offset = self.head(channel).await? + 1;
+        let mut offset = head + 1;
         for _ in 0..MAX_CLAIMS {
             let frame = Frame {
                 channel: channel.to_owned(),
                 offset,
-                kind: kind.to_owned(),
-                data: data.clone(),
-                correlation_id: correlation_id.clone(),
+                kind: draft.kind.to_owned(),
+                data: draft.data.clone(),
+                correlation_id: draft.correlation_id.clone(),
             };
-            match self.write_next(&frame, event_id).await {
-                Ok(()) => {
-                    self.advance_head(channel, offset).await?;
-                    return Ok(Appended::New(frame));
+            match self.claim(&frame).await {
+                Ok(json) => {
+                    let rest = async {
+                        let written = futures::try_join!(
+                            self.mark(channel, draft.event_id, json),
+                            self.trim(channel, offset),
+                            self.advance_head(channel, offset)
+                        );
+                        drop(serial);
+                        written
+                    };
+                    let (written, out) = futures::join!(rest, then(Appended::New(frame)));
+                    written?;
+                    return Ok(out);
                 }
                 Err(AppendError::Conflict) => {
                     // Taken: by this event (a concurrent duplicate) or by another one.
-                    if let Some(frame) = self.frame_of_event(channel, event_id).await? {
-                        return Ok(Appended::Duplicate(frame));
+                    if let Some(frame) = self.frame_of_event(channel, draft.event_id).await? {
+                        drop(serial);
+                        return Ok(then(Appended::Duplicate(frame)).await);
                     }
                     offset += 1;
                 }
@@ -453,15 +528,69 @@ impl Store {
         ))
     }
 
+    /// The frame `event_id` already got on the channel, if any, and the channel's head
+    /// hint: one consistent `BatchGetItem`.
+    async fn marker_and_head(
+        &self,
+        channel: &str,
+        event_id: &str,
+    ) -> Result<(Option<Frame>, u64), StoreError> {
+        let marker_sk = format!("event#{event_id}");
+        let keys = vec![
+            key(chan_pk(channel), marker_sk.clone()),
+            key(chan_pk(channel), "head"),
+        ];
+        let (mut seen, mut head) = (None, 0);
+        for item in self.get_many(keys).await? {
+            match item.get(SK).and_then(|v| v.as_s().ok()) {
+                Some(sk) if *sk == marker_sk => seen = marker_frame(&item),
+                Some(sk) if sk == "head" => head = head_offset(&item),
+                _ => {}
+            }
+        }
+        Ok((seen, head))
+    }
+
+    /// The items at `keys` that exist, read consistently, in no particular order.
+    async fn get_many(&self, mut keys: Vec<Item>) -> Result<Vec<Item>, StoreError> {
+        let mut out = Vec::new();
+        while !keys.is_empty() {
+            let request = KeysAndAttributes::builder()
+                .set_keys(Some(std::mem::take(&mut keys)))
+                .consistent_read(true)
+                .build()
+                .map_err(|e| StoreError::new("BatchGetItem", e))?;
+            let response = self
+                .client
+                .batch_get_item()
+                .request_items(&self.table, request)
+                .send()
+                .await
+                .map_err(|e| StoreError::new("BatchGetItem", e.into_service_error()))?;
+            out.extend(
+                response
+                    .responses
+                    .unwrap_or_default()
+                    .remove(&self.table)
+                    .unwrap_or_default(),
+            );
+            if let Some(rest) = response
+                .unprocessed_keys
+                .and_then(|mut u| u.remove(&self.table))
+            {
+                keys = rest.keys;
+            }
+        }
+        Ok(out)
+    }
+
     /// The channel's last offset as its `head` item records it (0 when it has none). The
     /// item is a hint written after each frame: a writer that finds the next offset
     /// taken moves on to the one after (see [`Store::append`]). A `GetItem`, not a
     /// `Query`: the emulator answers queries by scanning the whole table.
     pub async fn head(&self, channel: &str) -> Result<u64, StoreError> {
         let item = self.get(key(chan_pk(channel), "head")).await?;
-        Ok(item
-            .and_then(|i| i.get("offset")?.as_n().ok()?.parse().ok())
-            .unwrap_or(0))
+        Ok(item.as_ref().map_or(0, head_offset))
     }
 
     /// Moves the channel's `head` hint up to `offset` (never down).
@@ -489,27 +618,20 @@ impl Store {
         let item = self
             .get(key(chan_pk(channel), format!("event#{event_id}")))
             .await?;
-        let Some(item) = item else {
-            return Ok(None);
-        };
-        Ok(item
-            .get("frame")
-            .and_then(|v| v.as_s().ok())
-            .and_then(|json| serde_json::from_str(json).ok()))
+        Ok(item.as_ref().and_then(marker_frame))
     }
 
-    async fn write_next(&self, frame: &Frame, event_id: &str) -> Result<(), AppendError> {
-        let channel = &frame.channel;
+    /// Writes the frame at its offset if the offset is free; returns the frame's JSON.
+    async fn claim(&self, frame: &Frame) -> Result<String, AppendError> {
         let json = serde_json::to_string(frame)
             .map_err(|e| AppendError::Store(StoreError::new("PutItem", e)))?;
-        let ttl = expires(self.config.history_ttl);
-        let mut frame_item = key(chan_pk(channel), frame_sk(frame.offset));
-        frame_item.insert("frame".into(), s(json.clone()));
-        frame_item.insert(EXPIRES.into(), ttl.clone());
+        let mut item = key(chan_pk(&frame.channel), frame_sk(frame.offset));
+        item.insert("frame".into(), s(json.clone()));
+        item.insert(EXPIRES.into(), expires(self.config.history_ttl));
         self.client
             .put_item()
             .table_name(&self.table)
-            .set_item(Some(frame_item))
+            .set_item(Some(item))
             .condition_expression("attribute_not_exists(pk)")
             .send()
             .await
@@ -521,28 +643,37 @@ impl Store {
                     AppendError::Store(StoreError::new("PutItem", e))
                 }
             })?;
+        Ok(json)
+    }
+
+    /// Records the frame `event_id` got on the channel.
+    async fn mark(&self, channel: &str, event_id: &str, json: String) -> Result<(), StoreError> {
         let mut marker = key(chan_pk(channel), format!("event#{event_id}"));
         marker.insert("frame".into(), s(json));
-        marker.insert(EXPIRES.into(), ttl);
+        marker.insert(EXPIRES.into(), expires(self.config.history_ttl));
         self.client
             .put_item()
             .table_name(&self.table)
             .set_item(Some(marker))
             .send()
             .await
-            .map_err(|e| AppendError::Store(StoreError::new("PutItem", e.into_service_error())))?;
-        if frame.offset > self.config.history_len {
-            let dropped = frame.offset - self.config.history_len;
-            self.client
-                .delete_item()
-                .table_name(&self.table)
-                .set_key(Some(key(chan_pk(channel), frame_sk(dropped))))
-                .send()
-                .await
-                .map_err(|e| {
-                    AppendError::Store(StoreError::new("DeleteItem", e.into_service_error()))
-                })?;
+            .map_err(|e| StoreError::new("PutItem", e.into_service_error()))?;
+        Ok(())
+    }
+
+    /// Deletes the frame that `offset` pushes out of the history, if any.
+    async fn trim(&self, channel: &str, offset: u64) -> Result<(), StoreError> {
+        if offset <= self.config.history_len {
+            return Ok(());
         }
+        let dropped = offset - self.config.history_len;
+        self.client
+            .delete_item()
+            .table_name(&self.table)
+            .set_key(Some(key(chan_pk(channel), frame_sk(dropped))))
+            .send()
+            .await
+            .map_err(|e| StoreError::new("DeleteItem", e.into_service_error()))?;
         Ok(())
     }
 

@@ -261,20 +261,25 @@ async fn run(
 
 /// A posted body as a frame: text when it is UTF-8, as API Gateway sends it.
 fn posted_message(data: Bytes) -> Message {
-    match String::from_utf8(data.to_vec()) {
-        Ok(text) => Message::Text(text.into()),
+    // Without copying: the text shares the posted body's buffer.
+    match axum::extract::ws::Utf8Bytes::try_from(data.clone()) {
+        Ok(text) => Message::Text(text),
         Err(_) => Message::Binary(data),
     }
 }
 
 /// Writes one frame; a write that cannot finish within the keep-alive window means the
-/// client is gone.
+/// client is gone. A write that finishes at once (the usual case) arms no timer.
 async fn send(socket: &mut WebSocket, message: Message, window: Duration) -> Result<(), Ending> {
-    match tokio::time::timeout(window, socket.send(message)).await {
-        Ok(Ok(())) => Ok(()),
-        Ok(Err(_)) => Err(Ending::abrupt("Going away")),
-        Err(_) => Err(Ending::abrupt("Going away")),
-    }
+    let mut sending = std::pin::pin!(socket.send(message));
+    let sent = match futures::poll!(sending.as_mut()) {
+        std::task::Poll::Ready(sent) => sent,
+        std::task::Poll::Pending => match tokio::time::timeout(window, sending).await {
+            Ok(sent) => sent,
+            Err(_) => return Err(Ending::abrupt("Going away")),
+        },
+    };
+    sent.map_err(|_| Ending::abrupt("Going away"))
 }
 
 /// The ending a failed read means: a message over the limit closes with 1009.
