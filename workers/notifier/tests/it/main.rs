@@ -8,7 +8,7 @@ use std::collections::BTreeSet;
 use aws_sdk_dynamodb::types::{
     AttributeDefinition, BillingMode, KeySchemaElement, KeyType, ScalarAttributeType,
 };
-use notifier::store::{Appended, Store};
+use notifier::store::{Appended, Draft, Store};
 use notifier::{Channel, NotifierConfig};
 use serde_json::json;
 
@@ -202,4 +202,36 @@ async fn an_append_steps_over_an_offset_taken_without_moving_the_head() {
         .map(|f| f.offset)
         .collect();
     assert_eq!(offsets, [1, 2, 3]);
+}
+
+#[tokio::test]
+async fn what_runs_on_a_new_frame_finds_it_in_the_history_and_a_repeat_finds_it_marked() {
+    let store = store(NotifierConfig::default()).await;
+    let draft = |event_id| Draft {
+        channel: "user:t",
+        event_id,
+        kind: "JobProgress",
+        data: json!({ "p": 1 }),
+        correlation_id: None,
+    };
+    // The broadcast runs beside the rest of the append: a subscriber replaying the
+    // history meanwhile must already find the frame, or it could miss it both ways.
+    let (appended, replayed) = store
+        .append_then(draft("e1"), |appended| async {
+            let history = store.history("user:t", 0).await.unwrap();
+            (appended, history.frames)
+        })
+        .await
+        .unwrap();
+    let Appended::New(frame) = appended else {
+        panic!("a first append writes a new frame");
+    };
+    assert_eq!(replayed, vec![frame.clone()]);
+    // Once it returns, the event's marker and the head are written too.
+    let again = store
+        .append_then(draft("e1"), |appended| async { appended })
+        .await
+        .unwrap();
+    assert_eq!(again, Appended::Duplicate(frame));
+    assert_eq!(store.head("user:t").await.unwrap(), 1);
 }
