@@ -27,7 +27,9 @@ pub async fn handle_event(event: BusEvent, deps: &Deps) -> Result<EventOutcome, 
         tracing::info!(event_id = %event.id, "JobRequested without a job id: the jobs service assigns it; nothing to push");
         return Ok(EventOutcome::default());
     };
-    let frame = FrameParts {
+    let job_channel = Channel::job(&job_id).to_string();
+    let on_job = Draft {
+        channel: &job_channel,
         event_id: &envelope.meta.event_id,
         kind: &event.detail_type,
         data: payload(&event.detail),
@@ -35,7 +37,6 @@ pub async fn handle_event(event: BusEvent, deps: &Deps) -> Result<EventOutcome, 
     };
     // The channels are independent streams: `job:<id>` is served at once, `user:<owner>`
     // as soon as the owner is known.
-    let job = serve(deps, Channel::job(&job_id).to_string(), &frame, &job_id);
     let user = async {
         let owner = match &envelope.event {
             JobEvent::Requested(requested) => {
@@ -46,16 +47,18 @@ pub async fn handle_event(event: BusEvent, deps: &Deps) -> Result<EventOutcome, 
             }
             _ => deps.store.wait_owner(&job_id).await?,
         };
-        match owner {
-            Some(owner) => Ok(Some(
-                serve(deps, Channel::user(owner).to_string(), &frame, &job_id).await?,
-            )),
-            None => {
-                tracing::info!(job_id = %job_id, "the job's owner is unknown; pushing to job:{job_id} only");
-                Ok::<_, HandlerError>(None)
-            }
-        }
+        let Some(owner) = owner else {
+            tracing::info!(job_id = %job_id, "the job's owner is unknown; pushing to job:{job_id} only");
+            return Ok::<_, HandlerError>(None);
+        };
+        let user_channel = Channel::user(owner).to_string();
+        let on_user = Draft {
+            channel: &user_channel,
+            ..on_job.clone()
+        };
+        Ok(Some(serve(deps, on_user, &job_id).await?))
     };
+    let job = serve(deps, on_job.clone(), &job_id);
     let (job, user) = futures::future::try_join(job, user).await?;
     let mut outcome = EventOutcome::default();
     for (name, pushed) in std::iter::once(job).chain(user) {
@@ -65,29 +68,14 @@ pub async fn handle_event(event: BusEvent, deps: &Deps) -> Result<EventOutcome, 
     Ok(outcome)
 }
 
-/// What every channel's frame for one event is made of.
-struct FrameParts<'a> {
-    event_id: &'a str,
-    kind: &'a str,
-    data: Value,
-    correlation_id: Option<String>,
-}
-
 /// Appends the event's frame to one channel and pushes it to the channel's subscribers.
 async fn serve(
     deps: &Deps,
-    name: String,
-    parts: &FrameParts<'_>,
+    draft: Draft<'_>,
     job_id: &str,
 ) -> Result<(String, PushReport), HandlerError> {
     let started = std::time::Instant::now();
-    let draft = Draft {
-        channel: &name,
-        event_id: parts.event_id,
-        kind: parts.kind,
-        data: parts.data.clone(),
-        correlation_id: parts.correlation_id.clone(),
-    };
+    let name = draft.channel.to_owned();
     // The broadcast starts as soon as the frame is in the history.
     let (appended, read, pushed) = deps
         .store
