@@ -59,7 +59,9 @@ pub async fn handle_event(event: BusEvent, deps: &Deps) -> Result<EventOutcome, 
         Ok(Some(serve(deps, on_user, &job_id).await?))
     };
     let job = serve(deps, on_job.clone(), &job_id);
-    let (job, user) = futures::future::try_join(job, user).await?;
+    // Boxed: the two channels' futures nested in the runtime's are deeper than the
+    // compiler lays out by default.
+    let (job, user) = futures::future::try_join(Box::pin(job), Box::pin(user)).await?;
     let mut outcome = EventOutcome::default();
     for (name, pushed) in std::iter::once(job).chain(user) {
         outcome.pushed += pushed;

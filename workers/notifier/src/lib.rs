@@ -36,12 +36,14 @@
 //! | `chan#<channel>` | `head` | the last offset written (a hint: a writer that finds the next offset taken moves past it) |
 //! | `chan#<channel>` | `frame#<offset, 20 digits>` | one frame of the history |
 //! | `chan#<channel>` | `event#<event id>` | the offset an event got (idempotency) |
-//! | `chan#<channel>` | `subs#<shard>` | subscribed connection ids (string set) |
+//! | `chan#<channel>` | `subs#<shard>` | subscribed connection ids (string set) and `rev`, a fresh random token on every change |
 //! | `job#<id>` | `owner` | who requested the job |
 //!
 //! Subscribers are string sets spread over [`NotifierConfig::subscription_shards`]
 //! items, so a broadcast reads a handful of items (one consistent `BatchGetItem`)
-//! instead of querying one row per subscriber.
+//! instead of querying one row per subscriber. A warm process remembers each shard it
+//! read with its `rev`, which the same `UpdateItem` that changes the set replaces; a
+//! broadcast reads only the revisions and re-reads just the shards that changed.
 
 use std::sync::Arc;
 use std::time::Duration;

@@ -97,7 +97,20 @@ pub struct Store {
     /// Owners already read or written: a job's owner never changes, so a warm process
     /// spares every later event of the job that read.
     owners: Arc<std::sync::Mutex<HashMap<String, String>>>,
+    /// Subscriber shards already read, by channel and shard, with the `rev` they had.
+    shards_seen: Arc<std::sync::Mutex<HashMap<String, HashMap<String, Shard>>>>,
 }
+
+/// A subscriber shard as read: its revision and its members.
+#[derive(Debug, Clone)]
+struct Shard {
+    rev: String,
+    members: Arc<[String]>,
+}
+
+/// Channels whose subscriber shards are remembered at most; past that the memory starts
+/// over.
+const CHANNELS_REMEMBERED: usize = 1024;
 
 /// Owners remembered at most; past that the memory starts over.
 const OWNERS_REMEMBERED: usize = 4096;
@@ -109,6 +122,9 @@ const APPEND_STRIPES: usize = 64;
 const PK: &str = "pk";
 const SK: &str = "sk";
 const EXPIRES: &str = "expiresAt";
+/// A subscriber shard's members and revision.
+const CONNS: &str = "conns";
+const REV: &str = "rev";
 
 fn s(v: impl Into<String>) -> AttributeValue {
     AttributeValue::S(v.into())
@@ -147,6 +163,15 @@ fn expired(item: &Item) -> bool {
         .and_then(|v| v.as_n().ok())
         .and_then(|v| v.parse::<i64>().ok())
         .is_some_and(|at| at <= now())
+}
+
+fn attr_s<'a>(item: &'a Item, name: &str) -> Option<&'a String> {
+    item.get(name).and_then(|v| v.as_s().ok())
+}
+
+/// A subscriber shard's new revision: random, so no two states of a shard share one.
+fn revision() -> AttributeValue {
+    s(uuid::Uuid::new_v4().simple().to_string())
 }
 
 fn string_set(item: &Item, name: &str) -> BTreeSet<String> {
@@ -209,6 +234,7 @@ impl Store {
             config,
             appending: Arc::new(std::array::from_fn(|_| tokio::sync::Mutex::new(()))),
             owners: Arc::default(),
+            shards_seen: Arc::default(),
         }
     }
 
@@ -306,10 +332,11 @@ impl Store {
             .update_item()
             .table_name(&self.table)
             .set_key(Some(key(chan_pk(&channel), shard_sk(shard))))
-            .update_expression("ADD conns :c SET #e = :e")
+            .update_expression("ADD conns :c SET #e = :e, rev = :r")
             .expression_attribute_names("#e", EXPIRES)
             .expression_attribute_values(":c", AttributeValue::Ss(vec![id.to_owned()]))
             .expression_attribute_values(":e", expires(self.config.connection_ttl))
+            .expression_attribute_values(":r", revision())
             .send()
             .await
             .map_err(|e| StoreError::new("UpdateItem", e.into_service_error()))?;
@@ -347,24 +374,76 @@ impl Store {
             .update_item()
             .table_name(&self.table)
             .set_key(Some(key(chan_pk(channel), shard_sk(shard))))
-            .update_expression("DELETE conns :c")
+            .update_expression("DELETE conns :c SET rev = :r")
             .condition_expression("attribute_exists(pk)")
             .expression_attribute_values(":c", AttributeValue::Ss(vec![id.to_owned()]))
+            .expression_attribute_values(":r", revision())
             .send()
             .await
             .map_or_else(unless_condition_failed, |_| Ok(()))
     }
 
-    /// Every connection subscribed to `channel` (one consistent `BatchGetItem`).
+    /// Every connection subscribed to `channel`, as its shards are now: one consistent
+    /// `BatchGetItem` of their revisions, then one of the shards that changed since this
+    /// process last read them (none, while the subscribers stay the same).
+    ///
+    /// A remembered shard is as good as a fresh read: its `rev` changes in the same write
+    /// as its members, and is a fresh random token each time, so a shard that expired and
+    /// was created again does not pass for the one remembered.
     pub async fn subscribers(&self, channel: &str) -> Result<Vec<String>, StoreError> {
         let keys: Vec<Item> = (0..self.config.subscription_shards.max(1))
             .map(|shard| key(chan_pk(channel), shard_sk(shard)))
             .collect();
-        let mut out = BTreeSet::new();
-        for item in self.get_many(keys).await? {
-            out.extend(string_set(&item, "conns"));
+        let revs = self.get_many_projected(keys, &[SK, REV]).await?;
+        let mut now: HashMap<String, Shard> = HashMap::with_capacity(revs.len());
+        let mut changed = Vec::new();
+        {
+            let seen = self.seen_shards();
+            let remembered = seen.get(channel);
+            for item in revs {
+                let (Some(sk), Some(rev)) = (attr_s(&item, SK), attr_s(&item, REV)) else {
+                    continue;
+                };
+                match remembered.and_then(|shards| shards.get(sk)) {
+                    Some(shard) if shard.rev == *rev => {
+                        now.insert(sk.clone(), shard.clone());
+                    }
+                    _ => changed.push(key(chan_pk(channel), sk.clone())),
+                }
+            }
         }
-        Ok(out.into_iter().collect())
+        if !changed.is_empty() {
+            for item in self.get_many_projected(changed, &[SK, REV, CONNS]).await? {
+                let (Some(sk), Some(rev)) = (attr_s(&item, SK), attr_s(&item, REV)) else {
+                    continue;
+                };
+                let members = string_set(&item, CONNS).into_iter().collect();
+                now.insert(
+                    sk.clone(),
+                    Shard {
+                        rev: rev.clone(),
+                        members,
+                    },
+                );
+            }
+        }
+        let mut out = Vec::with_capacity(now.values().map(|s| s.members.len()).sum());
+        for shard in now.values() {
+            out.extend(shard.members.iter().cloned());
+        }
+        let mut seen = self.seen_shards();
+        if seen.len() >= CHANNELS_REMEMBERED && !seen.contains_key(channel) {
+            seen.clear();
+        }
+        seen.insert(channel.to_owned(), now);
+        Ok(out)
+    }
+
+    fn seen_shards(&self) -> std::sync::MutexGuard<'_, HashMap<String, HashMap<String, Shard>>> {
+        // Each entry is replaced whole: one a panicking holder left behind is still whole.
+        self.shards_seen
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
     /// Records who requested a job.
@@ -552,12 +631,50 @@ impl Store {
     }
 
     /// The items at `keys` that exist, read consistently, in no particular order.
-    async fn get_many(&self, mut keys: Vec<Item>) -> Result<Vec<Item>, StoreError> {
+    async fn get_many(&self, keys: Vec<Item>) -> Result<Vec<Item>, StoreError> {
+        self.get_many_with(keys, None).await
+    }
+
+    /// [`Store::get_many`], with only the `attributes` named.
+    async fn get_many_projected(
+        &self,
+        keys: Vec<Item>,
+        attributes: &[&str],
+    ) -> Result<Vec<Item>, StoreError> {
+        self.get_many_with(keys, Some(attributes)).await
+    }
+
+    async fn get_many_with(
+        &self,
+        mut keys: Vec<Item>,
+        attributes: Option<&[&str]>,
+    ) -> Result<Vec<Item>, StoreError> {
+        // Aliases (`#a0`, ...), so that no attribute name can clash with a reserved word.
+        let (projection, names) = match attributes {
+            Some(names) => (
+                Some(
+                    (0..names.len())
+                        .map(|i| format!("#a{i}"))
+                        .collect::<Vec<_>>()
+                        .join(", "),
+                ),
+                Some(
+                    names
+                        .iter()
+                        .enumerate()
+                        .map(|(i, name)| (format!("#a{i}"), (*name).to_owned()))
+                        .collect(),
+                ),
+            ),
+            None => (None, None),
+        };
         let mut out = Vec::new();
         while !keys.is_empty() {
             let request = KeysAndAttributes::builder()
                 .set_keys(Some(std::mem::take(&mut keys)))
                 .consistent_read(true)
+                .set_projection_expression(projection.clone())
+                .set_expression_attribute_names(names.clone())
                 .build()
                 .map_err(|e| StoreError::new("BatchGetItem", e))?;
             let response = self

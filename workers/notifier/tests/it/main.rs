@@ -6,13 +6,20 @@
 use std::collections::BTreeSet;
 
 use aws_sdk_dynamodb::types::{
-    AttributeDefinition, BillingMode, KeySchemaElement, KeyType, ScalarAttributeType,
+    AttributeDefinition, AttributeValue, BillingMode, KeySchemaElement, KeyType,
+    ScalarAttributeType,
 };
 use notifier::store::{Appended, Draft, Store};
 use notifier::{Channel, NotifierConfig};
 use serde_json::json;
 
 async fn store(config: NotifierConfig) -> Store {
+    let (client, table) = table().await;
+    Store::new(client, table, config)
+}
+
+/// A fresh notifier table, and a client for it.
+async fn table() -> (aws_sdk_dynamodb::Client, String) {
     let emulator = emulator::test_emulator().await;
     let sdk = emulator.sdk_config();
     let client = aws_sdk_dynamodb::Client::new(&sdk);
@@ -42,7 +49,7 @@ async fn store(config: NotifierConfig) -> Store {
         .send()
         .await
         .unwrap();
-    Store::new(client, table, config)
+    (client, table)
 }
 
 #[tokio::test]
@@ -234,4 +241,51 @@ async fn what_runs_on_a_new_frame_finds_it_in_the_history_and_a_repeat_finds_it_
         .unwrap();
     assert_eq!(again, Appended::Duplicate(frame));
     assert_eq!(store.head("user:t").await.unwrap(), 1);
+}
+
+#[tokio::test]
+async fn a_warm_process_sees_subscribers_another_one_changed_and_shards_that_expired() {
+    let (client, table) = table().await;
+    let config = NotifierConfig {
+        subscription_shards: 4,
+        ..NotifierConfig::default()
+    };
+    // Two warm instances of the notifier over one table.
+    let pushing = Store::new(client.clone(), table.clone(), config.clone());
+    let routing = Store::new(client.clone(), table.clone(), config);
+    let channel = Channel::user("u");
+    let name = channel.to_string();
+    let sorted = |ids: Vec<String>| ids.into_iter().collect::<BTreeSet<_>>();
+    for i in 0..8 {
+        routing.subscribe(&format!("c{i}"), &channel).await.unwrap();
+    }
+    let all: BTreeSet<String> = (0..8).map(|i| format!("c{i}")).collect();
+    assert_eq!(sorted(pushing.subscribers(&name).await.unwrap()), all);
+    // Read again unchanged: the same answer.
+    assert_eq!(sorted(pushing.subscribers(&name).await.unwrap()), all);
+
+    routing.subscribe("late", &channel).await.unwrap();
+    routing.unsubscribe("c3", &channel).await.unwrap();
+    let mut expected = all.clone();
+    expected.insert("late".into());
+    expected.remove("c3");
+    assert_eq!(sorted(pushing.subscribers(&name).await.unwrap()), expected);
+
+    // Every shard expires (as DynamoDB's TTL deletes them), and new subscribers come.
+    for shard in 0..4 {
+        client
+            .delete_item()
+            .table_name(&table)
+            .key("pk", AttributeValue::S(format!("chan#{name}")))
+            .key("sk", AttributeValue::S(format!("subs#{shard:03}")))
+            .send()
+            .await
+            .unwrap();
+    }
+    assert!(pushing.subscribers(&name).await.unwrap().is_empty());
+    routing.subscribe("fresh", &channel).await.unwrap();
+    assert_eq!(
+        pushing.subscribers(&name).await.unwrap(),
+        vec!["fresh".to_owned()]
+    );
 }
