@@ -153,7 +153,8 @@ pub fn issuer_routes(issuer: &DevIssuer) -> axum::Router {
 /// checks a signature locally (the gateway, like the emulator, has no IAM), and signing
 /// is a quarter of a post's CPU, which a broadcast to 10,000 connections pays 10,000
 /// times on the cores the gateway and its clients share. For the same reason it watches
-/// no stalled stream: an in-process answer has none.
+/// no stalled stream (an in-process answer has none) and skips the headers only a
+/// request on the wire needs ([`local_host::InProcessInterceptor`]).
 fn in_process_management(
     sdk: &aws_config::SdkConfig,
     endpoint: &str,
@@ -165,6 +166,7 @@ fn in_process_management(
     let config = Builder::from(&unsigned.build())
         .endpoint_url(endpoint)
         .http_client(in_process.clone())
+        .interceptor(local_host::InProcessInterceptor)
         .allow_no_auth()
         .stalled_stream_protection(StalledStreamProtectionConfig::disabled())
         .build();

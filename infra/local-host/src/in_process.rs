@@ -12,13 +12,21 @@
 use std::net::{Ipv4Addr, SocketAddr};
 use std::sync::{Arc, OnceLock};
 
+use aws_runtime::invocation_id::InvocationIdInterceptor;
+use aws_runtime::request_info::RequestInfoInterceptor;
+use aws_runtime::service_clock_skew::ServiceClockSkewInterceptor;
+use aws_runtime::user_agent::UserAgentInterceptor;
+use aws_smithy_runtime_api::box_error::BoxError;
 use aws_smithy_runtime_api::client::http::{
     HttpClient, HttpConnector, HttpConnectorFuture, HttpConnectorSettings, SharedHttpConnector,
 };
+use aws_smithy_runtime_api::client::interceptors::context::BeforeSerializationInterceptorContextRef;
+use aws_smithy_runtime_api::client::interceptors::{Intercept, disable_interceptor};
 use aws_smithy_runtime_api::client::orchestrator::{HttpRequest, HttpResponse};
 use aws_smithy_runtime_api::client::result::ConnectorError;
 use aws_smithy_runtime_api::client::runtime_components::RuntimeComponents;
 use aws_smithy_types::body::SdkBody;
+use aws_smithy_types::config_bag::ConfigBag;
 use axum::Router;
 use axum::body::Body;
 use axum::extract::ConnectInfo;
@@ -93,5 +101,33 @@ impl HttpConnector for InProcessClient {
             HttpResponse::try_from(http::Response::from_parts(parts, SdkBody::from(bytes)))
                 .map_err(|e| ConnectorError::other(e.into(), None))
         })
+    }
+}
+
+/// For an SDK client whose requests go in process: turns off, per request, the SDK's
+/// interceptors that serve only requests on the wire. The user agent, the invocation id
+/// and the attempt header are formatted for every request (the user agent alone was a
+/// tenth of a post's CPU), and nothing in process reads them; clock skew has no meaning
+/// without a remote clock. The request is otherwise the same.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct InProcessInterceptor;
+
+impl Intercept for InProcessInterceptor {
+    fn name(&self) -> &'static str {
+        "InProcessInterceptor"
+    }
+
+    fn read_before_execution(
+        &self,
+        _context: &BeforeSerializationInterceptorContextRef<'_>,
+        cfg: &mut ConfigBag,
+    ) -> Result<(), BoxError> {
+        const WHY: &str = "the request is handled in process";
+        let state = cfg.interceptor_state();
+        state.store_put(disable_interceptor::<UserAgentInterceptor>(WHY));
+        state.store_put(disable_interceptor::<InvocationIdInterceptor>(WHY));
+        state.store_put(disable_interceptor::<RequestInfoInterceptor>(WHY));
+        state.store_put(disable_interceptor::<ServiceClockSkewInterceptor>(WHY));
+        Ok(())
     }
 }

@@ -57,4 +57,4 @@ pub use error::HostError;
 pub use function::{FunctionError, Functions, Invocation, LambdaFunction};
 pub use gateway::router;
 pub use host::{Host, RunningHost, delivery_queue, delivery_target_id, run};
-pub use in_process::InProcessClient;
+pub use in_process::{InProcessClient, InProcessInterceptor};
