@@ -371,7 +371,10 @@ struct RawFrame<'a> {
 fn next_frame(bytes: &[u8]) -> Option<RawFrame<'_>> {
     let (&first, &second) = (bytes.first()?, bytes.get(1)?);
     let (payload_len, mut header) = match second & 0x7f {
-        126 => (u64::from(u16::from_be_bytes(bytes.get(2..4)?.try_into().ok()?)), 4),
+        126 => (
+            u64::from(u16::from_be_bytes(bytes.get(2..4)?.try_into().ok()?)),
+            4,
+        ),
         127 => (u64::from_be_bytes(bytes.get(2..10)?.try_into().ok()?), 10),
         short => (u64::from(short), 2),
     };
@@ -395,7 +398,9 @@ fn offset_of(payload: &[u8]) -> Option<u64> {
     let mut offset: u64 = 0;
     let mut any = false;
     for digit in digits {
-        offset = offset.checked_mul(10)?.checked_add(u64::from(digit - b'0'))?;
+        offset = offset
+            .checked_mul(10)?
+            .checked_add(u64::from(digit - b'0'))?;
         any = true;
     }
     any.then_some(offset)

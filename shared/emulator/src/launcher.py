@@ -3,11 +3,15 @@
 The parent may die without cleaning up (kill -9, a test binary that exits); polling the
 parent pid means the emulator never outlives the fleet process that owns it.
 
-Two costs moto pays on every request are taken off, without changing what it answers:
-it lists its own package directory to route each request (one `stat` per backend
-module), so the list is read once; and werkzeug logs one access line per request, so
-only its warnings and errors are kept.
+Costs moto pays on every request are taken off, without changing what it answers:
+- it lists its own package directory to route each request (one `stat` per backend
+  module), so the list is read once;
+- `PutEvents` compiles the same JSONPath expressions again for every target of every
+  matching rule (building a parser each time: milliseconds per target), so compiled
+  expressions are kept;
+- werkzeug logs one access line per request, so only its warnings and errors are kept.
 """
+import functools
 import logging
 import os
 import sys
@@ -31,6 +35,11 @@ import moto.backends  # noqa: E402  (imported after the watchdog starts)
 _modules = tuple(moto.backends.list_of_moto_modules())
 moto.backends.list_of_moto_modules = lambda: _modules
 logging.getLogger("werkzeug").setLevel(logging.WARNING)
+
+import jsonpath_ng.ext  # noqa: E402
+
+# A compiled expression is only read when it is used, so one serves every caller.
+jsonpath_ng.ext.parse = functools.lru_cache(maxsize=4096)(jsonpath_ng.ext.parse)
 
 from moto.server import main  # noqa: E402
 
