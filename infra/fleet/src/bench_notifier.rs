@@ -133,16 +133,16 @@ async fn measure(
 
     eprintln!("bench: opening {} connections", config.connections);
     let started = Instant::now();
-    let (tx, mut rx) = mpsc::unbounded_channel::<(u64, Instant)>();
+    let (tx, mut rx) = mpsc::unbounded_channel::<Arrival>();
     let clients = ClientThread::start()?;
     let opened: Vec<anyhow::Result<()>> = futures::stream::iter(0..config.connections)
-        .map(|_| {
+        .map(|client| {
             let url = url.clone();
             let tx = tx.clone();
             let handle = clients.handle.clone();
             async move {
                 handle
-                    .spawn(async move { open(&url, tx).await })
+                    .spawn(async move { open(&url, client, tx).await })
                     .await
                     .context("a client task ended abnormally")?
             }
@@ -173,7 +173,6 @@ async fn measure(
         requested_by: Some("bench".into()),
     };
     let mut latencies = Vec::new();
-    let mut last_offset = 0;
     let mut cpu_before = Cpu::default();
     let mut publish_max = Duration::ZERO;
     for round in 0..=config.rounds {
@@ -186,7 +185,7 @@ async fn measure(
             JobEvent::from(JobProgress {
                 job_id: job.clone(),
                 progress: round as f64 / config.rounds.max(1) as f64,
-                message: None,
+                message: Some(format!("{ROUND_MARK}{round}")),
             })
         };
         let sent = Instant::now();
@@ -199,8 +198,9 @@ async fn measure(
         }
         let deadline = sent + Duration::from_secs(120);
         let mut received = 0;
+        let mut got = vec![false; config.connections];
         while received < config.connections {
-            let (offset, at) = tokio::time::timeout_at(deadline, rx.recv())
+            let arrival = tokio::time::timeout_at(deadline, rx.recv())
                 .await
                 .with_context(|| {
                     format!(
@@ -209,16 +209,18 @@ async fn measure(
                     )
                 })?
                 .context("every connection closed")?;
-            if offset <= last_offset {
+            // Each connection counts once per round, with the first copy of the round's
+            // own frame: a late frame of an earlier round or a repeat is no delivery.
+            if arrival.round != round || got[arrival.client] {
                 continue;
             }
+            got[arrival.client] = true;
             received += 1;
             // Round 0 warms up (first pushes, connection pools); it is not timed.
             if round > 0 {
-                latencies.push(at.duration_since(sent));
+                latencies.push(arrival.at.duration_since(sent));
             }
         }
-        last_offset += 1;
         if round > 0 {
             eprintln!("bench: round {round}/{} delivered to all", config.rounds);
         }
@@ -256,7 +258,7 @@ async fn measure(
     })
 }
 
-/// Opens one connection, subscribes it to `user:bench`, then forwards the offset and
+/// Opens one connection, subscribes it to `user:bench`, then forwards the round and
 /// arrival time of every stream frame until the connection ends.
 ///
 /// The handshake and the subscribe go through tungstenite. The frames after them are
@@ -264,7 +266,7 @@ async fn measure(
 /// unmasked server frames off the socket, answer pings and stop at a close. The clients
 /// share the machine's cores with the stack they measure, so every microsecond they
 /// spend per frame shows up in the latencies.
-async fn open(url: &str, tx: mpsc::UnboundedSender<(u64, Instant)>) -> anyhow::Result<()> {
+async fn open(url: &str, client: usize, tx: mpsc::UnboundedSender<Arrival>) -> anyhow::Result<()> {
     let uri: tokio_tungstenite::tungstenite::http::Uri =
         url.parse().context("the bench's WebSocket URL")?;
     let authority = uri
@@ -308,7 +310,7 @@ async fn open(url: &str, tx: mpsc::UnboundedSender<(u64, Instant)>) -> anyhow::R
         // Nothing else is sent before the first round, so nothing is left in its buffer.
     }
     tokio::spawn(async move {
-        if let Err(e) = read_frames(tcp, tx).await {
+        if let Err(e) = read_frames(tcp, client, tx).await {
             tracing::debug!(error = %e, "a bench client's connection failed");
         }
     });
@@ -321,10 +323,11 @@ const OP_PING: u8 = 0x9;
 const OP_PONG: u8 = 0xA;
 
 /// Reads WebSocket frames (RFC 6455 5.2) off an open connection and forwards each text
-/// frame's offset with the time its bytes arrived.
+/// frame's round with the time its bytes arrived.
 async fn read_frames(
     mut tcp: tokio::net::TcpStream,
-    tx: mpsc::UnboundedSender<(u64, Instant)>,
+    client: usize,
+    tx: mpsc::UnboundedSender<Arrival>,
 ) -> std::io::Result<()> {
     use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
     let mut buf = vec![0u8; CLIENT_READ_BUFFER_BYTES];
@@ -343,8 +346,8 @@ async fn read_frames(
         while let Some(frame) = next_frame(&buf[start..filled]) {
             match frame.opcode {
                 OP_TEXT => {
-                    if let Some(offset) = offset_of(frame.payload)
-                        && tx.send((offset, at)).is_err()
+                    if let Some(round) = round_of(frame.payload)
+                        && tx.send(Arrival { client, round, at }).is_err()
                     {
                         return Ok(());
                     }
@@ -390,20 +393,36 @@ fn next_frame(bytes: &[u8]) -> Option<RawFrame<'_>> {
     })
 }
 
-/// A frame's `offset`, found without parsing the rest of its JSON.
-fn offset_of(payload: &[u8]) -> Option<u64> {
-    const KEY: &[u8] = b"\"offset\":";
-    let at = payload.windows(KEY.len()).position(|w| w == KEY)? + KEY.len();
-    let digits = payload[at..].iter().take_while(|b| b.is_ascii_digit());
-    let mut offset: u64 = 0;
+/// One frame of a round, as a client saw it.
+#[derive(Debug, Clone, Copy)]
+struct Arrival {
+    client: usize,
+    round: usize,
+    at: Instant,
+}
+
+/// What the bench's `JobProgress` messages start with; the round number follows.
+const ROUND_MARK: &str = "bench round ";
+
+/// The round a frame belongs to, found without parsing the rest of its JSON: the number
+/// after [`ROUND_MARK`] (`JobProgress`), or 0 for the warm-up's `JobRequested`.
+fn round_of(payload: &[u8]) -> Option<usize> {
+    let find = |needle: &[u8]| payload.windows(needle.len()).position(|w| w == needle);
+    let Some(at) = find(ROUND_MARK.as_bytes()) else {
+        return find(br#""type":"JobRequested""#).map(|_| 0);
+    };
+    let digits = payload[at + ROUND_MARK.len()..]
+        .iter()
+        .take_while(|b| b.is_ascii_digit());
+    let mut round: usize = 0;
     let mut any = false;
     for digit in digits {
-        offset = offset
+        round = round
             .checked_mul(10)?
-            .checked_add(u64::from(digit - b'0'))?;
+            .checked_add(usize::from(digit - b'0'))?;
         any = true;
     }
-    any.then_some(offset)
+    any.then_some(round)
 }
 
 /// The pong answering a ping: a client frame, so masked (RFC 6455 5.3).
@@ -586,16 +605,16 @@ mod tests {
     }
 
     #[test]
-    fn frames_are_read_whole_whatever_their_length_and_offsets_found() {
+    fn frames_are_read_whole_whatever_their_length_and_rounds_found() {
         let long = format!(
-            r#"{{"channel":"user:bench","offset":1234,"type":"JobProgress","data":"{}"}}"#,
+            r#"{{"channel":"user:bench","offset":9,"type":"JobProgress","data":{{"message":"bench round 1234","pad":"{}"}}}}"#,
             "x".repeat(300)
         );
         let mut bytes = server_frame(OP_TEXT, long.as_bytes());
         bytes.extend(server_frame(OP_PING, b"hi"));
         let first = next_frame(&bytes).expect("a whole frame");
         assert_eq!(first.opcode, OP_TEXT);
-        assert_eq!(offset_of(first.payload), Some(1234));
+        assert_eq!(round_of(first.payload), Some(1234));
         let second = next_frame(&bytes[first.len..]).expect("the ping");
         assert_eq!((second.opcode, second.payload), (OP_PING, &b"hi"[..]));
         assert_eq!(first.len + second.len, bytes.len());
@@ -603,7 +622,8 @@ mod tests {
         for cut in 0..first.len {
             assert!(next_frame(&bytes[..cut]).is_none(), "cut at {cut}");
         }
-        assert_eq!(offset_of(br#"{"type":"subscribed"}"#), None);
+        assert_eq!(round_of(br#"{"type":"subscribed"}"#), None);
+        assert_eq!(round_of(br#"{"offset":1,"type":"JobRequested"}"#), Some(0));
     }
 
     #[test]
