@@ -330,6 +330,10 @@ async fn read_frames(
     tx: mpsc::UnboundedSender<Arrival>,
 ) -> std::io::Result<()> {
     use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+    // A ping that came in with the subscribe's answer was read, and dropped, with the
+    // handshake's buffer; an unsolicited pong (RFC 6455 5.5.3) stands for its answer, so
+    // the gateway's keep-alive does not count the client as silent.
+    tcp.write_all(&pong(b"")).await?;
     let mut buf = vec![0u8; CLIENT_READ_BUFFER_BYTES];
     let mut filled = 0;
     loop {
