@@ -401,11 +401,14 @@ impl Store {
             let seen = self.seen_shards();
             let remembered = seen.get(channel);
             for item in revs {
-                let (Some(sk), Some(rev)) = (attr_s(&item, SK), attr_s(&item, REV)) else {
+                let Some(sk) = attr_s(&item, SK) else {
                     continue;
                 };
-                match remembered.and_then(|shards| shards.get(sk)) {
-                    Some(shard) if shard.rev == *rev => {
+                match (
+                    remembered.and_then(|shards| shards.get(sk)),
+                    attr_s(&item, REV),
+                ) {
+                    (Some(shard), Some(rev)) if shard.rev == *rev => {
                         now.insert(sk.clone(), shard.clone());
                     }
                     _ => changed.push(key(chan_pk(channel), sk.clone())),
@@ -414,17 +417,14 @@ impl Store {
         }
         if !changed.is_empty() {
             for item in self.get_many_projected(changed, &[SK, REV, CONNS]).await? {
-                let (Some(sk), Some(rev)) = (attr_s(&item, SK), attr_s(&item, REV)) else {
+                let Some(sk) = attr_s(&item, SK) else {
                     continue;
                 };
+                // A shard last written before shards had revisions has none: remembered
+                // as "", which no revision matches, it is read again every time.
+                let rev = attr_s(&item, REV).cloned().unwrap_or_default();
                 let members = string_set(&item, CONNS).into_iter().collect();
-                now.insert(
-                    sk.clone(),
-                    Shard {
-                        rev: rev.clone(),
-                        members,
-                    },
-                );
+                now.insert(sk.clone(), Shard { rev, members });
             }
         }
         let mut out = Vec::with_capacity(now.values().map(|s| s.members.len()).sum());

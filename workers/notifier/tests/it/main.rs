@@ -288,4 +288,24 @@ async fn a_warm_process_sees_subscribers_another_one_changed_and_shards_that_exp
         pushing.subscribers(&name).await.unwrap(),
         vec!["fresh".to_owned()]
     );
+
+    // A shard written before shards had revisions (an older deployment's row) counts,
+    // read after read.
+    let legacy = Channel::user("old");
+    let legacy_name = legacy.to_string();
+    client
+        .put_item()
+        .table_name(&table)
+        .item("pk", AttributeValue::S(format!("chan#{legacy_name}")))
+        .item("sk", AttributeValue::S("subs#000".into()))
+        .item("conns", AttributeValue::Ss(vec!["before".into()]))
+        .send()
+        .await
+        .unwrap();
+    for _ in 0..2 {
+        assert_eq!(
+            pushing.subscribers(&legacy_name).await.unwrap(),
+            vec!["before".to_owned()]
+        );
+    }
 }
