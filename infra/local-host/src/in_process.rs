@@ -106,8 +106,8 @@ impl HttpConnector for InProcessClient {
 
 /// For an SDK client whose requests go in process: turns off, per request, the SDK's
 /// interceptors that serve only requests on the wire. The user agent, the invocation id
-/// and the attempt header are formatted for every request (the user agent alone was a
-/// tenth of a post's CPU), and nothing in process reads them; clock skew has no meaning
+/// and the attempt header are formatted for every request (the user agent alone was
+/// about 7% of a post's CPU), and nothing in process reads them; clock skew has no meaning
 /// without a remote clock. The request is otherwise the same.
 #[derive(Debug, Default, Clone, Copy)]
 pub struct InProcessInterceptor;
@@ -129,5 +129,66 @@ impl Intercept for InProcessInterceptor {
         state.store_put(disable_interceptor::<RequestInfoInterceptor>(WHY));
         state.store_put(disable_interceptor::<ServiceClockSkewInterceptor>(WHY));
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use axum::routing::get;
+
+    /// A client through `in_process`, with the interceptor or without it.
+    fn client(
+        in_process: &InProcessClient,
+        intercepted: bool,
+    ) -> aws_sdk_apigatewaymanagement::Client {
+        let mut config = aws_sdk_apigatewaymanagement::Config::builder()
+            .behavior_version(aws_sdk_apigatewaymanagement::config::BehaviorVersion::latest())
+            .region(aws_sdk_apigatewaymanagement::config::Region::new(
+                "us-east-1",
+            ))
+            .endpoint_url("http://127.0.0.1:9")
+            .http_client(in_process.clone())
+            .allow_no_auth();
+        if intercepted {
+            config = config.interceptor(InProcessInterceptor);
+        }
+        aws_sdk_apigatewaymanagement::Client::from_conf(config.build())
+    }
+
+    #[tokio::test]
+    async fn in_process_requests_go_without_the_wire_only_headers() {
+        // `GET @connections/{id}` answering with what the request carried.
+        let router = Router::new().route(
+            "/@connections/{id}",
+            get(|headers: http::HeaderMap| async move {
+                let has = |name: &str| headers.contains_key(name).to_string();
+                axum::Json(serde_json::json!({
+                    "connectedAt": "2026-01-01T00:00:00.000Z",
+                    "lastActiveAt": "2026-01-01T00:00:00.000Z",
+                    "identity": {
+                        "userAgent": has("x-amz-user-agent"),
+                        "sourceIp": has("amz-sdk-invocation-id"),
+                    },
+                }))
+            }),
+        );
+        let in_process = InProcessClient::new();
+        in_process.bind(router);
+        for (intercepted, carried) in [(false, "true"), (true, "false")] {
+            let out = client(&in_process, intercepted)
+                .get_connection()
+                .connection_id("c1")
+                .send()
+                .await
+                .expect("answered in process");
+            let identity = out.identity.expect("an identity");
+            assert_eq!(identity.user_agent.as_deref(), Some(carried), "user agent");
+            assert_eq!(
+                identity.source_ip.as_deref(),
+                Some(carried),
+                "invocation id"
+            );
+        }
     }
 }
