@@ -307,7 +307,7 @@ async fn open(url: &str, client: usize, tx: mpsc::UnboundedSender<Arrival>) -> a
                 _ => {}
             }
         }
-        // Nothing else is sent before the first round, so nothing is left in its buffer.
+        // Only a keep-alive ping can have come in behind the answer: see `read_frames`.
     }
     tokio::spawn(async move {
         if let Err(e) = read_frames(tcp, client, tx).await {
@@ -415,18 +415,9 @@ fn round_of(payload: &[u8]) -> Option<usize> {
     let Some(at) = find(ROUND_MARK.as_bytes()) else {
         return find(br#""type":"JobRequested""#).map(|_| 0);
     };
-    let digits = payload[at + ROUND_MARK.len()..]
-        .iter()
-        .take_while(|b| b.is_ascii_digit());
-    let mut round: usize = 0;
-    let mut any = false;
-    for digit in digits {
-        round = round
-            .checked_mul(10)?
-            .checked_add(usize::from(digit - b'0'))?;
-        any = true;
-    }
-    any.then_some(round)
+    let rest = &payload[at + ROUND_MARK.len()..];
+    let digits = rest.iter().take_while(|b| b.is_ascii_digit()).count();
+    std::str::from_utf8(&rest[..digits]).ok()?.parse().ok()
 }
 
 /// The pong answering a ping: a client frame, so masked (RFC 6455 5.3).
