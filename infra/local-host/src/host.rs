@@ -7,6 +7,7 @@ use std::sync::Arc;
 
 use aws_config::SdkConfig;
 use axum::Router;
+use axum::serve::ListenerExt as _;
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 use topology::{BusRef, DeployReport, FunctionKind, Names, Target, Topology};
@@ -315,6 +316,13 @@ impl Host {
             let token = token.clone();
             tasks.spawn(async move {
                 tracing::info!(addr = %local, "HTTP API listening");
+                // Frames go out as they are written (a WebSocket push or an SSE event is
+                // small and waits for nothing), not held back by Nagle's algorithm.
+                let listener = listener.tap_io(|tcp| {
+                    if let Err(error) = tcp.set_nodelay(true) {
+                        tracing::debug!(%error, "could not set TCP_NODELAY on a connection");
+                    }
+                });
                 let served = axum::serve(
                     listener,
                     router.into_make_service_with_connect_info::<SocketAddr>(),

@@ -55,8 +55,10 @@ impl InProcessClient {
         InProcessClient::default()
     }
 
-    /// Binds the client to the router; later binds are ignored (one host per client).
-    pub(crate) fn bind(&self, router: Router) {
+    /// Binds the client to the router that answers its requests: the host's own, which
+    /// [`crate::Host::serve_in_process`] binds when the host starts, or one of a test or
+    /// bench. Later binds are ignored (one router per client).
+    pub fn bind(&self, router: Router) {
         if self.router.set(router).is_err() {
             tracing::warn!("an in-process client is already bound to a host; keeping the first");
         }

@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use aws_sdk_dynamodb::Client;
 use aws_sdk_dynamodb::types::{AttributeValue, KeysAndAttributes};
-use backon::{ConstantBuilder, Retryable as _};
+use backon::{BackoffBuilder as _, ConstantBuilder, ExponentialBuilder, Retryable as _};
 use contracts::frames::Frame;
 use serde_json::Value;
 use time::OffsetDateTime;
@@ -118,6 +118,10 @@ const OWNERS_REMEMBERED: usize = 4096;
 /// Lock stripes for appends: appends to different channels (an event's `job:` and
 /// `user:` channels) rarely wait on each other.
 const APPEND_STRIPES: usize = 64;
+/// The most keys one `BatchGetItem` takes.
+const BATCH_GET_KEYS: usize = 100;
+/// How often keys DynamoDB left unprocessed are asked for again before a read fails.
+const UNPROCESSED_RETRIES: usize = 5;
 
 const PK: &str = "pk";
 const SK: &str = "sk";
@@ -669,34 +673,61 @@ impl Store {
             None => (None, None),
         };
         let mut out = Vec::new();
-        while !keys.is_empty() {
-            let request = KeysAndAttributes::builder()
-                .set_keys(Some(std::mem::take(&mut keys)))
-                .consistent_read(true)
-                .set_projection_expression(projection.clone())
-                .set_expression_attribute_names(names.clone())
-                .build()
-                .map_err(|e| StoreError::new("BatchGetItem", e))?;
-            let response = self
-                .client
-                .batch_get_item()
-                .request_items(&self.table, request)
-                .send()
-                .await
-                .map_err(|e| StoreError::new("BatchGetItem", e.into_service_error()))?;
-            out.extend(
-                response
-                    .responses
-                    .unwrap_or_default()
-                    .remove(&self.table)
-                    .unwrap_or_default(),
-            );
-            if let Some(rest) = response
-                .unprocessed_keys
-                .and_then(|mut u| u.remove(&self.table))
-            {
-                keys = rest.keys;
+        // DynamoDB may leave keys unprocessed (throttling, a response over 16 MB); they are
+        // asked for again after a growing, jittered pause, as the SDK retries a throttle.
+        let mut pauses = ExponentialBuilder::default()
+            .with_min_delay(Duration::from_millis(25))
+            .with_max_delay(Duration::from_secs(1))
+            .with_max_times(UNPROCESSED_RETRIES)
+            .with_jitter()
+            .build();
+        loop {
+            let mut unprocessed = Vec::new();
+            // One `BatchGetItem` takes at most 100 keys.
+            while !keys.is_empty() {
+                let rest = keys.split_off(keys.len().min(BATCH_GET_KEYS));
+                let request = KeysAndAttributes::builder()
+                    .set_keys(Some(std::mem::replace(&mut keys, rest)))
+                    .consistent_read(true)
+                    .set_projection_expression(projection.clone())
+                    .set_expression_attribute_names(names.clone())
+                    .build()
+                    .map_err(|e| StoreError::new("BatchGetItem", e))?;
+                let response = self
+                    .client
+                    .batch_get_item()
+                    .request_items(&self.table, request)
+                    .send()
+                    .await
+                    .map_err(|e| StoreError::new("BatchGetItem", e.into_service_error()))?;
+                out.extend(
+                    response
+                        .responses
+                        .unwrap_or_default()
+                        .remove(&self.table)
+                        .unwrap_or_default(),
+                );
+                if let Some(left) = response
+                    .unprocessed_keys
+                    .and_then(|mut u| u.remove(&self.table))
+                {
+                    unprocessed.extend(left.keys);
+                }
             }
+            if unprocessed.is_empty() {
+                break;
+            }
+            let Some(pause) = pauses.next() else {
+                return Err(StoreError::new(
+                    "BatchGetItem",
+                    format!(
+                        "{} keys were still unprocessed after {UNPROCESSED_RETRIES} retries",
+                        unprocessed.len()
+                    ),
+                ));
+            };
+            tokio::time::sleep(pause).await;
+            keys = unprocessed;
         }
         Ok(out)
     }

@@ -166,6 +166,28 @@ async fn subscribers_span_shards_and_a_removed_connection_leaves_every_channel()
 }
 
 #[tokio::test]
+async fn a_channel_with_more_shards_than_one_batch_read_takes_has_every_subscriber() {
+    // 150 shard keys: more than one `BatchGetItem` (100) takes.
+    let store = store(NotifierConfig {
+        subscription_shards: 150,
+        ..NotifierConfig::default()
+    })
+    .await;
+    let channel = Channel::user("u");
+    let mut ids: Vec<String> = (0..30).map(|i| format!("conn-{i}")).collect();
+    for id in &ids {
+        store.subscribe(id, &channel).await.unwrap();
+    }
+    for _ in 0..2 {
+        // Cold, then warm (only the revisions are read).
+        let mut got = store.subscribers(&channel.to_string()).await.unwrap();
+        got.sort();
+        ids.sort();
+        assert_eq!(got, ids);
+    }
+}
+
+#[tokio::test]
 async fn an_append_steps_over_an_offset_taken_without_moving_the_head() {
     let store = store(NotifierConfig::default()).await;
     store
