@@ -199,6 +199,7 @@ async fn measure(
         let deadline = sent + Duration::from_secs(120);
         let mut received = 0;
         let mut got = vec![false; config.connections];
+        let (mut first, mut last) = (Duration::MAX, Duration::ZERO);
         while received < config.connections {
             let arrival = tokio::time::timeout_at(deadline, rx.recv())
                 .await
@@ -217,12 +218,19 @@ async fn measure(
             got[arrival.client] = true;
             received += 1;
             // Round 0 warms up (first pushes, connection pools); it is not timed.
+            let latency = arrival.at.duration_since(sent);
+            (first, last) = (first.min(latency), last.max(latency));
             if round > 0 {
-                latencies.push(arrival.at.duration_since(sent));
+                latencies.push(latency);
             }
         }
         if round > 0 {
-            eprintln!("bench: round {round}/{} delivered to all", config.rounds);
+            eprintln!(
+                "bench: round {round}/{} delivered to all: first {:.1} ms, last {:.1} ms",
+                config.rounds,
+                first.as_secs_f64() * 1000.0,
+                last.as_secs_f64() * 1000.0
+            );
         }
     }
     let cpu = Cpu::read(pid)?.since(&cpu_before);

@@ -1102,6 +1102,9 @@ impl Deployer<'_> {
             // and its own address is their endpoint.
             ValueRef::ConnectionsEndpoint(_) => String::new(),
             ValueRef::ParameterPath(path) => names.parameter_path(path),
+            // Functions are not deployed to the emulator: the local host runs them in
+            // process with the local issuer's verifier.
+            ValueRef::Token(_) => String::new(),
         }
     }
 

@@ -118,7 +118,8 @@ pub fn simulation() -> Service {
 ///
 /// - `jobs-api` serves `POST /jobs`, `GET /jobs` and `GET /jobs/{id}`, and publishes
 ///   `JobRequested`. Its token settings (`JWT_ISSUER`, `JWT_AUDIENCE`, `JWKS_URL`) belong
-///   to the deployment's identity provider, not to the topology: they are not set here.
+///   to the deployment's identity provider, not to the topology: they are parameters of
+///   the service's stack ([`ValueRef::Token`]).
 /// - `jobs-requested` turns every `JobRequested` on the bus, from any source (upstream
 ///   services request jobs too), into one execution named after the job id.
 /// - `jobs-view` applies the other job events to the table.
@@ -142,6 +143,7 @@ pub fn jobs() -> Service {
     .env("STAGE", ValueRef::Stage)
     .env("JOBS_TABLE", ValueRef::TableName(TABLE.into()))
     .env("BUS", ValueRef::BusName)
+    .with_token_settings()
     // Put: the QUEUED row and idempotency keys; Get: reads and key lookups; Delete:
     // undoing a job whose JobRequested could not be published.
     .allow(
@@ -222,8 +224,8 @@ pub fn jobs() -> Service {
 ///   every other job event to the subscribers of `job:<id>` and `user:<owner>`.
 ///
 /// One table holds connections, subscriptions, channel histories and the projection
-/// (`pk`/`sk`, TTL on `expiresAt`). Token settings are the deployment's, as for
-/// `jobs-api`.
+/// (`pk`/`sk`, TTL on `expiresAt`). `notifier-ws` takes the token settings as
+/// `jobs-api` does.
 pub fn notifier() -> Service {
     const TABLE: &str = "notifier";
     const SERVICE: &str = "notifier";
@@ -258,7 +260,8 @@ pub fn notifier() -> Service {
             "unsubscribe",
             "ping",
         ],
-    ));
+    ))
+    .with_token_settings();
     let events = with_access(Function::asynchronous("notifier-events"));
 
     Service::new(SERVICE)

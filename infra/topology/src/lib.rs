@@ -28,7 +28,7 @@ pub use model::{
     Bucket, BusRef, DeadLetter, DeadLetterSource, DefinitionError, Dlq, EventBus, FargateService,
     Function, FunctionKind, Gsi, Key, KeyKind, Method, Permission, Queue, Resource, ResourceKind,
     ResourceRef, Route, Rule, Scaling, Service, StateMachine, TASK_TOKEN_ACTIONS, Table, Target,
-    Topic, Topology, ValueRef, default_definitions_dir,
+    TokenSetting, Topic, Topology, ValueRef, default_definitions_dir,
 };
 pub use names::{Names, Stage, StageError};
 pub use synth::{

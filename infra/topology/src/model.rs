@@ -292,6 +292,43 @@ pub enum ValueRef {
     ConnectionsEndpoint(String),
     /// `/fleet/<stage>/<path>`: where the stage's SSM parameters under `path` live.
     ParameterPath(String),
+    /// A setting of the deployment's identity provider, which the topology does not
+    /// know: a parameter of the stack that uses it (see [`TokenSetting`]).
+    Token(TokenSetting),
+}
+
+/// What a service that verifies bearer tokens (RS256 JWTs) needs to know about the
+/// identity provider that issues them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum TokenSetting {
+    Issuer,
+    Audience,
+    JwksUrl,
+}
+
+impl TokenSetting {
+    pub const ALL: [TokenSetting; 3] = [
+        TokenSetting::Issuer,
+        TokenSetting::Audience,
+        TokenSetting::JwksUrl,
+    ];
+
+    /// The stack parameter that carries it.
+    pub fn parameter(self) -> &'static str {
+        match self {
+            TokenSetting::Issuer => "JwtIssuer",
+            TokenSetting::Audience => "JwtAudience",
+            TokenSetting::JwksUrl => "JwksUrl",
+        }
+    }
+
+    pub fn description(self) -> &'static str {
+        match self {
+            TokenSetting::Issuer => "The issuer (iss) every accepted token names.",
+            TokenSetting::Audience => "The audience (aud) every accepted token names.",
+            TokenSetting::JwksUrl => "The HTTPS URL of the issuer's JSON Web Key Set.",
+        }
+    }
 }
 
 /// The kinds of resource, as reports and errors name them.
@@ -861,6 +898,14 @@ impl Function {
     pub fn env(mut self, name: impl Into<String>, value: ValueRef) -> Self {
         self.env.push((name.into(), value));
         self
+    }
+
+    /// `JWT_ISSUER`, `JWT_AUDIENCE` and `JWKS_URL`, as `shared/auth`'s verifier reads
+    /// them, from the stack's parameters.
+    pub fn with_token_settings(self) -> Self {
+        self.env("JWT_ISSUER", ValueRef::Token(TokenSetting::Issuer))
+            .env("JWT_AUDIENCE", ValueRef::Token(TokenSetting::Audience))
+            .env("JWKS_URL", ValueRef::Token(TokenSetting::JwksUrl))
     }
 
     pub fn allow(mut self, actions: &[&'static str], resource: ResourceRef) -> Self {

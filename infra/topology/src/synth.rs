@@ -12,7 +12,7 @@ use serde_json::{Map, Value, json};
 
 use crate::model::{
     BusRef, DefinitionError, FargateService, Function, FunctionKind, Permission, Queue, Resource,
-    ResourceRef, Rule, StateMachine, Table, Target, Topology, ValueRef,
+    ResourceRef, Rule, StateMachine, Table, Target, TokenSetting, Topology, ValueRef,
 };
 use crate::names::Names;
 use crate::validate::{Owners, RefKind, TopologyError, camel};
@@ -361,6 +361,7 @@ impl<'a> Synth<'a> {
             ValueRef::StateMachineArn(n) => self.machine_arn(at, n),
             ValueRef::FunctionArn(n) => self.function_arn(at, n),
             ValueRef::ParameterPath(path) => json!(self.names.parameter_path(path)),
+            ValueRef::Token(setting) => json!({ "Ref": setting.parameter() }),
             // Validation keeps it within the API's own stack.
             ValueRef::ConnectionsEndpoint(_) => json!({
                 "Fn::Sub": format!(
@@ -610,6 +611,9 @@ impl<'a> Synth<'a> {
             "Timeout": f.timeout.as_secs(),
             "LoggingConfig": { "LogGroup": { "Ref": log_group } },
         });
+        if f.env.iter().any(|(_, v)| matches!(v, ValueRef::Token(_))) {
+            self.stacks[at].uses_tokens = true;
+        }
         if !f.env.is_empty() {
             let vars: Map<String, Value> = f
                 .env
@@ -1089,6 +1093,8 @@ struct Stack {
     outputs: Map<String, Value>,
     uses_artifacts: bool,
     uses_workers: bool,
+    /// A function reads the identity provider's settings ([`ValueRef::Token`]).
+    uses_tokens: bool,
     duplicate: Option<String>,
 }
 
@@ -1101,6 +1107,7 @@ impl Stack {
             outputs: Map::new(),
             uses_artifacts: false,
             uses_workers: false,
+            uses_tokens: false,
             duplicate: None,
         }
     }
@@ -1163,6 +1170,14 @@ impl Stack {
                     "Description": "ENABLED for public subnets without a NAT gateway.",
                 }),
             );
+        }
+        if self.uses_tokens {
+            for setting in TokenSetting::ALL {
+                parameters.insert(
+                    setting.parameter().into(),
+                    json!({ "Type": "String", "MinLength": 1, "Description": setting.description() }),
+                );
+            }
         }
         let mut body = json!({
             "AWSTemplateFormatVersion": "2010-09-09",

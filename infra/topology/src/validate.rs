@@ -97,7 +97,8 @@ impl Owners {
             ValueRef::Literal(_)
             | ValueRef::Stage
             | ValueRef::Region
-            | ValueRef::ParameterPath(_) => Some(0),
+            | ValueRef::ParameterPath(_)
+            | ValueRef::Token(_) => Some(0),
             ValueRef::BusName | ValueRef::BusArn => Some(0),
             ValueRef::QueueUrl(n)
             | ValueRef::QueueArn(n)

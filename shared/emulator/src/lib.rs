@@ -7,6 +7,7 @@
 use std::fs::{self, File};
 use std::io::Write as _;
 use std::net::{Ipv4Addr, SocketAddr, TcpListener};
+use std::os::unix::process::CommandExt as _;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::Mutex;
@@ -340,6 +341,11 @@ fn spawn(venv: &Venv, home: &Path, port: u16) -> Result<Emulator, EmulatorError>
         .stdin(Stdio::null())
         .stdout(log_file)
         .stderr(log_err)
+        // A group of its own: Ctrl-C in a terminal signals the whole foreground group,
+        // and the emulator must outlast its owner's shutdown (workers draining, the host's
+        // last calls), which stops it last. The launcher's watchdog still ends it if the
+        // owner dies first.
+        .process_group(0)
         .spawn()
         .map_err(io(&venv.python()))?;
     Ok(Emulator {

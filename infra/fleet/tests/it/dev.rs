@@ -1,6 +1,7 @@
 //! `fleet dev` brings the stack up, prints how to reach it, and leaves nothing behind.
 
 use std::io::{BufRead, BufReader};
+use std::os::unix::process::CommandExt as _;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
@@ -44,9 +45,21 @@ async fn fleet_dev_prints_the_exports_and_ctrl_c_leaves_no_process_behind() {
             "0",
         ])
         .stdout(Stdio::piped())
-        .stderr(Stdio::inherit())
+        .stderr(Stdio::piped())
+        // A process group of its own, which Ctrl-C in a terminal signals as a whole.
+        .process_group(0)
         .spawn()
         .expect("fleet dev starts");
+    // Its logs, passed through and kept.
+    let stderr = child.stderr.take().unwrap();
+    let logs = std::thread::spawn(move || {
+        let mut lines = Vec::new();
+        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+            eprintln!("{line}");
+            lines.push(line);
+        }
+        lines
+    });
     let stdout = child.stdout.take().unwrap();
     let (tx, rx) = std::sync::mpsc::channel();
     let reader = std::thread::spawn(move || {
@@ -174,11 +187,11 @@ async fn fleet_dev_prints_the_exports_and_ctrl_c_leaves_no_process_behind() {
         "{out}"
     );
 
-    // Ctrl-C: every process it started goes away.
+    // Ctrl-C (SIGINT to the whole group): every process it started goes away.
     let started = descendants(child.id());
     assert!(!started.is_empty(), "fleet dev started the emulator");
     let kill = Command::new("kill")
-        .args(["-INT", &child.id().to_string()])
+        .args(["-INT", "--", &format!("-{}", child.id())])
         .status()
         .unwrap();
     assert!(kill.success());
@@ -198,4 +211,15 @@ async fn fleet_dev_prints_the_exports_and_ctrl_c_leaves_no_process_behind() {
     let left: Vec<u32> = started.into_iter().filter(|&p| alive(p)).collect();
     assert!(left.is_empty(), "processes left behind: {left:?}");
     reader.join().unwrap();
+    // The emulator outlasts the shutdown: nothing that stops calls it after it is gone.
+    let unreachable: Vec<String> = logs
+        .join()
+        .unwrap()
+        .into_iter()
+        .filter(|l| l.contains("dispatch failure"))
+        .collect();
+    assert!(
+        unreachable.is_empty(),
+        "calls to a stopped emulator: {unreachable:#?}"
+    );
 }

@@ -103,6 +103,61 @@ fn no_policy_grants_a_wildcard_action_and_only_task_tokens_use_resource_star() {
     );
 }
 
+/// Every `{"Ref": name}` under `value`.
+fn refs<'a>(value: &'a Value, out: &mut Vec<&'a str>) {
+    match value {
+        Value::Object(map) => {
+            if let (1, Some(Value::String(name))) = (map.len(), map.get("Ref")) {
+                out.push(name);
+            }
+            map.values().for_each(|v| refs(v, out));
+        }
+        Value::Array(items) => items.iter().for_each(|v| refs(v, out)),
+        _ => {}
+    }
+}
+
+#[test]
+fn functions_that_verify_tokens_get_the_identity_providers_settings_as_stack_parameters() {
+    let mut verifying = Vec::new();
+    for template in templates() {
+        let body = &template.body;
+        let declared = |name: &str| {
+            name.starts_with("AWS::")
+                || body["Parameters"].get(name).is_some()
+                || body["Resources"].get(name).is_some()
+        };
+        let mut all = Vec::new();
+        refs(body, &mut all);
+        for name in all {
+            assert!(
+                declared(name),
+                "{}: Ref {name} names no parameter or resource",
+                template.stack_name
+            );
+        }
+        let functions = body["Resources"].as_object().into_iter().flatten();
+        for (id, resource) in functions {
+            let vars = &resource["Properties"]["Environment"]["Variables"];
+            if resource["Type"] != "AWS::Lambda::Function" || vars.get("JWKS_URL").is_none() {
+                continue;
+            }
+            for (var, parameter) in [
+                ("JWT_ISSUER", "JwtIssuer"),
+                ("JWT_AUDIENCE", "JwtAudience"),
+                ("JWKS_URL", "JwksUrl"),
+            ] {
+                assert_eq!(vars[var], serde_json::json!({ "Ref": parameter }), "{id}");
+                assert_eq!(body["Parameters"][parameter]["Type"], "String", "{id}");
+            }
+            let name = resource["Properties"]["FunctionName"].as_str();
+            verifying.push(name.unwrap_or(id).to_owned());
+        }
+    }
+    verifying.sort_unstable();
+    assert_eq!(verifying, ["fleet-dev-jobs-api", "fleet-dev-notifier-ws"]);
+}
+
 #[test]
 fn templates_pass_cfn_lint() {
     let venv = emulator::ensure_venv(&emulator::default_home())
