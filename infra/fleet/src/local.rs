@@ -148,31 +148,6 @@ pub fn issuer_routes(issuer: &DevIssuer) -> axum::Router {
     )
 }
 
-/// The notifier's `@connections` client in `fleet dev`: the same calls as on AWS, handed
-/// to the host's router in process ([`local_host::InProcessClient`]) and unsigned. Nothing
-/// checks a signature locally (the gateway, like the emulator, has no IAM), and signing
-/// is a quarter of a post's CPU, which a broadcast to 10,000 connections pays 10,000
-/// times on the cores the gateway and its clients share. For the same reason it watches
-/// no stalled stream (an in-process answer has none) and skips the headers only a
-/// request on the wire needs ([`local_host::InProcessInterceptor`]).
-fn in_process_management(
-    sdk: &aws_config::SdkConfig,
-    endpoint: &str,
-    in_process: &local_host::InProcessClient,
-) -> aws_sdk_apigatewaymanagement::Client {
-    use aws_sdk_apigatewaymanagement::config::{Builder, StalledStreamProtectionConfig};
-    let mut unsigned = sdk.to_builder();
-    unsigned.set_credentials_provider(None);
-    let config = Builder::from(&unsigned.build())
-        .endpoint_url(endpoint)
-        .http_client(in_process.clone())
-        .interceptor(local_host::InProcessInterceptor)
-        .allow_no_auth()
-        .stalled_stream_protection(StalledStreamProtectionConfig::disabled())
-        .build();
-    aws_sdk_apigatewaymanagement::Client::from_conf(config)
-}
-
 /// Adds the notifier's functions: `notifier-ws` behind the local WebSocket gateway and
 /// `notifier-events`, pushing through the `@connections` API the local host serves at
 /// `connections_endpoint` (`http://<its address>`). Their management client reaches it
@@ -195,7 +170,8 @@ pub fn with_notifier(
         notifier::NotifierConfig::default(),
     )
     .with_verifier(verifier);
-    deps.connections = in_process_management(sdk, connections_endpoint, in_process);
+    // Unsigned and in process: see `InProcessClient::management_client`.
+    deps.connections = in_process.management_client(sdk, connections_endpoint);
     let deps = Arc::new(deps);
     let ws = deps.clone();
     Ok(functions

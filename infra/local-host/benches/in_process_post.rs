@@ -24,6 +24,8 @@ static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 const POSTS: u32 = 50_000;
 const REPEATS: u32 = 3;
+/// Never dialled: the client hands its requests to the router.
+const ENDPOINT: &str = "http://127.0.0.1:9";
 /// About a notifier frame's size.
 const PAYLOAD_BYTES: usize = 250;
 
@@ -62,15 +64,21 @@ fn main() -> ExitCode {
     ExitCode::SUCCESS
 }
 
+/// The variant's client: `fleet dev`'s own, or one with the SDK's defaults.
 fn client(
     in_process: &InProcessClient,
     signed: bool,
     intercepted: bool,
 ) -> aws_sdk_apigatewaymanagement::Client {
-    let mut config = Builder::new()
-        .behavior_version(aws_sdk_apigatewaymanagement::config::BehaviorVersion::latest())
+    let sdk = aws_config::SdkConfig::builder()
+        .behavior_version(aws_config::BehaviorVersion::latest())
         .region(Region::new("us-east-1"))
-        .endpoint_url("http://127.0.0.1:9")
+        .build();
+    if intercepted && !signed {
+        return in_process.management_client(&sdk, ENDPOINT);
+    }
+    let mut config = Builder::from(&sdk)
+        .endpoint_url(ENDPOINT)
         .http_client(in_process.clone())
         .stalled_stream_protection(StalledStreamProtectionConfig::disabled());
     config = if signed {
