@@ -838,7 +838,10 @@ impl Store {
                 .key_condition_expression("pk = :pk AND sk BETWEEN :from AND :to")
                 .expression_attribute_values(":pk", s(chan_pk(channel)))
                 .expression_attribute_values(":from", s(frame_sk(since.saturating_add(1))))
-                .expression_attribute_values(":to", s(frame_sk(head.max(since + 1))))
+                // Not bounded by the head: the hint is written after the frame, so a frame
+                // claimed and already broadcast (perhaps before this subscriber was
+                // added) may lie past it, and a replay that left it out would leave a gap.
+                .expression_attribute_values(":to", s(frame_sk(u64::MAX)))
                 .consistent_read(true)
                 .set_exclusive_start_key(start)
                 .send()
@@ -862,7 +865,7 @@ impl Store {
             }
         }
         // The kept frames are consecutive from the oldest; an expired one in the middle
-        // would break that, so keep only the run ending at the head.
+        // would break that, so keep only the run ending at the newest.
         let mut kept: Vec<Frame> = Vec::with_capacity(frames.len());
         for frame in frames {
             if kept
@@ -873,6 +876,7 @@ impl Store {
             }
             kept.push(frame);
         }
+        let head = kept.last().map_or(head, |last| last.offset.max(head));
         Ok(History { head, frames: kept })
     }
 }

@@ -216,6 +216,11 @@ async fn an_append_steps_over_an_offset_taken_without_moving_the_head() {
         .await
         .unwrap();
     assert_eq!(store.head("user:h").await.unwrap(), 1);
+    // A replay meanwhile still includes the claimed frame: it may already have been
+    // broadcast, before the replaying subscriber was added.
+    let replay = store.history("user:h", 0).await.unwrap();
+    let offsets: Vec<u64> = replay.frames.iter().map(|f| f.offset).collect();
+    assert_eq!((replay.head, offsets), (2, vec![1, 2]));
     let next = store
         .append("user:h", "e3", "JobProgress", json!({}), None)
         .await
