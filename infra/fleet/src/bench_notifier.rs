@@ -133,16 +133,16 @@ async fn measure(
 
     eprintln!("bench: opening {} connections", config.connections);
     let started = Instant::now();
-    let (tx, mut rx) = mpsc::unbounded_channel::<Arrival>();
-    let clients = ClientThread::start()?;
+    let (tx, mut rx) = mpsc::unbounded_channel::<Vec<Arrival>>();
+    let clients = ClientThread::start(tx)?;
     let opened: Vec<anyhow::Result<()>> = futures::stream::iter(0..config.connections)
         .map(|client| {
             let url = url.clone();
-            let tx = tx.clone();
+            let arrivals = clients.arrivals.clone();
             let handle = clients.handle.clone();
             async move {
                 handle
-                    .spawn(async move { open(&url, client, tx).await })
+                    .spawn(async move { open(&url, client, arrivals).await })
                     .await
                     .context("a client task ended abnormally")?
             }
@@ -201,7 +201,7 @@ async fn measure(
         let mut got = vec![false; config.connections];
         let (mut first, mut last) = (Duration::MAX, Duration::ZERO);
         while received < config.connections {
-            let arrival = tokio::time::timeout_at(deadline, rx.recv())
+            let batch = tokio::time::timeout_at(deadline, rx.recv())
                 .await
                 .with_context(|| {
                     format!(
@@ -209,19 +209,22 @@ async fn measure(
                         config.connections
                     )
                 })?
-                .context("every connection closed")?;
-            // Each connection counts once per round, with the first copy of the round's
-            // own frame: a late frame of an earlier round or a repeat is no delivery.
-            if arrival.round != round || got[arrival.client] {
-                continue;
-            }
-            got[arrival.client] = true;
-            received += 1;
-            // Round 0 warms up (first pushes, connection pools); it is not timed.
-            let latency = arrival.at.duration_since(sent);
-            (first, last) = (first.min(latency), last.max(latency));
-            if round > 0 {
-                latencies.push(latency);
+                .context("the clients' thread stopped")?;
+            for arrival in batch {
+                // Each connection counts once per round, with the first copy of the
+                // round's own frame: a late frame of an earlier round or a repeat is no
+                // delivery.
+                if arrival.round != round || got[arrival.client] {
+                    continue;
+                }
+                got[arrival.client] = true;
+                received += 1;
+                // Round 0 warms up (first pushes, connection pools); it is not timed.
+                let latency = arrival.at.duration_since(sent);
+                (first, last) = (first.min(latency), last.max(latency));
+                if round > 0 {
+                    latencies.push(latency);
+                }
             }
         }
         if round > 0 {
@@ -234,7 +237,6 @@ async fn measure(
         }
     }
     let cpu = Cpu::read(pid)?.since(&cpu_before);
-    drop(tx);
     latencies.sort();
     let per_delivery = |seconds: f64| seconds * 1e6 / latencies.len().max(1) as f64;
     let percentile = |p: f64| -> f64 {
@@ -274,7 +276,7 @@ async fn measure(
 /// unmasked server frames off the socket, answer pings and stop at a close. The clients
 /// share the machine's cores with the stack they measure, so every microsecond they
 /// spend per frame shows up in the latencies.
-async fn open(url: &str, client: usize, tx: mpsc::UnboundedSender<Arrival>) -> anyhow::Result<()> {
+async fn open(url: &str, client: usize, arrivals: Arrivals) -> anyhow::Result<()> {
     let uri: tokio_tungstenite::tungstenite::http::Uri =
         url.parse().context("the bench's WebSocket URL")?;
     let authority = uri
@@ -318,7 +320,7 @@ async fn open(url: &str, client: usize, tx: mpsc::UnboundedSender<Arrival>) -> a
         // Only a keep-alive ping can have come in behind the answer: see `read_frames`.
     }
     tokio::spawn(async move {
-        if let Err(e) = read_frames(tcp, client, tx).await {
+        if let Err(e) = read_frames(tcp, client, arrivals).await {
             tracing::debug!(error = %e, "a bench client's connection failed");
         }
     });
@@ -335,7 +337,7 @@ const OP_PONG: u8 = 0xA;
 async fn read_frames(
     mut tcp: tokio::net::TcpStream,
     client: usize,
-    tx: mpsc::UnboundedSender<Arrival>,
+    arrivals: Arrivals,
 ) -> std::io::Result<()> {
     use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
     // A ping that came in with the subscribe's answer was read, and dropped, with the
@@ -348,6 +350,8 @@ async fn read_frames(
         if filled == buf.len() {
             buf.resize(buf.len() * 2, 0);
         }
+        // A short read also makes tokio forget the socket's readiness: no second read
+        // that would block.
         let read = tcp.read(&mut buf[filled..]).await?;
         if read == 0 {
             return Ok(());
@@ -358,10 +362,8 @@ async fn read_frames(
         while let Some(frame) = next_frame(&buf[start..filled]) {
             match frame.opcode {
                 OP_TEXT => {
-                    if let Some(round) = round_of(frame.payload)
-                        && tx.send(Arrival { client, round, at }).is_err()
-                    {
-                        return Ok(());
+                    if let Some(round) = round_of(frame.payload) {
+                        arrivals.record(Arrival { client, round, at });
                     }
                 }
                 OP_PING => tcp.write_all(&pong(frame.payload)).await?,
@@ -413,6 +415,27 @@ struct Arrival {
     at: Instant,
 }
 
+/// The arrivals the clients recorded since the clients' thread last handed them on.
+#[derive(Debug, Clone, Default)]
+struct Arrivals(std::sync::Arc<std::sync::Mutex<Vec<Arrival>>>);
+
+impl Arrivals {
+    fn record(&self, arrival: Arrival) {
+        self.lock().push(arrival);
+    }
+
+    fn take(&self) -> Vec<Arrival> {
+        std::mem::take(&mut *self.lock())
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, Vec<Arrival>> {
+        // A `Vec` of plain records stays whole whatever panicked while holding it.
+        self.0
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+}
+
 /// What the bench's `JobProgress` messages start with; the round number follows.
 const ROUND_MARK: &str = "bench round ";
 
@@ -449,23 +472,31 @@ fn pong(payload: &[u8]) -> Vec<u8> {
 /// frame that arrives while it rests is queued without waking it, so the stack's writes
 /// do not pay for a wake-up each, and the clients read what arrived in one batch. An
 /// arrival is timed when its batch is read, so a latency is at most that much late,
-/// never early.
+/// never early. The arrivals of a turn go to the bench together (`batches`), which wakes
+/// the bench's own thread once per turn instead of once per frame.
 struct ClientThread {
     handle: tokio::runtime::Handle,
+    arrivals: Arrivals,
     stop: Option<tokio::sync::oneshot::Sender<()>>,
 }
 
 impl ClientThread {
-    fn start() -> anyhow::Result<ClientThread> {
+    fn start(batches: mpsc::UnboundedSender<Vec<Arrival>>) -> anyhow::Result<ClientThread> {
         let runtime = tokio::runtime::Builder::new_current_thread()
             .enable_all()
             .build()
             .context("starting the clients' runtime")?;
         let handle = runtime.handle().clone();
-        handle.spawn(async {
+        let arrivals = Arrivals::default();
+        let turns = arrivals.clone();
+        handle.spawn(async move {
             loop {
                 // Blocks the clients' thread on purpose (see above).
                 std::thread::sleep(CLIENT_REST);
+                let batch = turns.take();
+                if !batch.is_empty() && batches.send(batch).is_err() {
+                    return;
+                }
                 tokio::task::yield_now().await;
             }
         });
@@ -478,6 +509,7 @@ impl ClientThread {
             .context("starting the clients' thread")?;
         Ok(ClientThread {
             handle,
+            arrivals,
             stop: Some(stop),
         })
     }

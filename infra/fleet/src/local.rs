@@ -163,15 +163,15 @@ pub fn with_notifier(
 ) -> anyhow::Result<Functions> {
     let names = topology.names();
     let verifier = dev_verifier(issuer)?;
-    let mut deps = notifier::Deps::new(
+    let deps = notifier::Deps::new(
         sdk,
         names.table("notifier"),
         connections_endpoint,
         notifier::NotifierConfig::default(),
     )
-    .with_verifier(verifier);
+    .with_verifier(verifier)
     // Unsigned and in process: see `InProcessClient::management_client`.
-    deps.connections = in_process.management_client(sdk, connections_endpoint);
+    .with_connections(|| in_process.management_client(sdk, connections_endpoint));
     let deps = Arc::new(deps);
     let ws = deps.clone();
     Ok(functions

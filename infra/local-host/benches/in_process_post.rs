@@ -7,6 +7,9 @@
 //! serializer, retry bookkeeping, deserializer) plus the router. A broadcast to N
 //! subscribers pays it N times, so it bounds `fleet bench notifier` from below. Plain
 //! `Instant` timing; the best of a few repeats is printed, as the machine is shared.
+//!
+//! Then two threads post at once, through one client and through a client each: the
+//! reason the notifier gives each of its pushing tasks a client of its own.
 
 use std::process::ExitCode;
 use std::time::Instant;
@@ -61,7 +64,50 @@ fn main() -> ExitCode {
             }
         }
     }
+    let shared = client(&in_process, false, true);
+    for (label, one_client) in [
+        ("through one client", true),
+        ("through a client each", false),
+    ] {
+        let clients = [0, 1].map(|_| match one_client {
+            true => shared.clone(),
+            false => client(&in_process, false, true),
+        });
+        match two_threads(clients) {
+            Ok(micros) => println!("two threads at once, {label}: {micros:.1} µs per post"),
+            Err(error) => {
+                eprintln!("error: two threads, {label}: {error}");
+                return ExitCode::FAILURE;
+            }
+        }
+    }
     ExitCode::SUCCESS
+}
+
+/// Each client posting on a thread of its own at the same time: the wall time per post
+/// of one thread (the same as one thread alone when they do not contend).
+fn two_threads(clients: [aws_sdk_apigatewaymanagement::Client; 2]) -> Result<f64, String> {
+    std::thread::scope(|scope| {
+        let threads = clients.map(|client| {
+            scope.spawn(move || {
+                let runtime = tokio::runtime::Builder::new_current_thread()
+                    .enable_all()
+                    .build()
+                    .map_err(|e| e.to_string())?;
+                runtime
+                    .block_on(best_of(&client))
+                    .map_err(|e| e.to_string())
+            })
+        });
+        let mut worst = 0f64;
+        for thread in threads {
+            let micros = thread
+                .join()
+                .map_err(|_| "a posting thread panicked".to_owned())??;
+            worst = worst.max(micros);
+        }
+        Ok(worst)
+    })
 }
 
 /// The variant's client: `fleet dev`'s own, or one with the SDK's defaults.

@@ -50,8 +50,10 @@ pub struct WebSocketConfig {
     /// How many keep-alive intervals may pass without any frame from a client (a pong
     /// included) before its connection is dropped as half-open.
     pub keep_alive_misses: u32,
-    /// How many frames may wait for one slow client; a `POST @connections` finding the
-    /// queue full waits up to a second, then answers 429 `LimitExceededException`.
+    /// How many frames may wait for one slow SSE client; a `POST @connections` finding
+    /// the queue full waits up to a second, then answers 429 `LimitExceededException`.
+    /// (A WebSocket's frames wait in its socket's buffer: a post waits up to a second for
+    /// the write ahead of it, then answers 429.)
     pub outbound_queue: usize,
 }
 

@@ -10,6 +10,11 @@ Costs moto pays on every request are taken off, without changing what it answers
   matching rule (building a parser each time: milliseconds per target), so compiled
   expressions are kept;
 - werkzeug logs one access line per request, so only its warnings and errors are kept.
+
+One thing is made as AWS does it: DynamoDB applies each item write atomically, but moto
+serves requests on many threads and an `UpdateItem` on an item that does not exist yet
+creates it unguarded, so concurrent first writes (the first subscribers of a channel's
+shard) overwrote each other. Item writes are applied one at a time.
 """
 import functools
 import logging
@@ -40,6 +45,23 @@ import jsonpath_ng.ext  # noqa: E402
 
 # A compiled expression is only read when it is used, so one serves every caller.
 jsonpath_ng.ext.parse = functools.lru_cache(maxsize=4096)(jsonpath_ng.ext.parse)
+
+from moto.dynamodb.models import DynamoDBBackend  # noqa: E402
+
+_item_writes = threading.RLock()
+
+
+def _one_at_a_time(write):
+    @functools.wraps(write)
+    def serialized(*args, **kwargs):
+        with _item_writes:
+            return write(*args, **kwargs)
+
+    return serialized
+
+
+for _write in ("put_item", "update_item", "delete_item", "transact_write_items"):
+    setattr(DynamoDBBackend, _write, _one_at_a_time(getattr(DynamoDBBackend, _write)))
 
 from moto.server import main  # noqa: E402
 

@@ -58,7 +58,7 @@ mod ws;
 pub use channel::Channel;
 pub use error::{HandlerError, StoreError};
 pub use events::{EventOutcome, handle_event};
-pub use push::{PushReport, push_all};
+pub use push::{Connections, PushReport, push_all};
 pub use store::Store;
 pub use ws::handle_ws;
 
@@ -79,8 +79,11 @@ pub struct NotifierConfig {
     pub owner_ttl: Duration,
     /// Items each channel's subscriber set is spread over.
     pub subscription_shards: u32,
-    /// Pushes in flight at once per event.
+    /// Pushes in flight at once per pushing task.
     pub push_concurrency: usize,
+    /// How many tasks share a broadcast to many subscribers (at least 256 each): posts
+    /// are mostly CPU, so by default one per core the runtime can use.
+    pub push_tasks: usize,
     /// How long `subscribe` to `job:<id>` and a job event wait for the job's
     /// `JobRequested` to be projected (it travels the bus concurrently).
     pub owner_wait: Duration,
@@ -95,6 +98,7 @@ impl Default for NotifierConfig {
             owner_ttl: Duration::from_secs(30 * 24 * 3600),
             subscription_shards: 8,
             push_concurrency: 64,
+            push_tasks: std::thread::available_parallelism().map_or(1, usize::from),
             owner_wait: Duration::from_secs(5),
         }
     }
@@ -104,8 +108,8 @@ impl Default for NotifierConfig {
 #[derive(Debug, Clone)]
 pub struct Deps {
     pub store: Store,
-    /// The `@connections` API of the WebSocket API's stage.
-    pub connections: aws_sdk_apigatewaymanagement::Client,
+    /// The `@connections` API of the WebSocket API's stage: a client per pushing task.
+    pub connections: Connections,
     /// Verifies `$connect` tokens (only `notifier-ws` needs it).
     pub verifier: Option<Arc<auth::Verifier>>,
     pub config: NotifierConfig,
@@ -121,12 +125,15 @@ impl Deps {
         endpoint: &str,
         config: NotifierConfig,
     ) -> Deps {
-        let management = aws_sdk_apigatewaymanagement::config::Builder::from(sdk)
-            .endpoint_url(endpoint)
-            .build();
+        let management = || {
+            let config = aws_sdk_apigatewaymanagement::config::Builder::from(sdk)
+                .endpoint_url(endpoint)
+                .build();
+            aws_sdk_apigatewaymanagement::Client::from_conf(config)
+        };
         Deps {
             store: Store::new(aws_sdk_dynamodb::Client::new(sdk), table, config.clone()),
-            connections: aws_sdk_apigatewaymanagement::Client::from_conf(management),
+            connections: Connections::new(config.push_tasks, management),
             verifier: None,
             config,
         }
@@ -134,6 +141,15 @@ impl Deps {
 
     pub fn with_verifier(mut self, verifier: auth::Verifier) -> Deps {
         self.verifier = Some(Arc::new(verifier));
+        self
+    }
+
+    /// Pushes through clients made by `build` (one per pushing task) instead.
+    pub fn with_connections(
+        mut self,
+        build: impl Fn() -> aws_sdk_apigatewaymanagement::Client,
+    ) -> Deps {
+        self.connections = Connections::new(self.config.push_tasks, build);
         self
     }
 }

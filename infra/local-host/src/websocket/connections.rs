@@ -1,11 +1,14 @@
 //! The open connections and the `@connections` management API over them.
 //!
-//! The table maps a connection id to what describes the connection and the sending half
-//! of its bounded outbound queue. A `POST` is a lookup and a queue send; the connection's
-//! own task writes the frame. Removing an entry drops the table's sender: once the posts
-//! in flight are done, the connection's queue ends and its task closes the connection.
+//! The table maps a connection id to what describes the connection and where a posted
+//! frame goes. A WebSocket `POST` writes the frame to the socket itself, so a broadcast
+//! costs no task wake-up per connection; an SSE stream's `POST` is a send to the bounded
+//! queue its task drains. Removing an entry ends the connection once the posts in flight
+//! are done: a WebSocket's task is told and closes after the writes ahead of it; an SSE
+//! queue ends when its last sender is dropped.
 
 use std::collections::HashMap;
+use std::hash::BuildHasher as _;
 use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
@@ -18,8 +21,10 @@ use serde_json::json;
 use tokio::sync::mpsc;
 
 use super::Shared;
+use super::socket::{Posted, Writer};
 
-/// How long a `POST` waits for room in a slow client's queue before answering 429.
+/// How long a `POST` waits for a slow client (the writes ahead of it on a WebSocket, room
+/// in an SSE queue) before answering 429.
 const POST_WAIT: Duration = Duration::from_secs(1);
 
 /// What API Gateway knows about a connection.
@@ -61,36 +66,74 @@ pub(crate) fn now_ms() -> i64 {
     i64::try_from(nanos / 1_000_000).unwrap_or(i64::MAX)
 }
 
+/// How many independently locked parts the table has: posts from several threads (a
+/// broadcast's pushing tasks) then rarely wait for each other's lookups.
+const TABLE_SHARDS: usize = 64;
+
 /// The open connections, by id.
-#[derive(Default)]
 pub(crate) struct Table {
-    map: Mutex<HashMap<String, Entry>>,
+    shards: [Mutex<HashMap<String, Entry>>; TABLE_SHARDS],
+    hasher: std::hash::RandomState,
+}
+
+impl Default for Table {
+    fn default() -> Self {
+        Table {
+            shards: std::array::from_fn(|_| Mutex::default()),
+            hasher: std::hash::RandomState::new(),
+        }
+    }
 }
 
 #[derive(Clone)]
 struct Entry {
     info: Arc<ConnectionInfo>,
-    sender: mpsc::Sender<Bytes>,
+    outlet: Outlet,
+}
+
+/// Where the frames posted to a connection go.
+#[derive(Clone)]
+pub(crate) enum Outlet {
+    /// A WebSocket: the post writes the frame.
+    Socket(Arc<Writer>),
+    /// An SSE stream's queue, which its task turns into events.
+    Queue(mpsc::Sender<Bytes>),
 }
 
 impl Table {
-    pub(crate) fn insert(&self, info: Arc<ConnectionInfo>, sender: mpsc::Sender<Bytes>) {
-        self.lock().insert(info.id.clone(), Entry { info, sender });
+    pub(crate) fn insert(&self, info: Arc<ConnectionInfo>, outlet: Outlet) {
+        self.lock(&info.id)
+            .insert(info.id.clone(), Entry { info, outlet });
     }
 
     /// Forgets a connection; whether it was open.
     pub(crate) fn remove(&self, id: &str) -> bool {
-        self.lock().remove(id).is_some()
+        self.lock(id).remove(id).is_some()
+    }
+
+    /// Forgets a connection and ends it (`DELETE @connections`); whether it was open.
+    fn delete(&self, id: &str) -> bool {
+        let Some(entry) = self.lock(id).remove(id) else {
+            return false;
+        };
+        match entry.outlet {
+            Outlet::Socket(writer) => writer.delete(),
+            // Its task sees the queue end once the posts in flight drop their senders.
+            Outlet::Queue(sender) => drop(sender),
+        }
+        true
     }
 
     fn get(&self, id: &str) -> Option<Entry> {
-        self.lock().get(id).cloned()
+        self.lock(id).get(id).cloned()
     }
 
-    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, Entry>> {
+    /// The part of the table that holds `id`, locked.
+    fn lock(&self, id: &str) -> std::sync::MutexGuard<'_, HashMap<String, Entry>> {
+        let shard = &self.shards[self.hasher.hash_one(id) as usize % TABLE_SHARDS];
         // The map stays consistent whatever panicked while holding it: every change is
         // one insert or remove.
-        self.map.lock().unwrap_or_else(PoisonError::into_inner)
+        shard.lock().unwrap_or_else(PoisonError::into_inner)
     }
 }
 
@@ -111,24 +154,36 @@ pub(super) async fn post_to_connection(
     let Some(entry) = shared.connections.get(&id) else {
         return gone(&id);
     };
+    let sender = match entry.outlet {
+        Outlet::Socket(writer) => {
+            return match writer.post(data, POST_WAIT).await {
+                Posted::Written => empty(StatusCode::OK),
+                Posted::Gone => gone(&id),
+                Posted::Busy => too_slow(&id),
+            };
+        }
+        Outlet::Queue(sender) => sender,
+    };
     // A queue with room (the usual case) takes the frame without arming a timer.
-    let data = match entry.sender.try_send(data) {
+    let data = match sender.try_send(data) {
         Ok(()) => return empty(StatusCode::OK),
         Err(mpsc::error::TrySendError::Closed(_)) => return gone(&id),
         Err(mpsc::error::TrySendError::Full(data)) => data,
     };
-    match tokio::time::timeout(POST_WAIT, entry.sender.send(data)).await {
+    match tokio::time::timeout(POST_WAIT, sender.send(data)).await {
         Ok(Ok(())) => empty(StatusCode::OK),
         Ok(Err(_)) => gone(&id),
-        Err(_) => {
-            tracing::warn!(connection_id = %id, "the client does not keep up; post refused");
-            management_error(
-                StatusCode::TOO_MANY_REQUESTS,
-                "LimitExceededException",
-                "Rate exceeded",
-            )
-        }
+        Err(_) => too_slow(&id),
     }
+}
+
+fn too_slow(id: &str) -> Response {
+    tracing::warn!(connection_id = %id, "the client does not keep up; post refused");
+    management_error(
+        StatusCode::TOO_MANY_REQUESTS,
+        "LimitExceededException",
+        "Rate exceeded",
+    )
 }
 
 /// `GET @connections/{id}`: when the connection opened, who opened it, when it was last
@@ -159,7 +214,7 @@ pub(super) async fn delete_connection(
     State(shared): State<Arc<Shared>>,
     Path(id): Path<String>,
 ) -> Response {
-    if shared.connections.remove(&id) {
+    if shared.connections.delete(&id) {
         tracing::info!(connection_id = %id, "connection deleted through @connections");
         empty(StatusCode::NO_CONTENT)
     } else {

@@ -46,8 +46,12 @@
 //!   segments still work; the header names in events are lowercase (HTTP/1 as hyper reads
 //!   it); the domain name is the `Host` the client used; binary messages go to `$default`
 //!   base64-encoded; posted payloads that are not UTF-8 become binary frames.
-//! - The per-client outbound queue ([`crate::WebSocketConfig::outbound_queue`]) is this
-//!   host's, not a documented AWS limit.
+//! - How much a slow client may fall behind is this host's choice, not a documented AWS
+//!   limit. A post to a WebSocket writes its frame itself and is answered once the kernel
+//!   has it, so the socket's buffer is the client's queue; a post waiting over a second
+//!   behind a write the kernel does not take gets 429, and a write not taken within the
+//!   keep-alive window ends the connection (1006). An SSE stream queues up to
+//!   [`crate::WebSocketConfig::outbound_queue`] frames.
 
 mod connections;
 mod events;

@@ -1,11 +1,12 @@
 //! One WebSocket connection: the handshake behind `$connect`, then one task that reads the
-//! client's messages (handing them to their routes one at a time), writes what is posted
-//! to the connection, pings, and enforces the idle timeout, the maximum duration and the
-//! keep-alive window with a single timer.
+//! client's messages (handing them to their routes one at a time), writes the routes'
+//! replies, pings, and enforces the idle timeout, the maximum duration and the keep-alive
+//! window with a single timer. What is posted to the connection is written by the post
+//! itself, through the connection's [`Writer`].
 
 use std::collections::VecDeque;
 use std::net::SocketAddr;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
 use axum::body::Bytes;
@@ -13,10 +14,13 @@ use axum::extract::ws::{CloseFrame, Message, WebSocket, WebSocketUpgrade};
 use axum::extract::{ConnectInfo, FromRequestParts as _, Request, State};
 use axum::response::{IntoResponse as _, Response};
 use futures::future::BoxFuture;
+use futures::stream::{SplitSink, SplitStream};
+use futures::{SinkExt as _, StreamExt as _};
 use http::header::{HOST, USER_AGENT};
-use tokio::sync::mpsc;
+use tokio::sync::Notify;
 use tokio::time::Instant;
 
+use super::connections::Outlet;
 use super::{Admission, ConnectionInfo, Inbound, Reply, Shared};
 
 /// How many client messages may wait while one is being handled; beyond that the
@@ -37,9 +41,6 @@ pub(super) async fn upgrade(State(shared): State<Arc<Shared>>, request: Request)
     if let Admission::Refused(response) = shared.connect(&info, &parts).await {
         return response;
     }
-    let (sender, outbound) = mpsc::channel(shared.config.outbound_queue.max(1));
-    shared.connections.insert(Arc::clone(&info), sender);
-    tracing::info!(connection_id = %info.id, source_ip = %info.source_ip, "WebSocket connected");
 
     let max = shared.config.max_message_bytes;
     let on_failure = {
@@ -49,7 +50,6 @@ pub(super) async fn upgrade(State(shared): State<Arc<Shared>>, request: Request)
         move |error: axum::Error| {
             tracing::warn!(connection_id = %info.id, error = %error, "the upgrade failed");
             tracker.spawn(async move {
-                shared.connections.remove(&info.id);
                 shared.disconnect(&info, 1006, "Upgrade failed").await;
             });
         }
@@ -63,7 +63,14 @@ pub(super) async fn upgrade(State(shared): State<Arc<Shared>>, request: Request)
         .max_frame_size(max)
         .on_failed_upgrade(on_failure)
         .on_upgrade(move |socket| async move {
-            run(shared, info, outbound, socket).await;
+            // Posts reach the connection from here on (on AWS too, not from `$connect`).
+            let (sink, stream) = socket.split();
+            let writer = Arc::new(Writer::new(sink, shared.config.keep_alive_window()));
+            shared
+                .connections
+                .insert(Arc::clone(&info), Outlet::Socket(Arc::clone(&writer)));
+            tracing::info!(connection_id = %info.id, source_ip = %info.source_ip, "WebSocket connected");
+            run(shared, info, writer, stream).await;
             drop(token);
         })
 }
@@ -88,7 +95,8 @@ pub(super) fn describe(id: String, parts: &http::request::Parts) -> ConnectionIn
 
 /// Why a connection ended: the `$disconnect` code and reason, and the close frame to send
 /// the client, if one can be sent.
-struct Ending {
+#[derive(Clone)]
+pub(super) struct Ending {
     code: u16,
     reason: String,
     close: Option<CloseFrame>,
@@ -115,11 +123,106 @@ impl Ending {
     }
 }
 
+/// What became of a frame posted to a connection.
+pub(super) enum Posted {
+    /// Handed to the kernel for the client.
+    Written,
+    /// The connection has ended, or is ending.
+    Gone,
+    /// The writes ahead of it did not finish in time: the client is slow.
+    Busy,
+}
+
+/// The writing half of a WebSocket connection, shared by its task (route replies, pings,
+/// the close frame) and by every `POST @connections` to it. A post writes the frame itself,
+/// in the caller's task: a broadcast's frames cost no wake-up of each connection's task.
+/// The lock keeps each connection's frames whole and in order, and makes a post to a slow
+/// client wait for the writes ahead of it.
+pub(super) struct Writer {
+    sink: tokio::sync::Mutex<SplitSink<WebSocket, Message>>,
+    /// How long one write may take before the client counts as gone.
+    window: Duration,
+    /// Why the connection must end, once a post or `DELETE` decided it; its task is told
+    /// through `ended` and closes the connection.
+    ending: Mutex<Option<Ending>>,
+    ended: Notify,
+}
+
+impl Writer {
+    fn new(sink: SplitSink<WebSocket, Message>, window: Duration) -> Writer {
+        Writer {
+            sink: tokio::sync::Mutex::new(sink),
+            window,
+            ending: Mutex::new(None),
+            ended: Notify::new(),
+        }
+    }
+
+    /// Writes a posted body as one frame, after the writes ahead of it, waiting at most
+    /// `wait` for them.
+    pub(super) async fn post(&self, data: Bytes, wait: Duration) -> Posted {
+        let mut sink = match self.sink.try_lock() {
+            Ok(sink) => sink,
+            Err(_) => match tokio::time::timeout(wait, self.sink.lock()).await {
+                Ok(sink) => sink,
+                Err(_) => return Posted::Busy,
+            },
+        };
+        if self.ending().is_some() {
+            return Posted::Gone;
+        }
+        match send(&mut sink, posted_message(data), self.window).await {
+            Ok(()) => Posted::Written,
+            Err(ending) => {
+                self.end(ending);
+                Posted::Gone
+            }
+        }
+    }
+
+    /// Ends the connection as `DELETE @connections` does, after the writes in flight.
+    pub(super) fn delete(&self) {
+        self.end(Ending::closing(1000, "Connection deleted"));
+    }
+
+    /// The task's own writes, after the posts ahead of them; none once the connection is
+    /// ending (a post found the client gone while the task waited).
+    async fn write(&self, message: Message) -> Result<(), Ending> {
+        let mut sink = self.sink.lock().await;
+        if let Some(ending) = self.ending() {
+            return Err(ending);
+        }
+        send(&mut sink, message, self.window).await
+    }
+
+    /// The close frame, after the posts ahead of it, whatever ended the connection.
+    async fn close(&self, frame: CloseFrame) {
+        let mut sink = self.sink.lock().await;
+        // Best effort: the client may already be gone.
+        let _ = send(&mut sink, Message::Close(Some(frame)), self.window).await;
+    }
+
+    /// Records why the connection must end (the first reason stays) and tells its task.
+    fn end(&self, ending: Ending) {
+        self.lock_ending().get_or_insert(ending);
+        self.ended.notify_one();
+    }
+
+    fn ending(&self) -> Option<Ending> {
+        self.lock_ending().clone()
+    }
+
+    fn lock_ending(&self) -> std::sync::MutexGuard<'_, Option<Ending>> {
+        // An `Option` set once stays consistent whatever panicked while holding it.
+        self.ending.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+}
+
 async fn run(
     shared: Arc<Shared>,
     info: Arc<ConnectionInfo>,
-    mut outbound: mpsc::Receiver<Bytes>,
-    mut socket: WebSocket,
+    writer: Arc<Writer>,
+    mut stream: SplitStream<WebSocket>,
 ) {
     let config = &shared.config;
     let window = config.keep_alive_window();
@@ -154,7 +257,10 @@ async fn run(
         }
         tokio::select! {
             () = &mut cancelled => break Ending::closing(1001, "Going away"),
-            frame = socket.recv(), if pending.len() < MAX_PENDING => {
+            () = writer.ended.notified() => {
+                break writer.ending().unwrap_or_else(|| Ending::abrupt("Going away"));
+            }
+            frame = stream.next(), if pending.len() < MAX_PENDING => {
                 let now = Instant::now();
                 match frame {
                     None => break Ending::abrupt("Connection closed without a close frame"),
@@ -194,32 +300,13 @@ async fn run(
                 in_flight = None;
                 // As on API Gateway, what the route posted to the connection (a replay)
                 // reaches the client before the route's response: every post that was
-                // answered is in the queue by now.
-                let mut failed = None;
-                while let Ok(data) = outbound.try_recv() {
-                    if let Err(ending) = send(&mut socket, posted_message(data), window).await {
-                        failed = Some(ending);
-                        break;
-                    }
-                }
-                if let Some(ending) = failed {
-                    break ending;
-                }
+                // answered has been written.
                 if let Reply::Frame(frame) | Reply::Gateway(frame) = reply
-                    && let Err(ending) = send(&mut socket, Message::Text(frame.into()), window).await
+                    && let Err(ending) = writer.write(Message::Text(frame.into())).await
                 {
                     break ending;
                 }
             }
-            posted = outbound.recv() => match posted {
-                Some(data) => {
-                    if let Err(ending) = send(&mut socket, posted_message(data), window).await {
-                        break ending;
-                    }
-                }
-                // The table dropped its sender: `DELETE @connections`.
-                None => break Ending::closing(1000, "Connection deleted"),
-            },
             () = &mut timer => {
                 let now = Instant::now();
                 if now >= closes_at {
@@ -233,7 +320,7 @@ async fn run(
                         tracing::info!(connection_id = %info.id, "no answer within the keep-alive window");
                         break Ending::abrupt("Going away");
                     }
-                    if let Err(ending) = send(&mut socket, Message::Ping(Bytes::new()), window).await {
+                    if let Err(ending) = writer.write(Message::Ping(Bytes::new())).await {
                         break ending;
                     }
                     next_ping = now + config.keep_alive_interval;
@@ -244,10 +331,11 @@ async fn run(
 
     shared.connections.remove(&info.id);
     if let Some(frame) = ending.close {
-        // Best effort: the client may already be gone.
-        let _ = send(&mut socket, Message::Close(Some(frame)), window).await;
+        writer.close(frame).await;
     }
-    drop(socket);
+    // The socket closes once the posts still holding the writer are done.
+    drop(stream);
+    drop(writer);
     // The message being handled finishes, as its Lambda invocation would; its reply has
     // nowhere to go. Messages still waiting are dropped with the connection.
     if let Some(future) = in_flight {
@@ -270,8 +358,12 @@ fn posted_message(data: Bytes) -> Message {
 
 /// Writes one frame; a write that cannot finish within the keep-alive window means the
 /// client is gone. A write that finishes at once (the usual case) arms no timer.
-async fn send(socket: &mut WebSocket, message: Message, window: Duration) -> Result<(), Ending> {
-    let mut sending = std::pin::pin!(socket.send(message));
+async fn send(
+    sink: &mut SplitSink<WebSocket, Message>,
+    message: Message,
+    window: Duration,
+) -> Result<(), Ending> {
+    let mut sending = std::pin::pin!(sink.send(message));
     let sent = match futures::poll!(sending.as_mut()) {
         std::task::Poll::Ready(sent) => sent,
         std::task::Poll::Pending => match tokio::time::timeout(window, sending).await {

@@ -69,7 +69,9 @@ pub(super) async fn serve(State(shared): State<Arc<Shared>>, request: Request) -
         return response;
     }
     let (sender, outbound) = mpsc::channel(shared.config.outbound_queue.max(1));
-    shared.connections.insert(Arc::clone(&info), sender);
+    shared
+        .connections
+        .insert(Arc::clone(&info), super::connections::Outlet::Queue(sender));
     tracing::info!(connection_id = %info.id, channel = %channel, "SSE connected");
 
     let mut subscribe = json!({ "action": "subscribe", "channel": channel });

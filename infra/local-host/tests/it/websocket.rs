@@ -109,6 +109,16 @@ async fn start(routes: &[&str], websocket: WebSocketConfig) -> (RunningHost, Eve
     (host, events, format!("{addr}"))
 }
 
+/// A host whose gateway pings every `interval` and drops a client silent for two.
+async fn start_keeping_alive(interval: Duration) -> (RunningHost, Events, String) {
+    let websocket = WebSocketConfig {
+        keep_alive_interval: interval,
+        keep_alive_misses: 2,
+        ..WebSocketConfig::default()
+    };
+    start(ROUTES, websocket).await
+}
+
 async fn connect(addr: &str, query: &str) -> Result<Client, tokio_tungstenite::tungstenite::Error> {
     tokio_tungstenite::connect_async(format!("ws://{addr}/ws{query}"))
         .await
@@ -397,15 +407,7 @@ async fn the_management_sdk_posts_reads_deletes_and_gets_gone_for_closed_connect
 #[tokio::test]
 async fn a_client_that_stops_answering_is_dropped_within_the_keep_alive_window() {
     let interval = Duration::from_millis(200);
-    let (host, mut events, addr) = start(
-        ROUTES,
-        WebSocketConfig {
-            keep_alive_interval: interval,
-            keep_alive_misses: 2,
-            ..WebSocketConfig::default()
-        },
-    )
-    .await;
+    let (host, mut events, addr) = start_keeping_alive(interval).await;
     // The client never reads, so it never answers a ping: a half-open connection.
     let silent = connect(&addr, "?token=good").await.expect("a connection");
     let opened = Instant::now();
@@ -431,6 +433,86 @@ async fn a_client_that_stops_answering_is_dropped_within_the_keep_alive_window()
         .expect("GET");
     assert_eq!(response.status(), 410);
     drop(silent);
+    host.shutdown().await.expect("a clean shutdown");
+}
+
+#[tokio::test]
+async fn posts_to_a_client_that_stops_reading_are_refused_with_429_then_it_is_dropped() {
+    let (host, mut events, addr) = start_keeping_alive(Duration::from_secs(2)).await;
+    // Each refusal is the answer under test, so the SDK must not retry it.
+    let api = aws_sdk_apigatewaymanagement::Client::from_conf(
+        aws_sdk_apigatewaymanagement::config::Builder::from(&sdk().await)
+            .endpoint_url(format!("http://{addr}"))
+            .retry_config(aws_config::retry::RetryConfig::disabled())
+            .build(),
+    );
+    // Connected, then never read: what is posted fills the socket's buffers.
+    let stalled_client = connect(&addr, "?token=good").await.expect("a connection");
+    let id = event(&mut events, "$connect")
+        .await
+        .request_context
+        .connection_id
+        .expect("an id");
+    let post = |api: aws_sdk_apigatewaymanagement::Client, id: String| {
+        tokio::spawn(async move {
+            api.post_to_connection()
+                .connection_id(id)
+                .data(vec![b'x'; 128 * 1024].into())
+                .send()
+                .await
+        })
+    };
+    // Posts are answered once written; the first one that is not answered at once is
+    // the one the kernel no longer takes.
+    let mut stalled = None;
+    for _ in 0..2_000 {
+        let mut posting = post(api.clone(), id.clone());
+        match tokio::time::timeout(Duration::from_millis(500), &mut posting).await {
+            Ok(answered) => {
+                answered
+                    .expect("the post's task")
+                    .expect("a post the socket takes");
+            }
+            Err(_) => {
+                stalled = Some(posting);
+                break;
+            }
+        }
+    }
+    let stalled = stalled.expect("a client that reads nothing stalls the writes to it");
+
+    // A post behind the stalled write waits a second, then is refused as API Gateway
+    // refuses a client that does not keep up.
+    let refused = post(api.clone(), id.clone())
+        .await
+        .expect("the post's task")
+        .expect_err("a post behind a stalled write");
+    assert!(
+        refused
+            .as_service_error()
+            .is_some_and(|e| e.is_limit_exceeded_exception()),
+        "{refused:?}"
+    );
+    // The stalled write cannot finish within the keep-alive window: the client is gone.
+    let gone = stalled
+        .await
+        .expect("the post's task")
+        .expect_err("a write that never finished");
+    assert!(
+        gone.as_service_error()
+            .is_some_and(|e| e.is_gone_exception()),
+        "{gone:?}"
+    );
+    let disconnect = event(&mut events, "$disconnect").await;
+    assert_eq!(
+        disconnect.request_context.connection_id.as_deref(),
+        Some(id.as_str())
+    );
+    assert_eq!(
+        disconnect.request_context.disconnect_status_code,
+        Some(1006)
+    );
+    drop(stalled_client);
     host.shutdown().await.expect("a clean shutdown");
 }
 

@@ -1,5 +1,6 @@
 //! The notifier's table against the emulator: offsets, idempotent appends, resumable
-//! history, sharded subscribers, connection cleanup.
+//! history, sharded subscribers, connection cleanup; and broadcasts to a stand-in for the
+//! `@connections` API.
 
 #![allow(clippy::unwrap_used)]
 
@@ -334,5 +335,131 @@ async fn a_warm_process_sees_subscribers_another_one_changed_and_shards_that_exp
             pushing.subscribers(&legacy_name).await.unwrap(),
             vec!["before".to_owned()]
         );
+    }
+}
+
+/// What the stand-in `@connections` API saw.
+#[derive(Default)]
+struct Posts {
+    /// Connection id → the bodies posted to it.
+    seen: std::collections::HashMap<String, Vec<Vec<u8>>>,
+    in_flight: usize,
+    most_in_flight: usize,
+}
+
+/// Serves `POST /@connections/{id}` on a local port: 410 for ids ending in `-gone`, 200
+/// after a short hold otherwise (so that posts overlap); records every post.
+async fn connections_api() -> (String, std::sync::Arc<std::sync::Mutex<Posts>>) {
+    use axum::extract::{Path, State};
+    use axum::http::StatusCode;
+    type Shared = std::sync::Arc<std::sync::Mutex<Posts>>;
+    async fn post(
+        State(posts): State<Shared>,
+        Path(id): Path<String>,
+        body: axum::body::Bytes,
+    ) -> axum::response::Response {
+        use axum::response::IntoResponse as _;
+        {
+            let mut p = posts.lock().unwrap();
+            p.seen.entry(id.clone()).or_default().push(body.to_vec());
+            p.in_flight += 1;
+            p.most_in_flight = p.most_in_flight.max(p.in_flight);
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(2)).await;
+        posts.lock().unwrap().in_flight -= 1;
+        if id.ends_with("-gone") {
+            // As the Management API answers (restJson1: the error type in a header).
+            let gone = [("x-amzn-errortype", "GoneException")];
+            (StatusCode::GONE, gone, r#"{"message":"gone"}"#).into_response()
+        } else {
+            StatusCode::OK.into_response()
+        }
+    }
+    let posts = Shared::default();
+    let app = axum::Router::new()
+        .route("/@connections/{id}", axum::routing::post(post))
+        .with_state(posts.clone());
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move { axum::serve(listener, app).await });
+    (format!("http://{addr}"), posts)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_broadcast_split_over_pushing_tasks_reaches_each_subscriber_once_and_drops_gone_ones() {
+    let (endpoint, posts) = connections_api().await;
+    let (_, table) = table().await;
+    let config = NotifierConfig {
+        push_tasks: 3,
+        push_concurrency: 8,
+        ..NotifierConfig::default()
+    };
+    let sdk = emulator::test_emulator().await.sdk_config();
+    let deps = notifier::Deps::new(&sdk, table, &endpoint, config);
+    let channel = Channel::user("many");
+    let mut ids: Vec<String> = (0..1_000).map(|i| format!("conn-{i}")).collect();
+    let gone: Vec<String> = (0..5).map(|i| format!("conn-{i}-gone")).collect();
+    for id in &gone {
+        deps.store.subscribe(id, &channel).await.unwrap();
+    }
+    ids.extend(gone.iter().cloned());
+
+    let report = notifier::push_all(&deps, ids.clone(), b"frame").await;
+
+    assert_eq!(
+        report,
+        notifier::PushReport {
+            delivered: 1_000,
+            gone: 5,
+            failed: 0
+        }
+    );
+    {
+        let posts = posts.lock().unwrap();
+        assert_eq!(posts.seen.len(), ids.len(), "every subscriber got a post");
+        assert!(
+            posts
+                .seen
+                .values()
+                .all(|bodies| bodies == &[b"frame".to_vec()]),
+            "each exactly once, with the frame"
+        );
+        // 1,005 subscribers make three tasks of eight posts in flight each.
+        assert!(
+            posts.most_in_flight > 8,
+            "one task's limit was never passed: {}",
+            posts.most_in_flight
+        );
+    }
+    assert_eq!(
+        deps.store.subscribers(&channel.to_string()).await.unwrap(),
+        Vec::<String>::new(),
+        "gone connections leave the channel"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_first_subscribes_to_a_channel_all_land() {
+    // One shard that does not exist yet: every subscribe races to create it.
+    let store = store(NotifierConfig {
+        subscription_shards: 1,
+        ..NotifierConfig::default()
+    })
+    .await;
+    for round in 0..20 {
+        let channel = Channel::user(format!("race-{round}"));
+        let mut ids: Vec<String> = (0..16).map(|i| format!("conn-{round}-{i}")).collect();
+        let subscribes = ids.iter().map(|id| {
+            let (store, channel) = (store.clone(), channel.clone());
+            let id = id.clone();
+            tokio::spawn(async move { store.subscribe(&id, &channel).await.unwrap() })
+        });
+        for subscribe in futures::future::join_all(subscribes).await {
+            subscribe.unwrap();
+        }
+        let mut got = store.subscribers(&channel.to_string()).await.unwrap();
+        got.sort();
+        ids.sort();
+        assert_eq!(got, ids, "round {round}: a subscription was lost");
     }
 }
