@@ -1,6 +1,7 @@
 //! A job's whole life on the local stack `fleet dev` runs (in-process here): HTTP API or
 //! upstream event → state machine → worker → result → events → job view.
 
+use std::collections::BTreeSet;
 use std::time::{Duration, Instant};
 
 use contracts::jobs::{JobRequested, JobStatus};
@@ -271,5 +272,47 @@ async fn an_event_the_handler_always_fails_on_ends_in_the_failures_queue_with_la
             .unwrap()
             .contains("params")
     );
+    local.stop().await;
+}
+
+#[tokio::test]
+async fn listing_jobs_follows_every_page() {
+    let local = Local::start().await;
+    // Pages of two, so five jobs take three pages.
+    let gina = local.api("gina").with_page_size(2);
+    let mut submitted = BTreeSet::new();
+    for _ in 0..5 {
+        let job = gina
+            .submit("spin", &json!({"durationMs": 10}), None)
+            .await
+            .unwrap();
+        submitted.insert(job);
+    }
+    // The listing is a projection of `JobRequested`: wait for all five to be in it.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let listed: Vec<String> = gina
+            .list(None)
+            .await
+            .unwrap()
+            .into_iter()
+            .map(|view| view.job_id.to_string())
+            .collect();
+        let distinct: BTreeSet<String> = listed.iter().cloned().collect();
+        assert_eq!(
+            distinct.len(),
+            listed.len(),
+            "a job listed twice: {listed:?}"
+        );
+        assert!(distinct.is_subset(&submitted), "{listed:?} not all gina's");
+        if distinct == submitted {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "listed {listed:?} of {submitted:?} after 30 s"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
     local.stop().await;
 }

@@ -169,6 +169,11 @@ impl Stack {
     }
 }
 
+/// The idle workers' long-poll wait in `fleet dev`: what an idle worker takes to stop
+/// after Ctrl-C (SQS's 20 s, the default on AWS, made it take 20 s), for one cheap local
+/// request per worker every 2 s.
+const DEV_RECEIVE_WAIT_SECS: u64 = 2;
+
 /// Where the stage's simulation workers read, write and publish.
 pub fn worker_args(topology: &Topology, report: &DeployReport) -> anyhow::Result<WorkerArgs> {
     let names = topology.names();
@@ -184,6 +189,7 @@ pub fn worker_args(topology: &Topology, report: &DeployReport) -> anyhow::Result
         worker_id: None,
         concurrency: 1,
         drain_timeout_secs: 30,
+        receive_wait_secs: DEV_RECEIVE_WAIT_SECS,
         exit_with_parent: true,
     })
 }

@@ -4,7 +4,8 @@
 use std::time::Duration;
 
 use anyhow::{Context as _, bail};
-use contracts::jobs::{JobStatus, JobView};
+use contracts::http::ErrorBody;
+use contracts::jobs::{JobAccepted, JobPage, JobStatus, JobView};
 use serde_json::{Value, json};
 
 use crate::UsageError;
@@ -15,7 +16,11 @@ pub struct Api {
     pub base: String,
     pub token: String,
     http: reqwest::Client,
+    page_size: usize,
 }
+
+/// The most jobs `GET /jobs` returns at once.
+const MAX_PAGE: usize = 100;
 
 impl Api {
     pub fn new(base: impl Into<String>, token: impl Into<String>) -> Api {
@@ -28,6 +33,7 @@ impl Api {
             base: base.into().trim_end_matches('/').to_string(),
             token: token.into(),
             http,
+            page_size: MAX_PAGE,
         }
     }
 
@@ -50,11 +56,9 @@ impl Api {
             .send()
             .await
             .with_context(|| format!("calling {}", self.base))?;
-        let body = answer(response).await?;
-        body["jobId"]
-            .as_str()
-            .map(str::to_string)
-            .context("the API answered without a jobId")
+        let accepted: JobAccepted = serde_json::from_value(answer(response).await?)
+            .context("the API answered without a jobId")?;
+        Ok(accepted.job_id.to_string())
     }
 
     /// `GET /jobs/{id}`.
@@ -70,22 +74,46 @@ impl Api {
         serde_json::from_value(body).context("the API answered with an unexpected job shape")
     }
 
-    /// `GET /jobs[?status=]`.
+    /// Asks `GET /jobs` for pages of `size` jobs (1 to 100; the default is the API's
+    /// largest, 100).
+    pub fn with_page_size(mut self, size: usize) -> Api {
+        self.page_size = size;
+        self
+    }
+
+    /// Every one of the caller's jobs, newest first, optionally only those in `status`:
+    /// `GET /jobs[?status=]`, following `nextToken` to the last page.
     pub async fn list(&self, status: Option<JobStatus>) -> anyhow::Result<Vec<JobView>> {
-        let url = match status {
-            Some(status) => format!("{}/jobs?status={}", self.base, status.as_str()),
-            None => format!("{}/jobs", self.base),
-        };
-        let response = self
-            .http
-            .get(url)
-            .bearer_auth(&self.token)
-            .send()
-            .await
-            .with_context(|| format!("calling {}", self.base))?;
-        let body = answer(response).await?;
-        let jobs = body.get("jobs").cloned().unwrap_or(body);
-        serde_json::from_value(jobs).context("the API answered with an unexpected list shape")
+        let mut jobs = Vec::new();
+        let mut next: Option<String> = None;
+        loop {
+            let mut url = reqwest::Url::parse(&format!("{}/jobs", self.base))
+                .with_context(|| format!("the API address `{}` is not a URL", self.base))?;
+            {
+                let mut query = url.query_pairs_mut();
+                query.append_pair("limit", &self.page_size.to_string());
+                if let Some(status) = status {
+                    query.append_pair("status", status.as_str());
+                }
+                if let Some(token) = next.take() {
+                    query.append_pair("nextToken", &token);
+                }
+            }
+            let response = self
+                .http
+                .get(url)
+                .bearer_auth(&self.token)
+                .send()
+                .await
+                .with_context(|| format!("calling {}", self.base))?;
+            let page: JobPage = serde_json::from_value(answer(response).await?)
+                .context("the API answered with an unexpected list shape")?;
+            jobs.extend(page.jobs);
+            match page.next_token {
+                Some(token) => next = Some(token),
+                None => return Ok(jobs),
+            }
+        }
     }
 
     /// Polls until the job is SUCCEEDED or FAILED, or `timeout` passes.
@@ -114,7 +142,9 @@ async fn answer(response: reqwest::Response) -> anyhow::Result<Value> {
     if status.is_success() {
         return Ok(body);
     }
-    let message = body["error"].as_str().unwrap_or("no details").to_string();
+    let message = serde_json::from_value::<ErrorBody>(body)
+        .map(|body| body.error)
+        .unwrap_or_else(|_| "no details".to_string());
     match status.as_u16() {
         400 => Err(UsageError(format!("the API refused the request: {message}")).into()),
         401 => bail!(

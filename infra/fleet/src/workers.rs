@@ -30,6 +30,10 @@ pub struct WorkerArgs {
     /// After SIGTERM, how long running jobs may finish.
     #[arg(long, default_value_t = 30)]
     pub drain_timeout_secs: u64,
+    /// The long-poll wait of an idle receive, 1 to 20 s: an idle worker takes up to
+    /// this long to stop.
+    #[arg(long, default_value_t = 20)]
+    pub receive_wait_secs: u64,
     /// Stop when the process that started this one is gone.
     #[arg(long)]
     pub exit_with_parent: bool,
@@ -50,6 +54,8 @@ pub async fn run(
     anyhow::ensure!(args.concurrency > 0, "--concurrency must be at least 1");
     config.concurrency = args.concurrency;
     config.drain_timeout = Duration::from_secs(args.drain_timeout_secs);
+    config.receive_wait =
+        simulation::receive_wait(args.receive_wait_secs).context("--receive-wait-secs")?;
     if args.exit_with_parent {
         let parent = std::os::unix::process::parent_id();
         let cancel = shutdown.clone();
@@ -102,6 +108,7 @@ impl WorkerProcesses {
                 ])
                 .args(["--worker-id", &format!("worker-{i}")])
                 .args(["--drain-timeout-secs", &args.drain_timeout_secs.to_string()])
+                .args(["--receive-wait-secs", &args.receive_wait_secs.to_string()])
                 .arg("--exit-with-parent")
                 .env("AWS_ENDPOINT_URL", endpoint)
                 .env("AWS_REGION", emulator::REGION)

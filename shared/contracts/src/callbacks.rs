@@ -87,6 +87,22 @@ pub struct CallbackResult {
     pub data: Value,
 }
 
+/// The `200` answer of `POST /callbacks/{provider}`; its errors are
+/// [`crate::http::ErrorBody`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+pub struct WebhookAnswer {
+    pub outcome: WebhookOutcome,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub enum WebhookOutcome {
+    /// The delivery was applied to the waiting task.
+    Accepted,
+    /// This delivery id was applied before; nothing changed.
+    Duplicate,
+}
+
 /// The webhook signature: header format, signing and constant-time verification.
 pub mod signature {
     use std::time::Duration;

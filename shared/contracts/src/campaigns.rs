@@ -31,6 +31,18 @@ impl CampaignRequested {
     }
 }
 
+/// The input of a `campaign-delivery` execution (named after the campaign id), started by
+/// the campaigns service for each `CampaignRequested`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct CampaignDeliveryInput {
+    pub campaign_id: String,
+    pub subject: String,
+    pub audience: Vec<String>,
+    /// The email provider the machine's steps use.
+    pub provider: String,
+}
+
 /// The machine asks the campaigns service to hand the campaign to the provider and to
 /// answer the task token with a [`CampaignAccepted`].
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]

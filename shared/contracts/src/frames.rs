@@ -39,14 +39,16 @@ pub enum ClientMessage {
 /// Frame types that are not events of a channel's stream (their `offset` is 0).
 pub mod kinds {
     /// The history no longer reaches back to the requested `since`; the frame's `offset`
-    /// is the last one lost, so the stream goes on from `offset + 1`.
+    /// is the last one lost, so the stream goes on from `offset + 1`. `data`:
+    /// [`super::Discontinuity`].
     pub const DISCONTINUITY: &str = "discontinuity";
-    /// A subscription is in place; `data.head` is the channel's latest offset.
+    /// A subscription is in place; `data` ([`super::Subscribed`]): `head`, the channel's
+    /// latest offset, and how many frames were replayed.
     pub const SUBSCRIBED: &str = "subscribed";
     pub const UNSUBSCRIBED: &str = "unsubscribed";
     pub const PONG: &str = "pong";
-    /// A request was refused: `data.code` (`forbidden`, `bad_request`, `unknown_action`,
-    /// `internal`) and `data.message`.
+    /// A request was refused: `data` ([`super::ErrorData`]): `code` (`forbidden`,
+    /// `bad_request`, `unknown_action`, `internal`) and `message`.
     pub const ERROR: &str = "error";
 }
 
@@ -64,11 +66,27 @@ impl Frame {
 
     /// An `error` control frame with a stable `code` and a message saying what to fix.
     pub fn error(channel: impl Into<String>, code: &str, message: impl Into<String>) -> Frame {
-        Frame::control(
-            channel,
-            kinds::ERROR,
-            serde_json::json!({ "code": code, "message": message.into() }),
-        )
+        let data = ErrorData {
+            code: code.to_owned(),
+            message: message.into(),
+        };
+        Frame::control(channel, kinds::ERROR, to_data(&data))
+    }
+
+    /// The `subscribed` answer to a `subscribe`.
+    pub fn subscribed(channel: impl Into<String>, data: Subscribed) -> Frame {
+        Frame::control(channel, kinds::SUBSCRIBED, to_data(&data))
+    }
+
+    /// A `discontinuity` in the channel's stream: its offset is `data.resume_after`.
+    pub fn discontinuity(channel: impl Into<String>, data: Discontinuity) -> Frame {
+        Frame {
+            channel: channel.into(),
+            offset: data.resume_after,
+            kind: kinds::DISCONTINUITY.to_owned(),
+            data: to_data(&data),
+            correlation_id: None,
+        }
     }
 
     /// Whether the frame belongs to the channel's numbered stream (events and
@@ -76,6 +94,52 @@ impl Frame {
     pub fn is_stream(&self) -> bool {
         self.offset > 0 || self.kind == kinds::DISCONTINUITY
     }
+}
+
+/// `data` of a `subscribed` frame.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct Subscribed {
+    /// The channel's latest offset when the subscription took effect.
+    pub head: u64,
+    /// How many frames of the history were sent before this answer (a `discontinuity`
+    /// counts as one).
+    pub replayed: u64,
+}
+
+/// `data` of a `discontinuity` frame: what was lost between `since` and `resume_after`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct Discontinuity {
+    /// The `since` the client asked for.
+    pub since: u64,
+    /// The last offset lost: the stream goes on from `resume_after + 1`.
+    pub resume_after: u64,
+    pub reason: DiscontinuityReason,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub enum DiscontinuityReason {
+    /// The frames after `since` have left the bounded history.
+    Expired,
+    /// `since` is beyond the channel's head: the client's position is void.
+    Ahead,
+}
+
+/// `data` of an `error` frame.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct ErrorData {
+    /// `forbidden`, `bad_request`, `unknown_action` or `internal`.
+    pub code: String,
+    /// What to fix.
+    pub message: String,
+}
+
+/// A frame's `data` from one of the types above (plain structs: serializing cannot fail).
+fn to_data(data: &impl Serialize) -> Value {
+    serde_json::to_value(data).unwrap_or_default()
 }
 
 /// A client's position in one channel: turns frames as they arrive (replayed and live,

@@ -1,4 +1,4 @@
-//! The job events (source `fleet.jobs`) and the job view the HTTP API returns.
+//! The job events (source `fleet.jobs`) and what the jobs HTTP API answers.
 
 use std::fmt;
 
@@ -333,6 +333,23 @@ pub struct JobView {
     #[serde(with = "time::serde::rfc3339")]
     #[schemars(with = "String")]
     pub updated_at: OffsetDateTime,
+}
+
+/// The `202` answer of `POST /jobs` (its `Location` header is `/jobs/{jobId}`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct JobAccepted {
+    pub job_id: JobId,
+}
+
+/// One page of `GET /jobs`, newest first. `next_token`, when present, asks for the next
+/// page (`?nextToken=`); its absence means this is the last.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct JobPage {
+    pub jobs: Vec<JobView>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub next_token: Option<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]

@@ -8,6 +8,7 @@ pub mod campaigns;
 pub mod detail;
 pub mod envelope;
 pub mod frames;
+pub mod http;
 pub mod jobs;
 pub mod licenses;
 pub mod schedules;

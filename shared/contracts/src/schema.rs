@@ -4,17 +4,20 @@
 use schemars::JsonSchema;
 use serde_json::Value;
 
-use crate::callbacks::{CallbackAwaited, CallbackResult, WebhookDelivery};
+use crate::callbacks::{CallbackAwaited, CallbackResult, WebhookAnswer, WebhookDelivery};
 use crate::campaigns::{
-    CampaignAccepted, CampaignFailed, CampaignRequested, CampaignSendRequested, CampaignSent,
-    ProviderCampaign, ProviderCampaignCreated,
+    CampaignAccepted, CampaignDeliveryInput, CampaignFailed, CampaignRequested,
+    CampaignSendRequested, CampaignSent, ProviderCampaign, ProviderCampaignCreated,
 };
 use crate::envelope::Meta;
-use crate::frames::{ClientMessage, Frame};
-use crate::jobs::{JobFailed, JobProgress, JobRequested, JobStarted, JobSucceeded, JobView};
+use crate::frames::{ClientMessage, Discontinuity, ErrorData, Frame, Subscribed};
+use crate::http::ErrorBody;
+use crate::jobs::{
+    JobAccepted, JobFailed, JobPage, JobProgress, JobRequested, JobStarted, JobSucceeded, JobView,
+};
 use crate::licenses::{LicenseDeactivationDue, SubscriptionCancelled};
 use crate::schedules::{ScheduleCancelled, ScheduleInput, ScheduleRequested};
-use crate::tasks::{SimulationTask, TaskOutput};
+use crate::tasks::{SimulationJobInput, SimulationTask, TaskOutput};
 
 /// `(file stem, schema)` for every contract.
 pub fn all() -> Vec<(&'static str, Value)> {
@@ -26,14 +29,23 @@ pub fn all() -> Vec<(&'static str, Value)> {
         ("JobSucceeded", schema::<JobSucceeded>()),
         ("JobFailed", schema::<JobFailed>()),
         ("JobView", schema::<JobView>()),
+        ("JobAccepted", schema::<JobAccepted>()),
+        ("JobPage", schema::<JobPage>()),
+        ("ErrorBody", schema::<ErrorBody>()),
+        ("SimulationJobInput", schema::<SimulationJobInput>()),
         ("SimulationTask", schema::<SimulationTask>()),
         ("TaskOutput", schema::<TaskOutput>()),
         ("Frame", schema::<Frame>()),
         ("ClientMessage", schema::<ClientMessage>()),
+        ("Subscribed", schema::<Subscribed>()),
+        ("Discontinuity", schema::<Discontinuity>()),
+        ("ErrorData", schema::<ErrorData>()),
         ("CallbackAwaited", schema::<CallbackAwaited>()),
         ("WebhookDelivery", schema::<WebhookDelivery>()),
         ("CallbackResult", schema::<CallbackResult>()),
+        ("WebhookAnswer", schema::<WebhookAnswer>()),
         ("CampaignRequested", schema::<CampaignRequested>()),
+        ("CampaignDeliveryInput", schema::<CampaignDeliveryInput>()),
         ("CampaignSendRequested", schema::<CampaignSendRequested>()),
         ("CampaignAccepted", schema::<CampaignAccepted>()),
         ("CampaignSent", schema::<CampaignSent>()),

@@ -1,5 +1,5 @@
-//! What the simulation-job state machine hands a worker through the `simulation` queue,
-//! and what the worker hands back through the task token.
+//! What the simulation-job state machine is started with, what it hands a worker through
+//! the `simulation` queue, and what the worker hands back through the task token.
 
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
@@ -7,6 +7,17 @@ use serde_json::{Map, Value};
 
 use crate::error::{ContractError, from_value};
 use crate::jobs::{JobId, ResultLocation};
+
+/// The input of a `simulation-job` execution (named after the job id), started by the
+/// jobs service for each `JobRequested`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct SimulationJobInput {
+    pub job_id: JobId,
+    pub model: String,
+    pub params: Map<String, Value>,
+    pub requested_by: String,
+}
 
 /// The body of a message on the `simulation` queue, sent by the state machine with
 /// `sqs:sendMessage.waitForTaskToken`.

@@ -15,8 +15,14 @@ One thing is made as AWS does it: DynamoDB applies each item write atomically, b
 serves requests on many threads and an `UpdateItem` on an item that does not exist yet
 creates it unguarded, so concurrent first writes (the first subscribers of a channel's
 shard) overwrote each other. Item writes are applied one at a time.
+
+And two task failures are reported as AWS reports them: a task that misses its
+`HeartbeatSeconds` fails with `States.HeartbeatTimeout` (moto said `States.Timeout`, so a
+`Retry` or `Catch` on the heartbeat never matched locally), and `SendTaskFailure` passes
+its `cause` on (moto's handler dropped it, so a failed job said nothing of why).
 """
 import functools
+import inspect
 import logging
 import os
 import sys
@@ -62,6 +68,50 @@ def _one_at_a_time(write):
 
 for _write in ("put_item", "update_item", "delete_item", "transact_write_items"):
     setattr(DynamoDBBackend, _write, _one_at_a_time(getattr(DynamoDBBackend, _write)))
+
+from moto.stepfunctions.parser.asl.component.common.error_name.states_error_name import (  # noqa: E402
+    StatesErrorName,
+)
+from moto.stepfunctions.parser.asl.component.common.error_name.states_error_name_type import (  # noqa: E402
+    StatesErrorNameType,
+)
+from moto.stepfunctions.parser.asl.component.state.exec.state_task.state_task import (  # noqa: E402
+    StateTask,
+)
+from moto.stepfunctions.parser.asl.eval.callback.callback import (  # noqa: E402
+    HeartbeatTimeoutError,
+)
+
+_task_failure = StateTask._from_error
+
+
+def _heartbeat_named(self, env, ex):
+    event = _task_failure(self, env, ex)
+    if isinstance(ex, HeartbeatTimeoutError):
+        name = StatesErrorNameType.StatesHeartbeatTimeout
+        event.error_name = StatesErrorName(typ=name)
+        for details in (event.event_details or {}).values():
+            details["error"] = name.to_name()
+    return event
+
+
+StateTask._from_error = _heartbeat_named
+
+from moto.core.responses import EmptyResult  # noqa: E402
+from moto.stepfunctions.responses import StepFunctionResponse  # noqa: E402
+
+
+def _send_task_failure(self):
+    backend = self.stepfunction_backend
+    failure = {"error": self._get_param("error")}
+    # Only the backend that runs definitions (which fleet always switches on) takes one.
+    if "cause" in inspect.signature(backend.send_task_failure).parameters:
+        failure["cause"] = self._get_param("cause")
+    backend.send_task_failure(self._get_param("taskToken"), **failure)
+    return EmptyResult()
+
+
+StepFunctionResponse.send_task_failure = _send_task_failure
 
 from moto.server import main  # noqa: E402
 

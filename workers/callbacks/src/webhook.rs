@@ -10,8 +10,11 @@ use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::post;
 use contracts::callbacks::signature::{self, SignatureError};
-use contracts::callbacks::{CallbackResult, PROVIDER_ERROR, WebhookDelivery};
-use serde_json::{Value, json};
+use contracts::callbacks::{
+    CallbackResult, PROVIDER_ERROR, WebhookAnswer, WebhookDelivery, WebhookOutcome,
+};
+use contracts::http::ErrorBody;
+use serde_json::Value;
 use time::OffsetDateTime;
 
 use crate::Deps;
@@ -21,27 +24,32 @@ use crate::store::Claim;
 pub fn app(deps: Arc<Deps>) -> Router {
     Router::new()
         .route("/callbacks/{provider}", post(receive))
-        .fallback(|| async { answer(StatusCode::NOT_FOUND, json!({"error": "not found"})) })
+        .fallback(|| async { not_found() })
         .with_state(deps)
 }
 
-fn answer(status: StatusCode, body: Value) -> Response {
+fn answer(status: StatusCode, body: impl serde::Serialize) -> Response {
     (status, axum::Json(body)).into_response()
 }
 
+fn outcome(outcome: WebhookOutcome) -> Response {
+    answer(StatusCode::OK, WebhookAnswer { outcome })
+}
+
+fn error(status: StatusCode, message: &'static str) -> Response {
+    answer(status, ErrorBody::new(message))
+}
+
 fn unauthorized(reason: &'static str) -> Response {
-    answer(StatusCode::UNAUTHORIZED, json!({"error": reason}))
+    error(StatusCode::UNAUTHORIZED, reason)
 }
 
 fn not_found() -> Response {
-    answer(StatusCode::NOT_FOUND, json!({"error": "not found"}))
+    error(StatusCode::NOT_FOUND, "not found")
 }
 
 fn unavailable() -> Response {
-    answer(
-        StatusCode::SERVICE_UNAVAILABLE,
-        json!({"error": "unavailable"}),
-    )
+    error(StatusCode::SERVICE_UNAVAILABLE, "unavailable")
 }
 
 /// How Step Functions answered.
@@ -89,12 +97,12 @@ async fn receive(
         Ok(d) => d,
         Err(e) => {
             tracing::warn!(provider = %provider, error = %e, "webhook body is not a delivery");
-            return answer(StatusCode::BAD_REQUEST, json!({"error": "invalid body"}));
+            return error(StatusCode::BAD_REQUEST, "invalid body");
         }
     };
     let bounded = |s: &str| !s.is_empty() && s.len() <= 256;
     if !bounded(&delivery.delivery_id) || !bounded(&delivery.external_id) {
-        return answer(StatusCode::BAD_REQUEST, json!({"error": "invalid body"}));
+        return error(StatusCode::BAD_REQUEST, "invalid body");
     }
     match apply(&deps, &provider, &delivery).await {
         Ok(response) => response,
@@ -114,7 +122,7 @@ async fn apply(
     let id = &delivery.delivery_id;
     if store.delivery_done(provider, id).await? {
         tracing::info!(provider, delivery_id = %id, "duplicate delivery refused");
-        return Ok(answer(StatusCode::OK, json!({"outcome": "duplicate"})));
+        return Ok(outcome(WebhookOutcome::Duplicate));
     }
     let Some(token) = store.token(provider, &delivery.external_id).await? else {
         tracing::info!(provider, delivery_id = %id, external_id = %delivery.external_id, "no task waits on this id");
@@ -125,12 +133,9 @@ async fn apply(
     let expires = now + deps.config.delivery_retention;
     match store.claim(provider, id, lease_until, expires).await? {
         Claim::Claimed => {}
-        Claim::Done => return Ok(answer(StatusCode::OK, json!({"outcome": "duplicate"}))),
+        Claim::Done => return Ok(outcome(WebhookOutcome::Duplicate)),
         Claim::Busy => {
-            return Ok(answer(
-                StatusCode::CONFLICT,
-                json!({"error": "in progress"}),
-            ));
+            return Ok(error(StatusCode::CONFLICT, "in progress"));
         }
     }
     let heartbeat = delivery.status == "heartbeat";
@@ -144,7 +149,7 @@ async fn apply(
             }
             store.complete(provider, id, expires).await?;
             tracing::info!(provider, delivery_id = %id, external_id = %delivery.external_id, status = %delivery.status, "delivery applied");
-            Ok(answer(StatusCode::OK, json!({"outcome": "accepted"})))
+            Ok(outcome(WebhookOutcome::Accepted))
         }
         Sent::Gone => {
             store
@@ -252,6 +257,7 @@ mod tests {
 
     use axum::body::Body;
     use axum::http::Request;
+    use serde_json::json;
     use tower::ServiceExt as _;
 
     use super::*;

@@ -30,10 +30,9 @@ use aws_sdk_sfn::error::DisplayErrorContext;
 use backon::{ExponentialBuilder, Retryable};
 use contracts::BusEvent;
 use contracts::campaigns::{
-    CampaignAccepted, CampaignFailed, CampaignRequested, CampaignSendRequested, CampaignSent,
-    ProviderCampaign, ProviderCampaignCreated,
+    CampaignAccepted, CampaignDeliveryInput, CampaignFailed, CampaignRequested,
+    CampaignSendRequested, CampaignSent, ProviderCampaign, ProviderCampaignCreated,
 };
-use serde_json::json;
 
 /// What the handlers need.
 #[derive(Clone, Debug)]
@@ -169,18 +168,23 @@ pub async fn handle_requested(event: BusEvent, deps: &Deps) -> Result<(), Campai
                 .is_some_and(|e| e.is_conditional_check_failed_exception()) => {}
         Err(e) => return Err(aws("DynamoDB", "PutItem")(e)),
     }
-    let input = json!({
-        "campaignId": campaign.campaign_id,
-        "subject": campaign.subject,
-        "audience": campaign.audience,
-        "provider": provider.name,
-    });
+    let input = CampaignDeliveryInput {
+        campaign_id: campaign.campaign_id.clone(),
+        subject: campaign.subject.clone(),
+        audience: campaign.audience.clone(),
+        provider: provider.name.clone(),
+    };
+    let input = serde_json::to_string(&input).map_err(|e| CampaignsError::Aws {
+        service: "Step Functions",
+        operation: "StartExecution",
+        message: format!("encoding its input: {e}"),
+    })?;
     let started = deps
         .sfn
         .start_execution()
         .state_machine_arn(machine)
         .name(&campaign.campaign_id)
-        .input(input.to_string())
+        .input(input)
         .send()
         .await;
     match started {

@@ -16,9 +16,9 @@ use axum::http::request::Parts;
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
-use contracts::jobs::{JobRequested, JobStatus};
+use contracts::jobs::{JobAccepted, JobPage, JobRequested, JobStatus};
 use contracts::{Envelope, JobEvent, JobId, Received};
-use serde_json::{Map, Value, json};
+use serde_json::{Map, Value};
 use time::OffsetDateTime;
 
 use crate::error::ApiError;
@@ -203,11 +203,11 @@ async fn list_jobs(
         .list(&claims.sub, status, limit, cursor.as_ref())
         .await
         .map_err(unavailable)?;
-    let mut body = json!({ "jobs": jobs.iter().map(|j| j.view()).collect::<Vec<_>>() });
-    if let Some(next) = next {
-        body["nextToken"] = Value::String(next.encode());
-    }
-    Ok(Json(body).into_response())
+    let page = JobPage {
+        jobs: jobs.iter().map(|j| j.view()).collect(),
+        next_token: next.map(|next| next.encode()),
+    };
+    Ok(Json(page).into_response())
 }
 
 /// The model and params of a `POST /jobs` body, checked by the `JobRequested` contract
@@ -262,7 +262,13 @@ fn idempotency_key(headers: &HeaderMap) -> Result<Option<String>, ApiError> {
 }
 
 fn accepted(job_id: &JobId) -> Response {
-    let mut response = (StatusCode::ACCEPTED, Json(json!({ "jobId": job_id }))).into_response();
+    let mut response = (
+        StatusCode::ACCEPTED,
+        Json(JobAccepted {
+            job_id: job_id.clone(),
+        }),
+    )
+        .into_response();
     if let Ok(location) = HeaderValue::from_str(&format!("/jobs/{job_id}")) {
         response.headers_mut().insert(header::LOCATION, location);
     }

@@ -5,7 +5,7 @@ use axum::Json;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use contracts::ContractError;
-use serde_json::json;
+use contracts::http::ErrorBody;
 
 use crate::store::StoreError;
 
@@ -105,8 +105,7 @@ impl ApiError {
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
-        let mut response =
-            (self.status(), Json(json!({ "error": self.message() }))).into_response();
+        let mut response = (self.status(), Json(ErrorBody::new(self.message()))).into_response();
         if self == ApiError::Unauthorized {
             response.headers_mut().insert(
                 axum::http::header::WWW_AUTHENTICATE,

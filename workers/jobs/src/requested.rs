@@ -6,9 +6,9 @@
 //! second `StartExecution` is refused as `ExecutionAlreadyExists` and counted a success.
 
 use aws_sdk_sfn::error::{DisplayErrorContext, ProvideErrorMetadata};
+use contracts::tasks::SimulationJobInput;
 use contracts::{BusEvent, ContractError, JobEvent, JobId};
 use serde::Serialize;
-use serde_json::json;
 use time::OffsetDateTime;
 
 use crate::Deps;
@@ -86,18 +86,22 @@ pub async fn handle_job_requested(event: BusEvent, deps: &Deps) -> Result<Starte
         })
         .await?;
 
-    let input = json!({
-        "jobId": job_id,
-        "model": request.model,
-        "params": request.params,
-        "requestedBy": requested_by,
-    });
+    let input = SimulationJobInput {
+        job_id: job_id.clone(),
+        model: request.model.clone(),
+        params: request.params.clone(),
+        requested_by: requested_by.clone(),
+    };
+    let input = serde_json::to_string(&input).map_err(|e| HandlerError::StartExecution {
+        job_id: job_id.to_string(),
+        message: format!("encoding its input: {e}"),
+    })?;
     let result = deps
         .sfn
         .start_execution()
         .state_machine_arn(state_machine)
         .name(job_id.as_str())
-        .input(input.to_string())
+        .input(input)
         .send()
         .await;
     match result {

@@ -8,7 +8,7 @@ use std::time::Duration;
 use aws_sdk_dynamodb::Client;
 use aws_sdk_dynamodb::types::{AttributeValue, KeysAndAttributes};
 use backon::{BackoffBuilder as _, ConstantBuilder, ExponentialBuilder, Retryable as _};
-use contracts::frames::Frame;
+use contracts::frames::{Discontinuity, DiscontinuityReason as Reason, Frame};
 use serde_json::Value;
 use time::OffsetDateTime;
 
@@ -44,20 +44,21 @@ impl History {
         let lost_up_to = first - 1;
         if since > self.head {
             // The client knows offsets the channel never had: its position is void.
-            return Some(discontinuity(channel, since, self.head, "ahead"));
+            return Some(discontinuity(channel, since, self.head, Reason::Ahead));
         }
-        (lost_up_to > since).then(|| discontinuity(channel, since, lost_up_to, "expired"))
+        (lost_up_to > since).then(|| discontinuity(channel, since, lost_up_to, Reason::Expired))
     }
 }
 
-fn discontinuity(channel: &str, since: u64, offset: u64, reason: &str) -> Frame {
-    Frame {
-        channel: channel.to_owned(),
-        offset,
-        kind: contracts::frames::kinds::DISCONTINUITY.to_owned(),
-        data: serde_json::json!({ "since": since, "resumeAfter": offset, "reason": reason }),
-        correlation_id: None,
-    }
+fn discontinuity(channel: &str, since: u64, resume_after: u64, reason: Reason) -> Frame {
+    Frame::discontinuity(
+        channel,
+        Discontinuity {
+            since,
+            resume_after,
+            reason,
+        },
+    )
 }
 
 /// An event's frame for one channel, before it has an offset.

@@ -2,7 +2,7 @@
 
 use aws_lambda_events::apigw::{ApiGatewayProxyResponse, ApiGatewayWebsocketProxyRequest};
 use aws_lambda_events::encodings::Body;
-use contracts::frames::{ClientMessage, Frame, kinds};
+use contracts::frames::{ClientMessage, Frame, Subscribed, kinds};
 use serde_json::json;
 
 use crate::Deps;
@@ -193,11 +193,7 @@ async fn subscribe(
         }
     };
     tracing::info!(connection_id = %connection_id, channel = %name, since = ?since, replayed, head, "subscribed");
-    Ok(Frame::control(
-        name,
-        kinds::SUBSCRIBED,
-        json!({ "head": head, "replayed": replayed }),
-    ))
+    Ok(Frame::subscribed(name, Subscribed { head, replayed }))
 }
 
 fn response(status: i64, frame: Option<&Frame>) -> ApiGatewayProxyResponse {

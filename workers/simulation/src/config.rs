@@ -34,6 +34,10 @@ pub struct WorkerConfig {
     pub drain_timeout: Duration,
     /// The SQS lease; `None` uses the queue's `VisibilityTimeout`.
     pub visibility_timeout: Option<Duration>,
+    /// The long-poll wait of an idle worker's receive (1 to 20 s). A draining worker lets
+    /// its receive finish, so an idle one takes up to this long to stop: 20 s costs the
+    /// fewest requests, a short one suits a laptop's Ctrl-C.
+    pub receive_wait: Duration,
     /// How often `SendTaskHeartbeat` is sent; well under the state's `HeartbeatSeconds`.
     pub heartbeat_interval: Duration,
     /// At most one `JobProgress` per job this often (plus the final 1.0).
@@ -65,11 +69,25 @@ impl WorkerConfig {
             concurrency: 1,
             drain_timeout: Duration::from_secs(100),
             visibility_timeout: None,
+            receive_wait: Duration::from_secs(20),
             heartbeat_interval: Duration::from_secs(10),
             progress_interval: Duration::from_secs(1),
             registry: RegistryConfig::default(),
             metrics_log: Some(Duration::from_secs(60)),
         }
+    }
+}
+
+/// A receive wait SQS does not take.
+#[derive(Debug, thiserror::Error)]
+#[error("{0} s is not a receive wait: use 1 to 20 (SQS long-polls at most 20 s)")]
+pub struct InvalidReceiveWait(pub u64);
+
+/// [`WorkerConfig::receive_wait`] of `seconds`, which must be 1 to 20.
+pub fn receive_wait(seconds: u64) -> Result<Duration, InvalidReceiveWait> {
+    match seconds {
+        1..=20 => Ok(Duration::from_secs(seconds)),
+        _ => Err(InvalidReceiveWait(seconds)),
     }
 }
 
@@ -121,6 +139,16 @@ pub fn parse_exec_models(json: &str) -> Result<RegistryConfig, ExecModelsError> 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_receive_wait_outside_what_sqs_takes_is_refused_naming_the_range() {
+        assert_eq!(receive_wait(1).unwrap(), Duration::from_secs(1));
+        assert_eq!(receive_wait(20).unwrap(), Duration::from_secs(20));
+        for bad in [0, 21] {
+            let message = receive_wait(bad).unwrap_err().to_string();
+            assert!(message.contains("use 1 to 20"), "{message}");
+        }
+    }
 
     #[test]
     fn exec_models_parse() {

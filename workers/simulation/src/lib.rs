@@ -12,7 +12,7 @@ pub mod worker;
 use sqs_worker::{Config, IdempotencyConfig, MetricsSnapshot, Worker, WorkerError};
 use tokio_util::sync::CancellationToken;
 
-pub use config::{WorkerConfig, parse_exec_models};
+pub use config::{InvalidReceiveWait, WorkerConfig, parse_exec_models, receive_wait};
 pub use worker::SimulationHandler;
 
 use crate::models::{Registry, RegistryConfigError};
@@ -41,6 +41,7 @@ pub async fn run(
     let runtime = Config {
         concurrency: config.concurrency,
         visibility_timeout: config.visibility_timeout,
+        wait_time: config.receive_wait,
         drain_timeout: config.drain_timeout,
         idempotency: config
             .table

@@ -13,6 +13,7 @@
 //! | `CONCURRENCY` | models at once (default 1) |
 //! | `DRAIN_TIMEOUT_SECS` | after SIGTERM, how long running jobs may finish (default 100) |
 //! | `VISIBILITY_SECS` | SQS lease (default: the queue's `VisibilityTimeout`) |
+//! | `RECEIVE_WAIT_SECS` | long-poll wait of an idle receive, 1 to 20 (default 20); an idle worker takes up to this long to stop |
 //! | `HEARTBEAT_SECS` | `SendTaskHeartbeat` interval (default 10) |
 //! | `METRICS_SECS` | EMF metrics line interval, 0 for none (default 60) |
 //! | `WORKER_ID` | this worker's name (default `simulation-<random>`) |
@@ -70,6 +71,9 @@ async fn serve() -> anyhow::Result<()> {
     }
     if let Some(s) = number("VISIBILITY_SECS")? {
         config.visibility_timeout = Some(Duration::from_secs(s));
+    }
+    if let Some(s) = number("RECEIVE_WAIT_SECS")? {
+        config.receive_wait = simulation::receive_wait(s).context("RECEIVE_WAIT_SECS")?;
     }
     if let Some(s) = number("HEARTBEAT_SECS")? {
         if s == 0 {

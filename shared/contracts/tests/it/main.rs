@@ -223,3 +223,62 @@ fn job_requested_serializes_camel_case_without_empty_options() {
         json!({"model": "sir", "params": {}, "idempotencyKey": "k"})
     );
 }
+
+#[test]
+fn control_frames_carry_the_data_clients_read() {
+    use contracts::frames::{Discontinuity, DiscontinuityReason, ErrorData, Frame, Subscribed};
+    let lost = Frame::discontinuity(
+        "job:a",
+        Discontinuity {
+            since: 0,
+            resume_after: 4,
+            reason: DiscontinuityReason::Expired,
+        },
+    );
+    assert_eq!(
+        serde_json::to_value(&lost).unwrap(),
+        json!({"channel": "job:a", "offset": 4, "type": "discontinuity",
+               "data": {"since": 0, "resumeAfter": 4, "reason": "expired"}})
+    );
+    assert!(lost.is_stream(), "a discontinuity is part of the stream");
+    let subscribed = Frame::subscribed(
+        "user:a",
+        Subscribed {
+            head: 7,
+            replayed: 3,
+        },
+    );
+    assert_eq!(
+        (subscribed.offset, subscribed.kind.as_str()),
+        (0, "subscribed")
+    );
+    assert_eq!(subscribed.data, json!({"head": 7, "replayed": 3}));
+    let refused = Frame::error("job:b", "forbidden", "not your job");
+    let data: ErrorData = serde_json::from_value(refused.data).unwrap();
+    assert_eq!(
+        (data.code.as_str(), data.message.as_str()),
+        ("forbidden", "not your job")
+    );
+}
+
+#[test]
+fn http_answers_have_the_documented_shape() {
+    use contracts::http::ErrorBody;
+    use contracts::jobs::{JobAccepted, JobPage};
+    let job = JobId::parse("job-1").unwrap();
+    assert_eq!(
+        serde_json::to_value(JobAccepted { job_id: job }).unwrap(),
+        json!({"jobId": "job-1"})
+    );
+    let last = JobPage {
+        jobs: Vec::new(),
+        next_token: None,
+    };
+    assert_eq!(serde_json::to_value(&last).unwrap(), json!({"jobs": []}));
+    let page: JobPage = serde_json::from_value(json!({"jobs": [], "nextToken": "t"})).unwrap();
+    assert_eq!(page.next_token.as_deref(), Some("t"));
+    assert_eq!(
+        serde_json::to_value(ErrorBody::new("not found")).unwrap(),
+        json!({"error": "not found"})
+    );
+}

@@ -2,10 +2,6 @@
 //! reads the task from the queue and answers through the task token.
 //!
 //! What moto 5.2.5 does differently from AWS, and how these tests allow for it:
-//! - A missed heartbeat fails the task with `States.Timeout` (AWS: `States.HeartbeatTimeout`),
-//!   so moto does not retry it (the Retry names `States.HeartbeatTimeout`).
-//! - `SendTaskFailure` drops the `cause` (moto's handler passes only the error), so the
-//!   machine's JobFailed carries an empty cause there.
 //! - A retried task reuses the first attempt's task token (AWS issues a new one).
 
 use std::time::Duration;
@@ -170,11 +166,9 @@ async fn a_model_failure_is_not_retried_and_publishes_job_failed() {
         JobEvent::Failed(e) => {
             assert_eq!(e.job_id.as_str(), job_id);
             assert_eq!(e.error, errors::MODEL_FAILED);
-            // AWS passes the cause through; moto 5.2.5 drops it (see the module docs).
-            assert!(
-                e.cause == "spin told to fail" || e.cause.is_empty(),
-                "{e:?}"
-            );
+            // The worker's cause reaches JobFailed (the emulator's launcher makes moto
+            // pass it on, as AWS does).
+            assert_eq!(e.cause, "spin told to fail", "{e:?}");
         }
         other => panic!("expected JobFailed, got {other:?}"),
     }
@@ -252,15 +246,11 @@ async fn a_worker_that_stops_heartbeating_fails_the_job() {
             .is_some_and(|c| c.starts_with(&failed.error)),
         "cause {cause:?}"
     );
+    // Named as AWS names it (the emulator's launcher makes moto do so), so the Retry on
+    // `States.HeartbeatTimeout` applies: MaxAttempts 2 handed out two more tasks.
+    assert_eq!(failed.error, "States.HeartbeatTimeout");
     let retries = support::drain(&sdk, &machine.queue_url).await.len();
-    match failed.error.as_str() {
-        // AWS: retried twice (MaxAttempts 2), so two more tasks were handed out.
-        "States.HeartbeatTimeout" => assert_eq!(retries, 2),
-        // moto 5.2.5 reports the missed heartbeat as States.Timeout, which the Retry
-        // does not name: handed out once, failed once.
-        "States.Timeout" => assert_eq!(retries, 0),
-        other => panic!("unexpected error {other}"),
-    }
+    assert_eq!(retries, 2, "the retries' tasks");
 }
 
 #[tokio::test]

@@ -57,8 +57,14 @@ async fn a_failing_model_fails_the_execution_with_its_error_name() {
     let finished = with_worker(&stack, stack.finished(&execution, Duration::from_secs(30))).await;
     assert_eq!(finished.status, ExecutionStatus::Failed, "{finished:?}");
     assert_eq!(finished.error.as_deref(), Some("Model.Failed"));
-    // The worker also sends the model's message as `cause`, but moto 5.2.5's
-    // SendTaskFailure forwards only `error`, so the cause cannot be checked here.
+    // The model's message travels as the failure's cause.
+    assert!(
+        finished
+            .cause
+            .as_deref()
+            .is_some_and(|c| c.contains("spin told to fail")),
+        "{finished:?}"
+    );
     eventually(
         Duration::from_secs(5),
         "the message is acknowledged",

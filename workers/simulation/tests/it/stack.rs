@@ -31,6 +31,7 @@ pub struct Finished {
     pub status: ExecutionStatus,
     pub output: Option<Value>,
     pub error: Option<String>,
+    pub cause: Option<String>,
 }
 
 impl Stack {
@@ -191,6 +192,7 @@ impl Stack {
                     status: out.status.clone(),
                     output: out.output().and_then(|o| serde_json::from_str(o).ok()),
                     error: out.error().map(str::to_string),
+                    cause: out.cause().map(str::to_string),
                 };
             }
             assert!(
