@@ -249,7 +249,10 @@ async fn run(
                 async move { shared.message(&info, message).await },
             ));
         }
+        // A client is gone once the window has passed without a frame from it: checked
+        // at that moment, not at the next ping, which could come an interval later.
         let deadline = next_ping
+            .min(last_heard + window)
             .min(last_message + config.idle_timeout)
             .min(closes_at);
         if timer.deadline() != deadline {
@@ -315,11 +318,11 @@ async fn run(
                 if now >= last_message + config.idle_timeout {
                     break Ending::closing(1001, "Going away");
                 }
+                if now >= last_heard + window {
+                    tracing::info!(connection_id = %info.id, "no answer within the keep-alive window");
+                    break Ending::abrupt("Going away");
+                }
                 if now >= next_ping {
-                    if now.duration_since(last_heard) >= window {
-                        tracing::info!(connection_id = %info.id, "no answer within the keep-alive window");
-                        break Ending::abrupt("Going away");
-                    }
                     if let Err(ending) = writer.write(Message::Ping(Bytes::new())).await {
                         break ending;
                     }
