@@ -125,6 +125,15 @@ async fn connect(addr: &str, query: &str) -> Result<Client, tokio_tungstenite::t
         .map(|(client, _)| client)
 }
 
+/// The connection id of the next `$connect`.
+async fn connected_id(events: &mut Events) -> String {
+    event(events, "$connect")
+        .await
+        .request_context
+        .connection_id
+        .expect("an id")
+}
+
 /// The next event for `route_key`, skipping others, within the deadline.
 async fn event(events: &mut Events, route_key: &str) -> ApiGatewayWebsocketProxyRequest {
     let deadline = Instant::now() + DEADLINE;
@@ -333,11 +342,7 @@ async fn the_management_sdk_posts_reads_deletes_and_gets_gone_for_closed_connect
     let (host, mut events, addr) = start(ROUTES, WebSocketConfig::default()).await;
     let api = management(&sdk().await, &addr);
     let mut client = connect(&addr, "?token=good").await.expect("a connection");
-    let id = event(&mut events, "$connect")
-        .await
-        .request_context
-        .connection_id
-        .expect("an id");
+    let id = connected_id(&mut events).await;
 
     let frame = json!({ "channel": "job:1", "offset": 1 }).to_string();
     api.post_to_connection()
@@ -412,21 +417,13 @@ async fn a_client_that_stops_answering_is_dropped_within_the_keep_alive_window()
     let (host, mut events, addr) = start_keeping_alive(interval).await;
     // This client reads, so it answers every ping (tungstenite does, while reading).
     let mut answering = connect(&addr, "?token=good").await.expect("a connection");
-    let answering_id = event(&mut events, "$connect")
-        .await
-        .request_context
-        .connection_id
-        .expect("an id");
+    let answering_id = connected_id(&mut events).await;
     let reading = tokio::spawn(async move { while let Some(Ok(_)) = answering.next().await {} });
     // This one answers the first ping and sends a frame of its own a quarter interval
     // later, then never reads again, so it answers no other ping: half-open from then
     // on, its last frame between two pings.
     let mut silent = connect(&addr, "?token=good").await.expect("a connection");
-    let id = event(&mut events, "$connect")
-        .await
-        .request_context
-        .connection_id
-        .expect("an id");
+    let id = connected_id(&mut events).await;
     loop {
         match tokio::time::timeout(DEADLINE, silent.next()).await {
             Ok(Some(Ok(Message::Ping(_)))) => break,
@@ -480,11 +477,7 @@ async fn posts_to_a_client_that_stops_reading_are_refused_with_429_then_it_is_dr
     );
     // Connected, then never read: what is posted fills the socket's buffers.
     let stalled_client = connect(&addr, "?token=good").await.expect("a connection");
-    let id = event(&mut events, "$connect")
-        .await
-        .request_context
-        .connection_id
-        .expect("an id");
+    let id = connected_id(&mut events).await;
     let post = |api: aws_sdk_apigatewaymanagement::Client, id: String| {
         tokio::spawn(async move {
             api.post_to_connection()
@@ -715,13 +708,7 @@ async fn two_hundred_connections_receive_a_broadcast() {
         .expect("every connection opens");
     let mut ids = Vec::new();
     for _ in 0..CLIENTS {
-        ids.push(
-            event(&mut events, "$connect")
-                .await
-                .request_context
-                .connection_id
-                .expect("an id"),
-        );
+        ids.push(connected_id(&mut events).await);
     }
     let connected = started.elapsed();
 
