@@ -2,7 +2,7 @@
 
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
-use serde_json::Value;
+use serde_json::{Map, Value};
 
 /// A frame pushed to a client. Each channel's offsets are consecutive from 1, so a client
 /// detects a gap itself and resumes with `since`.
@@ -45,7 +45,9 @@ pub mod kinds {
     /// A subscription is in place; `data` ([`super::Subscribed`]): `head`, the channel's
     /// latest offset, and how many frames were replayed.
     pub const SUBSCRIBED: &str = "subscribed";
+    /// A subscription is gone; `data` is `{}`.
     pub const UNSUBSCRIBED: &str = "unsubscribed";
+    /// The answer to a `ping` (outside every channel: `channel` is `""`); `data` is `{}`.
     pub const PONG: &str = "pong";
     /// A request was refused: `data` ([`super::ErrorData`]): `code` (`forbidden`,
     /// `bad_request`, `unknown_action`, `internal`) and `message`.
@@ -76,6 +78,16 @@ impl Frame {
     /// The `subscribed` answer to a `subscribe`.
     pub fn subscribed(channel: impl Into<String>, data: Subscribed) -> Frame {
         Frame::control(channel, kinds::SUBSCRIBED, to_data(&data))
+    }
+
+    /// The `unsubscribed` answer to an `unsubscribe`.
+    pub fn unsubscribed(channel: impl Into<String>) -> Frame {
+        Frame::control(channel, kinds::UNSUBSCRIBED, Value::Object(Map::new()))
+    }
+
+    /// The `pong` answer to a `ping`.
+    pub fn pong() -> Frame {
+        Frame::control("", kinds::PONG, Value::Object(Map::new()))
     }
 
     /// A `discontinuity` in the channel's stream: its offset is `data.resume_after`.
@@ -253,7 +265,7 @@ mod tests {
     #[test]
     fn control_frames_pass_through() {
         let mut cursor = Cursor::new(7);
-        let pong = Frame::control("", kinds::PONG, json!({}));
+        let pong = Frame::pong();
         assert_eq!(cursor.accept(pong.clone()), [pong]);
         assert_eq!(cursor.since(), 7);
     }

@@ -2,7 +2,7 @@
 
 use aws_lambda_events::apigw::{ApiGatewayProxyResponse, ApiGatewayWebsocketProxyRequest};
 use aws_lambda_events::encodings::Body;
-use contracts::frames::{ClientMessage, Frame, Subscribed, kinds};
+use contracts::frames::{ClientMessage, Frame, Subscribed};
 use serde_json::json;
 
 use crate::Deps;
@@ -93,7 +93,7 @@ async fn message(
     match message {
         ClientMessage::Ping => {
             deps.store.touch_connection(connection_id).await?;
-            Ok(Frame::control("", kinds::PONG, json!({})))
+            Ok(Frame::pong())
         }
         ClientMessage::Unsubscribe { channel } => {
             let parsed = match Channel::parse(&channel) {
@@ -101,7 +101,7 @@ async fn message(
                 Err(e) => return Ok(Frame::error(channel, "bad_request", e)),
             };
             deps.store.unsubscribe(connection_id, &parsed).await?;
-            Ok(Frame::control(channel, kinds::UNSUBSCRIBED, json!({})))
+            Ok(Frame::unsubscribed(channel))
         }
         ClientMessage::Subscribe { channel, since } => {
             subscribe(connection_id, channel, since, deps).await
@@ -215,6 +215,7 @@ fn refusal(status: i64, message: &str) -> ApiGatewayProxyResponse {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use contracts::frames::kinds;
 
     #[test]
     fn bad_messages_get_an_error_naming_the_field() {

@@ -259,6 +259,14 @@ fn control_frames_carry_the_data_clients_read() {
         (data.code.as_str(), data.message.as_str()),
         ("forbidden", "not your job")
     );
+    assert_eq!(
+        serde_json::to_value(Frame::pong()).unwrap(),
+        json!({"channel": "", "offset": 0, "type": "pong", "data": {}})
+    );
+    assert_eq!(
+        serde_json::to_value(Frame::unsubscribed("job:c")).unwrap(),
+        json!({"channel": "job:c", "offset": 0, "type": "unsubscribed", "data": {}})
+    );
 }
 
 #[test]
