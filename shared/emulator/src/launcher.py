@@ -9,7 +9,15 @@ Costs moto pays on every request are taken off, without changing what it answers
 - `PutEvents` compiles the same JSONPath expressions again for every target of every
   matching rule (building a parser each time: milliseconds per target), so compiled
   expressions are kept;
-- werkzeug logs one access line per request, so only its warnings and errors are kept.
+- werkzeug logs one access line per request, so only its warnings and errors are kept;
+- Python's full garbage collections scan every live object, and moto keeps every item,
+  message and execution as objects: with a few thousand connections' rows a full
+  collection paused the whole emulator for 180-310 ms, a stall in the middle of whatever
+  it was serving. Objects that survive a full collection (moto's modules at startup, then
+  whatever lived through the last one) are frozen (`gc.freeze`), so the next full
+  collection scans only what is newer: in a 2,000-connection bench the longest pause fell
+  to 80 ms. Reference counting still frees frozen objects; a reference cycle among them
+  that dies later is not collected and stays in memory until the emulator stops.
 
 One thing is made as AWS does it: DynamoDB applies each item write atomically, but moto
 serves requests on many threads and an `UpdateItem` on an item that does not exist yet
@@ -22,6 +30,7 @@ And two task failures are reported as AWS reports them: a task that misses its
 its `cause` on (moto's handler dropped it, so a failed job said nothing of why).
 """
 import functools
+import gc
 import inspect
 import logging
 import os
@@ -112,6 +121,17 @@ def _send_task_failure(self):
 
 
 StepFunctionResponse.send_task_failure = _send_task_failure
+
+
+
+def _freeze_survivors(phase: str, info: dict) -> None:
+    if phase == "stop" and info["generation"] == 2:
+        gc.freeze()
+
+
+gc.collect()
+gc.freeze()
+gc.callbacks.append(_freeze_survivors)
 
 from moto.server import main  # noqa: E402
 
