@@ -122,6 +122,7 @@ def _send_task_failure(self):
 
 StepFunctionResponse.send_task_failure = _send_task_failure
 
+from moto.server import main  # noqa: E402
 
 
 def _freeze_survivors(phase: str, info: dict) -> None:
@@ -129,10 +130,9 @@ def _freeze_survivors(phase: str, info: dict) -> None:
         gc.freeze()
 
 
+# Everything imported so far lives as long as the server.
 gc.collect()
 gc.freeze()
 gc.callbacks.append(_freeze_survivors)
-
-from moto.server import main  # noqa: E402
 
 main(sys.argv[1:])
