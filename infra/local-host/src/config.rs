@@ -18,6 +18,11 @@ pub struct Config {
     /// How many events (asynchronous functions) or batches (SQS functions) one function
     /// handles at once.
     pub concurrency: NonZeroUsize,
+    /// At most this many invocations of one function run at once, whatever invoked them
+    /// (Lambda's concurrency limit, scaled to one machine); more wait for a free instance.
+    /// Every function calls the same emulator, which thousands of calls at once would
+    /// stall for everyone.
+    pub function_instances: NonZeroUsize,
     /// How long one receive waits for messages (SQS long polling, whole seconds, at most
     /// 20). It also bounds how long [`crate::RunningHost::shutdown`] waits for a poller.
     pub poll_wait: Duration,
@@ -55,6 +60,12 @@ pub struct WebSocketConfig {
     /// (A WebSocket's frames wait in its socket's buffer: a post waits up to a second for
     /// the write ahead of it, then answers 429.)
     pub outbound_queue: usize,
+    /// When the host shuts down, how long the connections' `$disconnect` invocations may
+    /// wait for a free instance; those still waiting then are not made. API Gateway
+    /// invokes `$disconnect` on a best-effort basis, and without this bound a host with
+    /// thousands of connections would take one invocation per connection, in turns of
+    /// [`Config::function_instances`], to stop.
+    pub shutdown_disconnect_wait: Duration,
 }
 
 impl WebSocketConfig {
@@ -76,6 +87,7 @@ impl Default for WebSocketConfig {
             keep_alive_interval: Duration::from_secs(30),
             keep_alive_misses: 2,
             outbound_queue: 32,
+            shutdown_disconnect_wait: Duration::from_secs(3),
         }
     }
 }
@@ -83,6 +95,9 @@ impl Default for WebSocketConfig {
 impl Config {
     /// Lambda's own retry delays for asynchronous invocations (approximately).
     pub const AWS_RETRY_DELAYS: [Duration; 2] = [Duration::from_secs(60), Duration::from_secs(120)];
+
+    /// The default [`Config::function_instances`].
+    pub const DEFAULT_FUNCTION_INSTANCES: NonZeroUsize = NonZeroUsize::new(64).unwrap();
 
     /// The default HTTP address, `127.0.0.1:8080`.
     pub const DEFAULT_HTTP_ADDR: SocketAddr =
@@ -101,6 +116,7 @@ impl Default for Config {
             http_addr: Some(Self::DEFAULT_HTTP_ADDR),
             async_retry_delays: vec![Duration::from_millis(200), Duration::from_millis(400)],
             concurrency: NonZeroUsize::new(4).unwrap_or(NonZeroUsize::MIN),
+            function_instances: Self::DEFAULT_FUNCTION_INSTANCES,
             poll_wait: Duration::from_secs(1),
             error_backoff: Duration::from_secs(1),
             websocket: WebSocketConfig::default(),

@@ -37,7 +37,12 @@ pub fn router(
     report: &DeployReport,
     functions: &Functions,
 ) -> Result<Router, HostError> {
-    let (bound, account) = bind(topology, report, functions)?;
+    let (bound, account) = bind(
+        topology,
+        report,
+        functions,
+        crate::Config::DEFAULT_FUNCTION_INSTANCES,
+    )?;
     Ok(Api::new(topology, &bound, account)?.into_router())
 }
 

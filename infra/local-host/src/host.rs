@@ -3,11 +3,13 @@
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
+use std::num::NonZeroUsize;
 use std::sync::Arc;
 
 use aws_config::SdkConfig;
 use axum::Router;
 use axum::serve::ListenerExt as _;
+use tokio::sync::Semaphore;
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 use topology::{BusRef, DeployReport, FunctionKind, Names, Target, Topology};
@@ -107,7 +109,7 @@ impl Host {
             in_process,
         } = self;
         topology.validate()?;
-        let (bound, account) = bind(topology, report, &functions)?;
+        let (bound, account) = bind(topology, report, &functions, config.function_instances)?;
         let names = topology.names();
         let sqs_client = aws_sdk_sqs::Client::new(sdk);
         let sns = aws_sdk_sns::Client::new(sdk);
@@ -306,7 +308,7 @@ impl Host {
             // task joins them after the server stops (the shutdown token closes them).
             let mut connections = None;
             if let Some(websocket) = websocket {
-                connections = Some(websocket.tracker());
+                connections = Some(websocket.closer());
                 routes = routes.merge(websocket.into_router());
             }
             let router = routes.fallback_service(api.into_router());
@@ -331,8 +333,7 @@ impl Host {
                 .await
                 .map_err(HostError::Serve);
                 if let Some(connections) = connections {
-                    connections.close();
-                    connections.wait().await;
+                    connections.close().await;
                 }
                 served
             });
@@ -441,6 +442,7 @@ pub(crate) fn bind(
     topology: &Topology,
     report: &DeployReport,
     functions: &Functions,
+    instances: NonZeroUsize,
 ) -> Result<(BTreeMap<String, Bound>, Account), HostError> {
     let names = topology.names();
     let mut registered = Vec::new();
@@ -491,6 +493,7 @@ pub(crate) fn bind(
                 timeout: f.timeout,
                 memory_mb: f.memory_mb,
                 handler: Arc::clone(&implementation.function),
+                instances: Arc::new(Semaphore::new(instances.get())),
             };
             (f.name.clone(), function)
         })

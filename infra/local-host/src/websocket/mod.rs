@@ -41,7 +41,11 @@
 //! - The idle timeout counts only messages from the client. Whether AWS also counts what
 //!   it pushes is not documented; counting less means code that stays connected here stays
 //!   connected there.
-//! - `$disconnect` is always invoked, where AWS makes it best-effort.
+//! - `$disconnect` is always invoked while the host runs, where AWS makes it best-effort.
+//!   When the host shuts down, the invocations that find no free instance of their
+//!   function within [`crate::WebSocketConfig::shutdown_disconnect_wait`] are not made
+//!   (one log line counts them), so a host with thousands of connections stops in
+//!   seconds.
 //! - Connection ids never contain `+` or `/`, so callers that do not percent-encode path
 //!   segments still work; the header names in events are lowercase (HTTP/1 as hyper reads
 //!   it); the domain name is the `Host` the client used; binary messages go to `$default`
@@ -59,8 +63,9 @@ mod socket;
 pub(crate) mod sse;
 
 use std::collections::BTreeMap;
-use std::sync::Arc;
-use std::time::Duration;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, OnceLock};
+use std::time::{Duration, Instant};
 
 use axum::Router;
 use axum::routing::get;
@@ -74,7 +79,7 @@ use topology::{FunctionKind, Topology};
 use crate::config::WebSocketConfig;
 use crate::error::HostError;
 use crate::host::Account;
-use crate::invoke::{Bound, Trigger};
+use crate::invoke::{Bound, Instance, Trigger};
 
 pub(crate) use connections::ConnectionInfo;
 
@@ -100,6 +105,34 @@ pub(crate) struct Shared {
     shutdown: CancellationToken,
     /// Every connection task and SSE stream, so shutdown can join them.
     tracker: TaskTracker,
+    /// Since when the host has been shutting down (set by the first `$disconnect` after
+    /// [`Shared::shutdown`] was cancelled).
+    shutting_down_since: OnceLock<Instant>,
+    /// `$disconnect` invocations not made at shutdown: no instance was free in time.
+    skipped_disconnects: AtomicUsize,
+}
+
+/// Closes the gateway's connections when the host stops.
+pub(crate) struct Closer {
+    shared: Arc<Shared>,
+}
+
+impl Closer {
+    /// Waits for every connection task and SSE stream to end (the shutdown token closes
+    /// them), each with its `$disconnect`, and reports those that were skipped.
+    pub(crate) async fn close(self) {
+        let tracker = &self.shared.tracker;
+        tracker.close();
+        tracker.wait().await;
+        let skipped = self.shared.skipped_disconnects.load(Ordering::Relaxed);
+        if skipped > 0 {
+            tracing::warn!(
+                skipped,
+                waited_ms = self.shared.config.shutdown_disconnect_wait.as_millis() as u64,
+                "$disconnect not invoked for connections closed at shutdown: no instance of the function was free in time (API Gateway invokes $disconnect on a best-effort basis too)"
+            );
+        }
+    }
 }
 
 impl WebSocketGateway {
@@ -158,14 +191,18 @@ impl WebSocketGateway {
                 connections: connections::Table::default(),
                 shutdown,
                 tracker: TaskTracker::new(),
+                shutting_down_since: OnceLock::new(),
+                skipped_disconnects: AtomicUsize::new(0),
             }),
         }))
     }
 
-    /// Every connection task and SSE stream; the host closes and waits for it after the
+    /// What closes every connection task and SSE stream; the host closes them after the
     /// server stops.
-    pub(crate) fn tracker(&self) -> TaskTracker {
-        self.shared.tracker.clone()
+    pub(crate) fn closer(&self) -> Closer {
+        Closer {
+            shared: Arc::clone(&self.shared),
+        }
     }
 
     /// The WebSocket endpoint, the SSE endpoint and `@connections`, without a fallback.
@@ -271,10 +308,20 @@ impl Shared {
         let Some(function) = self.routes.get("$disconnect") else {
             return;
         };
+        // At shutdown, only until the wait for an instance runs out (best-effort).
+        let deadline = self.shutdown.is_cancelled().then(|| {
+            *self.shutting_down_since.get_or_init(Instant::now)
+                + self.config.shutdown_disconnect_wait
+        });
+        let Some(instance) = function.instance(deadline).await else {
+            self.skipped_disconnects.fetch_add(1, Ordering::Relaxed);
+            tracing::debug!(connection_id = %info.id, "$disconnect skipped at shutdown");
+            return;
+        };
         let request_id = api_request_id();
         let event = events::disconnect(self, info, code, reason, &request_id);
         // A failed `$disconnect` has nobody to tell; the invocation logged it.
-        let _ = self.invoke(function, event).await;
+        let _ = Self::invoke_on(instance, event, Instant::now() + INTEGRATION_TIMEOUT).await;
     }
 
     /// The route key `$request.body.action` selects, else `$default`.
@@ -288,11 +335,26 @@ impl Shared {
             .or_else(|| self.routes.get_key_value("$default"))
     }
 
+    /// Invokes `function` within the integration timeout, the wait for a free instance
+    /// included.
     async fn invoke(&self, function: &Bound, event: Value) -> Result<Value, Failure> {
+        let deadline = Instant::now() + INTEGRATION_TIMEOUT;
+        let instance = function
+            .instance(Some(deadline))
+            .await
+            .ok_or(Failure::Timeout)?;
+        Self::invoke_on(instance, event, deadline).await
+    }
+
+    async fn invoke_on(
+        instance: Instance<'_>,
+        event: Value,
+        deadline: Instant,
+    ) -> Result<Value, Failure> {
         let lambda_request_id = uuid::Uuid::new_v4().to_string();
         // The invoke log line says `http`: API Gateway invokes the function either way.
-        let invocation = function.invoke(&lambda_request_id, event, Trigger::Http);
-        match tokio::time::timeout(INTEGRATION_TIMEOUT, invocation).await {
+        let invocation = instance.invoke(&lambda_request_id, event, Trigger::Http);
+        match tokio::time::timeout_at(deadline.into(), invocation).await {
             Err(_) => Err(Failure::Timeout),
             Ok(Err(_)) => Err(Failure::Function),
             Ok(Ok(value)) => Ok(value),

@@ -747,6 +747,74 @@ async fn two_hundred_connections_receive_a_broadcast() {
 }
 
 #[tokio::test]
+async fn at_shutdown_a_disconnect_that_finds_no_free_instance_in_time_is_skipped() {
+    // One instance of the function, and a `$disconnect` that holds it until the function's
+    // timeout. At shutdown the first connection's `$disconnect` takes the instance; the
+    // others may wait 100 ms for it, so they are skipped and the host stops after that one
+    // invocation, where in turns it would wait out four more timeouts.
+    const CLIENTS: usize = 5;
+    let (tx, mut events) = mpsc::unbounded_channel();
+    let handler = service_fn(move |event: LambdaEvent<ApiGatewayWebsocketProxyRequest>| {
+        let tx = tx.clone();
+        async move {
+            let route = event.payload.request_context.route_key.clone();
+            let _ = tx.send(event.payload);
+            if route.as_deref() == Some("$disconnect") {
+                std::future::pending::<()>().await;
+            }
+            let mut response = ApiGatewayProxyResponse::default();
+            response.status_code = 200;
+            Ok::<_, lambda_runtime::Error>(response)
+        }
+    });
+    let sdk = sdk().await;
+    let topology = topology(
+        &stage(),
+        Service::new("probe").with(
+            Function::websocket("socket", &["$connect", "$disconnect"])
+                .with_timeout(Duration::from_secs(3)),
+        ),
+    );
+    let report = deployed(&topology, &sdk).await;
+    let config = Config {
+        function_instances: std::num::NonZeroUsize::MIN,
+        ..ws_config(WebSocketConfig {
+            shutdown_disconnect_wait: Duration::from_millis(100),
+            ..WebSocketConfig::default()
+        })
+    };
+    let host = Host::new(config, Functions::new().lambda("socket", handler))
+        .start(&topology, &report, &sdk)
+        .await
+        .unwrap_or_else(|e| panic!("the host did not start: {e}"));
+    let addr = host.http_addr().expect("the host listens").to_string();
+    let mut clients = Vec::new();
+    for _ in 0..CLIENTS {
+        clients.push(connect(&addr, "").await.expect("the connection opens"));
+        connected_id(&mut events).await;
+    }
+
+    let stopping = Instant::now();
+    tokio::time::timeout(DEADLINE, host.shutdown())
+        .await
+        .expect("the host stops within the deadline")
+        .expect("a clean shutdown");
+    let stopped_in = stopping.elapsed();
+    let mut disconnects = 0;
+    while let Ok(event) = events.try_recv() {
+        if event.request_context.route_key.as_deref() == Some("$disconnect") {
+            disconnects += 1;
+        }
+    }
+    assert_eq!(
+        disconnects, 1,
+        "only the $disconnect that got the instance ran"
+    );
+    assert!(stopped_in < Duration::from_secs(9), "{stopped_in:?}");
+    drop(clients);
+}
+
+#[tokio::test]
 async fn two_services_with_websocket_apis_stop_the_host_from_starting() {
     let sdk = sdk().await;
     let topology = Topology::new(
