@@ -3,7 +3,8 @@
 The parent may die without cleaning up (kill -9, a test binary that exits); polling the
 parent pid means the emulator never outlives the fleet process that owns it.
 
-Costs moto pays on every request are taken off, without changing what it answers:
+Work moto does that changes none of its answers is spared, per request and per garbage
+collection:
 - it lists its own package directory to route each request (one `stat` per backend
   module), so the list is read once;
 - `PutEvents` compiles the same JSONPath expressions again for every target of every
