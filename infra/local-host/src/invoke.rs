@@ -212,7 +212,6 @@ mod tests {
     use std::sync::atomic::{AtomicUsize, Ordering};
 
     use super::*;
-    use crate::function::FunctionError;
 
     /// A function with `instances` instances whose invocations each wait for `release`,
     /// counting how many run at once.
