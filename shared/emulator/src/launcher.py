@@ -25,10 +25,20 @@ serves requests on many threads and an `UpdateItem` on an item that does not exi
 creates it unguarded, so concurrent first writes (the first subscribers of a channel's
 shard) overwrote each other. Item writes are applied one at a time.
 
-And two task failures are reported as AWS reports them: a task that misses its
-`HeartbeatSeconds` fails with `States.HeartbeatTimeout` (moto said `States.Timeout`, so a
-`Retry` or `Catch` on the heartbeat never matched locally), and `SendTaskFailure` passes
-its `cause` on (moto's handler dropped it, so a failed job said nothing of why).
+And three task behaviours are made as AWS has them:
+- a task that misses its `HeartbeatSeconds` fails with `States.HeartbeatTimeout` (moto said
+  `States.Timeout`, so a `Retry` or `Catch` on the heartbeat never matched locally);
+- `SendTaskFailure` passes its `cause` on (moto's handler dropped it, so a failed job said
+  nothing of why);
+- a `.waitForTaskToken` task with `HeartbeatSeconds` takes an answer or a heartbeat that
+  arrives as soon as its message is out. moto sends the message first and only then starts
+  the heartbeat clock: a `SendTaskSuccess` in between was kept but not seen until the
+  heartbeat window ran out, and the task then failed with a heartbeat timeout; a
+  `SendTaskHeartbeat` in between was refused as an invalid token. The clock now starts
+  already ticked when either came first.
+
+Importing this file applies those changes and nothing else; run as a script, it also
+watches its parent and serves.
 """
 import functools
 import gc
@@ -49,7 +59,8 @@ def watch_parent() -> None:
         time.sleep(0.3)
 
 
-threading.Thread(target=watch_parent, daemon=True).start()
+if __name__ == "__main__":
+    threading.Thread(target=watch_parent, daemon=True).start()
 
 import moto.backends  # noqa: E402  (imported after the watchdog starts)
 
@@ -89,6 +100,7 @@ from moto.stepfunctions.parser.asl.component.state.exec.state_task.state_task im
     StateTask,
 )
 from moto.stepfunctions.parser.asl.eval.callback.callback import (  # noqa: E402
+    CallbackEndpoint,
     HeartbeatTimeoutError,
 )
 
@@ -107,6 +119,30 @@ def _heartbeat_named(self, env, ex):
 
 StateTask._from_error = _heartbeat_named
 
+_setup_heartbeat = CallbackEndpoint.setup_heartbeat_endpoint
+_notify_heartbeat = CallbackEndpoint.notify_heartbeat
+
+
+def _heartbeat_before_the_wait(self):
+    # AWS accepts a heartbeat for any task still waiting on its token.
+    if self._heartbeat_endpoint is None:
+        self._heartbeat_before_wait = True
+        return True
+    return _notify_heartbeat(self)
+
+
+def _clock_seeing_earlier_calls(self, heartbeat_seconds):
+    endpoint = _setup_heartbeat(self, heartbeat_seconds=heartbeat_seconds)
+    # `notify` stores the outcome before it looks for this endpoint, and the endpoint is
+    # stored before the outcome is read here, so an answer racing this is seen by one side.
+    if self._outcome is not None or getattr(self, "_heartbeat_before_wait", False):
+        endpoint.notify()
+    return endpoint
+
+
+CallbackEndpoint.notify_heartbeat = _heartbeat_before_the_wait
+CallbackEndpoint.setup_heartbeat_endpoint = _clock_seeing_earlier_calls
+
 from moto.core.responses import EmptyResult  # noqa: E402
 from moto.stepfunctions.responses import StepFunctionResponse  # noqa: E402
 
@@ -123,17 +159,18 @@ def _send_task_failure(self):
 
 StepFunctionResponse.send_task_failure = _send_task_failure
 
-from moto.server import main  # noqa: E402
-
 
 def _freeze_survivors(phase: str, info: dict) -> None:
     if phase == "stop" and info["generation"] == 2:
         gc.freeze()
 
 
-# Everything imported so far lives as long as the server.
-gc.collect()
-gc.freeze()
-gc.callbacks.append(_freeze_survivors)
+if __name__ == "__main__":
+    from moto.server import main
 
-main(sys.argv[1:])
+    # Everything imported so far lives as long as the server.
+    gc.collect()
+    gc.freeze()
+    gc.callbacks.append(_freeze_survivors)
+
+    main(sys.argv[1:])
