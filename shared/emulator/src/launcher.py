@@ -25,7 +25,7 @@ serves requests on many threads and an `UpdateItem` on an item that does not exi
 creates it unguarded, so concurrent first writes (the first subscribers of a channel's
 shard) overwrote each other. Item writes are applied one at a time.
 
-And three task behaviours are made as AWS has them:
+And four task behaviours are made as AWS has them:
 - a task that misses its `HeartbeatSeconds` fails with `States.HeartbeatTimeout` (moto said
   `States.Timeout`, so a `Retry` or `Catch` on the heartbeat never matched locally);
 - `SendTaskFailure` passes its `cause` on (moto's handler dropped it, so a failed job said
@@ -35,7 +35,12 @@ And three task behaviours are made as AWS has them:
   the heartbeat clock: a `SendTaskSuccess` in between was kept but not seen until the
   heartbeat window ran out, and the task then failed with a heartbeat timeout; a
   `SendTaskHeartbeat` in between was refused as an invalid token. The clock now starts
-  already ticked when either came first.
+  already ticked when either came first;
+- each attempt of a retried `.waitForTaskToken` task has a token of its own, and a token
+  whose attempt has ended is refused with `TaskTimedOut`. moto made one token for all
+  attempts and never closed it, so a retry could take the previous attempt's answer as its
+  own (and hand the task out yet again), and a late answer from a worker whose attempt had
+  timed out completed the retry.
 
 Importing this file applies those changes and nothing else; run as a script, it also
 watches its parent and serves.
@@ -90,6 +95,8 @@ def _one_at_a_time(write):
 for _write in ("put_item", "update_item", "delete_item", "transact_write_items"):
     setattr(DynamoDBBackend, _write, _one_at_a_time(getattr(DynamoDBBackend, _write)))
 
+from moto.core.exceptions import AWSError  # noqa: E402
+from moto.core.responses import EmptyResult  # noqa: E402
 from moto.stepfunctions.parser.asl.component.common.error_name.states_error_name import (  # noqa: E402
     StatesErrorName,
 )
@@ -99,8 +106,12 @@ from moto.stepfunctions.parser.asl.component.common.error_name.states_error_name
 from moto.stepfunctions.parser.asl.component.state.exec.state_task.state_task import (  # noqa: E402
     StateTask,
 )
+from moto.stepfunctions.parser.asl.component.state.exec.state_task.service.state_task_service_callback import (  # noqa: E402
+    StateTaskServiceCallback,
+)
 from moto.stepfunctions.parser.asl.eval.callback.callback import (  # noqa: E402
     CallbackEndpoint,
+    CallbackPoolManager,
     HeartbeatTimeoutError,
 )
 
@@ -126,7 +137,7 @@ _notify_heartbeat = CallbackEndpoint.notify_heartbeat
 def _heartbeat_before_the_wait(self):
     # AWS accepts a heartbeat for any task still waiting on its token.
     if self._heartbeat_endpoint is None:
-        self._heartbeat_before_wait = True
+        self._fleet_heartbeat_before_wait = True
         return True
     return _notify_heartbeat(self)
 
@@ -135,7 +146,7 @@ def _clock_seeing_earlier_calls(self, heartbeat_seconds):
     endpoint = _setup_heartbeat(self, heartbeat_seconds=heartbeat_seconds)
     # `notify` stores the outcome before it looks for this endpoint, and the endpoint is
     # stored before the outcome is read here, so an answer racing this is seen by one side.
-    if self._outcome is not None or getattr(self, "_heartbeat_before_wait", False):
+    if self._outcome is not None or getattr(self, "_fleet_heartbeat_before_wait", False):
         endpoint.notify()
     return endpoint
 
@@ -143,7 +154,50 @@ def _clock_seeing_earlier_calls(self, heartbeat_seconds):
 CallbackEndpoint.notify_heartbeat = _heartbeat_before_the_wait
 CallbackEndpoint.setup_heartbeat_endpoint = _clock_seeing_earlier_calls
 
-from moto.core.responses import EmptyResult  # noqa: E402
+_attempt = StateTaskServiceCallback._evaluate_with_timeout
+
+
+def _attempt_with_its_own_token(self, env):
+    context = env.states.context_object
+    # Only a `.waitForTaskToken` task has a token while it runs; moto makes it once, for
+    # the first attempt.
+    if "Task" in context.context_object_data:
+        if context.context_object_data["State"].get("RetryCount", 0) > 0:
+            env.callback_pool_manager.add(context.update_task_token())
+        token = context.context_object_data["Task"]["Token"]
+    else:
+        token = None
+    try:
+        return _attempt(self, env)
+    finally:
+        endpoint = token and env.callback_pool_manager.get(token)
+        if endpoint:
+            endpoint._fleet_closed = True
+
+
+StateTaskServiceCallback._evaluate_with_timeout = _attempt_with_its_own_token
+
+
+class TaskTimedOut(AWSError):
+    TYPE = "TaskTimedOut"
+
+
+def _refusing_closed(call):
+    # moto's own path for a closed token (`CallbackEndpoint.report`) ends in a TypeError
+    # (HTTP 500), so a closed token is refused here, with AWS's error.
+    @functools.wraps(call)
+    def checked(self, callback_id, *args, **kwargs):
+        endpoint = self.get(callback_id)
+        if endpoint is not None and getattr(endpoint, "_fleet_closed", False):
+            raise TaskTimedOut("Task Timed Out: 'Provided task does not exist anymore'")
+        return call(self, callback_id, *args, **kwargs)
+
+    return checked
+
+
+CallbackPoolManager.notify = _refusing_closed(CallbackPoolManager.notify)
+CallbackPoolManager.heartbeat = _refusing_closed(CallbackPoolManager.heartbeat)
+
 from moto.stepfunctions.responses import StepFunctionResponse  # noqa: E402
 
 

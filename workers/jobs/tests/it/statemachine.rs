@@ -1,12 +1,13 @@
 //! The simulation-job state machine, run by the emulator with a fake worker: the test
 //! reads the task from the queue and answers through the task token.
 //!
-//! What moto 5.2.5 does differently from AWS, and how these tests allow for it:
-//! - A retried task reuses the first attempt's task token (AWS issues a new one).
+//! Where moto 5.2.5 differs from AWS here, the emulator's launcher makes it behave as AWS
+//! does (a retried task's own token, a missed heartbeat's name, a failure's cause).
 
 use std::time::Duration;
 
 use aws_config::SdkConfig;
+use aws_sdk_sfn::error::ProvideErrorMetadata;
 use aws_sdk_sfn::types::ExecutionStatus;
 use contracts::JobEvent;
 use contracts::envelope::Received;
@@ -195,10 +196,27 @@ async fn a_transient_worker_failure_is_retried() {
         .send()
         .await
         .expect("send task failure");
-    // The retry sends the task again. (AWS gives each attempt a new token; moto 5.2.5
-    // reuses the first, so the test does not compare them.)
+    // The retry sends the task again, with a token of its own (moto 5.2.5 reused the
+    // first; the emulator's launcher makes it as AWS does).
     let second = next_task(&sdk, &machine).await;
     assert_eq!(second.job_id, first.job_id);
+    assert_ne!(
+        second.task_token, first.task_token,
+        "each attempt has its own token"
+    );
+    // A late answer to the first attempt does not settle the retry.
+    let stale = TaskOutput {
+        summary: json!({"stale": true}),
+        ..output("worker-1")
+    };
+    let late = sfn
+        .send_task_success()
+        .task_token(&first.task_token)
+        .output(serde_json::to_string(&stale).unwrap())
+        .send()
+        .await
+        .expect_err("the first attempt's token is closed");
+    assert_eq!(late.code(), Some("TaskTimedOut"), "{late:?}");
     sfn.send_task_success()
         .task_token(&second.task_token)
         .output(serde_json::to_string(&output("worker-2")).unwrap())
@@ -208,10 +226,13 @@ async fn a_transient_worker_failure_is_retried() {
 
     let (status, error, _) = finished(&sdk, &execution).await;
     assert_eq!(status, ExecutionStatus::Succeeded, "error {error:?}");
-    assert!(matches!(
-        outcome(&sdk, &machine).await,
-        JobEvent::Succeeded(_)
-    ));
+    match outcome(&sdk, &machine).await {
+        JobEvent::Succeeded(e) => assert_eq!(e.summary, output("worker-2").summary),
+        other => panic!("expected JobSucceeded, got {other:?}"),
+    }
+    // The retry took only its own answer: it handed the task out once, not again.
+    let extra = support::drain(&sdk, &machine.queue_url).await.len();
+    assert_eq!(extra, 0, "tasks handed out after the retry's");
 }
 
 #[tokio::test]
