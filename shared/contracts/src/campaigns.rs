@@ -99,15 +99,16 @@ campaign_event!(CampaignSent, SENT);
 campaign_event!(CampaignFailed, FAILED);
 
 /// The email provider's HTTP API: `POST /campaigns` takes a [`ProviderCampaign`] and
-/// answers `201` with a [`ProviderCampaignCreated`]; status changes come back through
-/// the signed webhook (`callbacks::WebhookDelivery`, statuses `pending`, `sent`,
-/// `failed`).
+/// answers `201` with a [`ProviderCampaignCreated`] (or `200` with the same id when it
+/// already has a campaign with that `reference`); status changes come back through the
+/// signed webhook (`callbacks::WebhookDelivery`, statuses `pending`, `sent`, `failed`).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct ProviderCampaign {
     pub subject: String,
     pub recipients: Vec<String>,
-    /// Our id, echoed back for the provider's logs.
+    /// Our campaign id. The provider creates one campaign per reference: a request that
+    /// is sent again (its event delivered twice) must not email the audience twice.
     pub reference: String,
 }
 

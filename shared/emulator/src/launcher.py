@@ -37,10 +37,11 @@ And four task behaviours are made as AWS has them:
   `SendTaskHeartbeat` in between was refused as an invalid token. The clock now starts
   already ticked when either came first;
 - each attempt of a retried `.waitForTaskToken` task has a token of its own, and a token
-  whose attempt has ended is refused with `TaskTimedOut`. moto made one token for all
-  attempts and never closed it, so a retry could take the previous attempt's answer as its
-  own (and hand the task out yet again), and a late answer from a worker whose attempt had
-  timed out completed the retry.
+  whose attempt has ended is refused with `TaskTimedOut`, in a running execution or an
+  ended one. moto made one token for all attempts and never closed it, so a retry could
+  take the previous attempt's answer as its own (and hand the task out yet again), and a
+  late answer from a worker whose attempt had timed out completed the retry; once the
+  execution had ended it called the token invalid.
 
 Importing this file applies those changes and nothing else; run as a script, it also
 watches its parent and serves.
@@ -97,6 +98,7 @@ for _write in ("put_item", "update_item", "delete_item", "transact_write_items")
 
 from moto.core.exceptions import AWSError  # noqa: E402
 from moto.core.responses import EmptyResult  # noqa: E402
+from moto.stepfunctions.parser.api import InvalidToken  # noqa: E402
 from moto.stepfunctions.parser.asl.component.common.error_name.states_error_name import (  # noqa: E402
     StatesErrorName,
 )
@@ -114,6 +116,7 @@ from moto.stepfunctions.parser.asl.eval.callback.callback import (  # noqa: E402
     CallbackPoolManager,
     HeartbeatTimeoutError,
 )
+from moto.stepfunctions.parser.models import StepFunctionsParserBackend  # noqa: E402
 
 _task_failure = StateTask._from_error
 
@@ -197,6 +200,32 @@ def _refusing_closed(call):
 
 CallbackPoolManager.notify = _refusing_closed(CallbackPoolManager.notify)
 CallbackPoolManager.heartbeat = _refusing_closed(CallbackPoolManager.heartbeat)
+
+
+def _ended_executions_timed_out(call):
+    # moto looks for the token only in running executions and calls any other unknown.
+    @functools.wraps(call)
+    def answered(self, task_token, *args, **kwargs):
+        try:
+            return call(self, task_token, *args, **kwargs)
+        except InvalidToken:
+            for execution in self._get_executions():
+                env = getattr(getattr(execution, "exec_worker", None), "env", None)
+                if env is not None and env.callback_pool_manager.get(task_token):
+                    raise TaskTimedOut(
+                        "Task Timed Out: 'Provided task does not exist anymore'"
+                    ) from None
+            raise
+
+    return answered
+
+
+for _answer in ("send_task_success", "send_task_heartbeat"):
+    setattr(
+        StepFunctionsParserBackend,
+        _answer,
+        _ended_executions_timed_out(getattr(StepFunctionsParserBackend, _answer)),
+    )
 
 from moto.stepfunctions.responses import StepFunctionResponse  # noqa: E402
 

@@ -1,5 +1,6 @@
 //! A fake email provider for local runs and tests: `POST /campaigns` answers `201` with a
-//! new campaign id, then reports the campaign's progress to the webhook, signed as a real
+//! new campaign id (or, for a `reference` it has seen, `200` with that campaign's id and
+//! nothing more, as the contract asks), then reports the campaign's progress to the webhook, signed as a real
 //! provider would (`contracts::callbacks::signature`), one delivery per status of its
 //! script (`pending`, `pending`, `sent` by default). Like real providers it retries a
 //! delivery until it gets a 2xx (a 404 means the flow has not registered its task token
@@ -62,6 +63,8 @@ struct Shared {
     /// The script for campaigns accepted from now on (starts as `config.script`).
     script: RwLock<Vec<String>>,
     webhook: RwLock<Option<String>>,
+    /// Campaign ids by `reference`, in the order they were created.
+    campaigns: Mutex<Vec<(String, String)>>,
     attempts: Mutex<Vec<Attempt>>,
     http: reqwest::Client,
     deliveries: Mutex<JoinSet<()>>,
@@ -85,6 +88,7 @@ impl FakeProvider {
             script: RwLock::new(config.script.clone()),
             config,
             webhook: RwLock::new(None),
+            campaigns: Mutex::new(Vec::new()),
             attempts: Mutex::new(Vec::new()),
             http: reqwest::Client::new(),
             deliveries: Mutex::new(JoinSet::new()),
@@ -132,6 +136,15 @@ impl FakeProvider {
         }
     }
 
+    /// The ids of the campaigns it created, oldest first.
+    pub fn campaigns(&self) -> Vec<String> {
+        self.shared
+            .campaigns
+            .lock()
+            .map(|c| c.iter().map(|(_, id)| id.clone()).collect())
+            .unwrap_or_default()
+    }
+
     /// Every webhook call so far.
     pub fn attempts(&self) -> Vec<Attempt> {
         self.shared
@@ -158,7 +171,25 @@ async fn create(
     State(shared): State<Arc<Shared>>,
     axum::Json(campaign): axum::Json<ProviderCampaign>,
 ) -> (StatusCode, axum::Json<ProviderCampaignCreated>) {
-    let id = format!("fake-{}", uuid::Uuid::now_v7().simple());
+    let id = {
+        let Ok(mut campaigns) = shared.campaigns.lock() else {
+            return (
+                StatusCode::INTERNAL_SERVER_ERROR,
+                axum::Json(ProviderCampaignCreated { id: String::new() }),
+            );
+        };
+        let known = campaigns.iter().find(|(r, _)| *r == campaign.reference);
+        if let Some((_, id)) = known {
+            tracing::info!(campaign_id = %id, reference = %campaign.reference, "fake provider already has this campaign");
+            return (
+                StatusCode::OK,
+                axum::Json(ProviderCampaignCreated { id: id.clone() }),
+            );
+        }
+        let id = format!("fake-{}", uuid::Uuid::now_v7().simple());
+        campaigns.push((campaign.reference.clone(), id.clone()));
+        id
+    };
     tracing::info!(campaign_id = %id, reference = %campaign.reference, recipients = campaign.recipients.len(), "fake provider accepted a campaign");
     let script = shared.script.read().map(|s| s.clone()).unwrap_or_default();
     let task = deliver_script(shared.clone(), id.clone(), script);

@@ -26,7 +26,7 @@ pub mod fake;
 use std::time::Duration;
 
 use aws_sdk_dynamodb::types::AttributeValue;
-use aws_sdk_sfn::error::DisplayErrorContext;
+use aws_sdk_sfn::error::{DisplayErrorContext, ProvideErrorMetadata};
 use backon::{ExponentialBuilder, Retryable};
 use contracts::BusEvent;
 use contracts::campaigns::{
@@ -203,7 +203,9 @@ pub async fn handle_requested(event: BusEvent, deps: &Deps) -> Result<(), Campai
 
 /// Hands the campaign to the provider and answers the task token with its id. A provider
 /// that refuses the campaign (4xx) fails the task (`Provider.Rejected`); one that cannot
-/// be reached is retried here, then by the asynchronous invocation.
+/// be reached is retried here, then by the asynchronous invocation. The same event again
+/// is harmless: the provider keeps one campaign per `reference`, and a task already
+/// answered is left as it is.
 pub async fn handle_send_requested(event: BusEvent, deps: &Deps) -> Result<(), CampaignsError> {
     let provider = deps
         .provider
@@ -261,27 +263,28 @@ pub async fn handle_send_requested(event: BusEvent, deps: &Deps) -> Result<(), C
                 provider_campaign_id: created.id.clone(),
             })
             .unwrap_or_else(|_| "{}".to_string());
-            deps.sfn
+            let answer = deps
+                .sfn
                 .send_task_success()
                 .task_token(&request.task_token)
                 .output(output)
                 .send()
-                .await
-                .map_err(aws("Step Functions", "SendTaskSuccess"))?;
+                .await;
+            settled(answer, "SendTaskSuccess", &request.campaign_id)?;
             tracing::info!(campaign_id = %request.campaign_id, provider_campaign_id = %created.id, "provider accepted the campaign");
             Ok(())
         }
         Err(Outcome::Rejected(cause)) => {
             tracing::warn!(campaign_id = %request.campaign_id, cause = %cause, "provider refused the campaign");
-            deps.sfn
+            let answer = deps
+                .sfn
                 .send_task_failure()
                 .task_token(&request.task_token)
                 .error("Provider.Rejected")
                 .cause(cause)
                 .send()
-                .await
-                .map_err(aws("Step Functions", "SendTaskFailure"))?;
-            Ok(())
+                .await;
+            settled(answer, "SendTaskFailure", &request.campaign_id)
         }
         Err(Outcome::Retry(message)) => Err(CampaignsError::Provider(message)),
     }
@@ -290,6 +293,29 @@ pub async fn handle_send_requested(event: BusEvent, deps: &Deps) -> Result<(), C
 enum Outcome {
     Retry(String),
     Rejected(String),
+}
+
+/// Checks the answer to the task. A task that is no longer open (`TaskTimedOut`,
+/// `TaskDoesNotExist`) is no failure: the same event delivered again (EventBridge and
+/// asynchronous invocation deliver at least once) finds it settled by the first, and a
+/// task that timed out has moved the flow on already. Failing would only retry the
+/// invocation and send it to the dead letter.
+fn settled<T, E>(
+    answer: Result<T, E>,
+    operation: &'static str,
+    campaign_id: &str,
+) -> Result<(), CampaignsError>
+where
+    E: ProvideErrorMetadata + std::error::Error + 'static,
+{
+    match answer {
+        Ok(_) => Ok(()),
+        Err(e) if matches!(e.code(), Some("TaskTimedOut" | "TaskDoesNotExist")) => {
+            tracing::info!(campaign_id, operation, error = %DisplayErrorContext(&e), "the task was already settled or timed out; nothing to answer");
+            Ok(())
+        }
+        Err(e) => Err(aws("Step Functions", operation)(e)),
+    }
 }
 
 /// Applies `CampaignSent` (the campaign and each of its users) or `CampaignFailed`.

@@ -298,7 +298,9 @@ where
         Some("InvalidToken" | "TaskDoesNotExist") => {
             " (the token is unknown, or its task already finished: `fleet tokens ls` lists the tokens waiting now)"
         }
-        Some("TaskTimedOut") => " (the task already timed out)",
+        Some("TaskTimedOut") => {
+            " (its task is no longer open: it was answered already, or it timed out; `fleet tokens ls` lists the tokens waiting now)"
+        }
         _ => "",
     };
     anyhow::anyhow!("{:#}{hint}", aws_error(operation, "the task token", e))

@@ -1013,10 +1013,12 @@ async fn tokens_ls_lists_a_job_waiting_on_its_worker_and_tokens_succeed_complete
 
     let again = fleet(&["--stage", &stage, "tokens", "succeed", &token]).await;
     assert_eq!(again.status.code(), Some(1), "a used token is refused");
+    let refusal = text(&again.stderr);
     assert!(
-        text(&again.stderr).contains("tokens ls"),
-        "{}",
-        text(&again.stderr)
+        refusal.contains("TaskTimedOut")
+            && refusal.contains("no longer open")
+            && refusal.contains("tokens ls"),
+        "{refusal}"
     );
 }
 
