@@ -184,6 +184,9 @@ StateTaskServiceCallback._evaluate_with_timeout = _attempt_with_its_own_token
 class TaskTimedOut(AWSError):
     TYPE = "TaskTimedOut"
 
+    def __init__(self):
+        super().__init__("Task Timed Out: 'Provided task does not exist anymore'")
+
 
 def _refusing_closed(call):
     # moto's own path for a closed token (`CallbackEndpoint.report`) ends in a TypeError
@@ -192,7 +195,7 @@ def _refusing_closed(call):
     def checked(self, callback_id, *args, **kwargs):
         endpoint = self.get(callback_id)
         if endpoint is not None and getattr(endpoint, "_fleet_closed", False):
-            raise TaskTimedOut("Task Timed Out: 'Provided task does not exist anymore'")
+            raise TaskTimedOut()
         return call(self, callback_id, *args, **kwargs)
 
     return checked
@@ -212,9 +215,7 @@ def _ended_executions_timed_out(call):
             for execution in self._get_executions():
                 env = getattr(getattr(execution, "exec_worker", None), "env", None)
                 if env is not None and env.callback_pool_manager.get(task_token):
-                    raise TaskTimedOut(
-                        "Task Timed Out: 'Provided task does not exist anymore'"
-                    ) from None
+                    raise TaskTimedOut() from None
             raise
 
     return answered
