@@ -28,6 +28,10 @@ pub struct Config {
     pub poll_wait: Duration,
     /// The pause after a failed SQS or SNS call before the next attempt.
     pub error_backoff: Duration,
+    /// How often the items of the topology's TTL tables whose TTL has passed are deleted
+    /// (DynamoDB Time to Live; AWS deletes them within a few days, with no set period).
+    /// Each sweep scans the whole table, so it stays rare: five minutes by default.
+    pub ttl_sweep_interval: Duration,
     /// The local WebSocket gateway (API Gateway WebSocket APIs, `@connections`, SSE).
     pub websocket: WebSocketConfig,
 }
@@ -119,6 +123,7 @@ impl Default for Config {
             function_instances: Self::DEFAULT_FUNCTION_INSTANCES,
             poll_wait: Duration::from_secs(1),
             error_backoff: Duration::from_secs(1),
+            ttl_sweep_interval: Duration::from_secs(300),
             websocket: WebSocketConfig::default(),
         }
     }

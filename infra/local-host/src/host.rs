@@ -24,6 +24,7 @@ use crate::invoke::Bound;
 use crate::lambda_api::LambdaApi;
 use crate::poll::{self, Unit};
 use crate::sqs::{self, Mapping};
+use crate::ttl;
 use crate::websocket::WebSocketGateway;
 
 /// The local-only queue through which rules deliver events to `function` (a logical
@@ -296,6 +297,18 @@ impl Host {
                 },
                 span,
             ));
+        }
+        let expiries: Vec<ttl::Expiry> = topology
+            .tables()
+            .filter_map(|t| ttl::Expiry::of(t, names.table(&t.name)))
+            .collect();
+        if !expiries.is_empty() {
+            let dynamodb = aws_sdk_dynamodb::Client::new(sdk);
+            let (interval, token) = (config.ttl_sweep_interval, token.clone());
+            tasks.spawn(async move {
+                ttl::run(dynamodb, expiries, interval, token).await;
+                Ok(())
+            });
         }
         let mut http_addr = None;
         if let Some((listener, local)) = listener {

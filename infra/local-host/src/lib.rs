@@ -32,6 +32,9 @@
 //!   semantics above; `RequestResponse` answers the result. Tools point the SDK at it with
 //!   `AWS_ENDPOINT_URL_LAMBDA` (e.g. `fleet dlq redrive` re-delivering failed events).
 //!
+//! - **DynamoDB Time to Live**: the items of the topology's TTL tables whose TTL has
+//!   passed are deleted every [`Config::ttl_sweep_interval`] (the `ttl` module).
+//!
 //! Handlers are JSON-in/JSON-out [`LambdaFunction`]s, registered by the topology's logical
 //! function names in [`Functions`]; `lambda_runtime` services and `lambda_http` services
 //! (axum routers included) are adapted with [`Functions::lambda`] and [`Functions::http`].
@@ -50,6 +53,7 @@ mod invoke;
 mod lambda_api;
 mod poll;
 mod sqs;
+mod ttl;
 mod websocket;
 
 pub use config::{Config, WebSocketConfig};

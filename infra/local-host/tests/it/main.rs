@@ -21,8 +21,8 @@ use local_host::{Config, FunctionError, Functions, Host, HostError, Invocation, 
 use serde_json::{Value, json};
 use tokio::sync::mpsc;
 use topology::{
-    DeployReport, Function, Method, Queue, Route, Rule, Service, Stage, Target, Topology, core,
-    deploy,
+    DeployReport, Function, Key, Method, Queue, Route, Rule, Service, Stage, Table, Target,
+    Topology, core, deploy,
 };
 
 /// How long any condition may take to come true against the emulator.
@@ -706,5 +706,78 @@ async fn the_invoke_api_answers_request_response_and_queues_event_invocations_li
             .is_some_and(|e| e.is_resource_not_found_exception()),
         "{missing:?}"
     );
+    host.shutdown().await.expect("a clean shutdown");
+}
+
+#[tokio::test]
+async fn items_past_their_ttl_are_deleted_as_dynamodb_does_and_no_others() {
+    use aws_sdk_dynamodb::types::AttributeValue::{N, S};
+    let sdk = sdk().await;
+    let stage = stage();
+    let service = Service::new("probe").with(
+        Table::new("leases", Key::string("pk"))
+            .with_sort_key(Key::string("sk"))
+            .with_ttl("expiresAt"),
+    );
+    let topology = topology(&stage, service);
+    let report = deployed(&topology, &sdk).await;
+    let table = topology.names().table("leases");
+    let dynamodb = aws_sdk_dynamodb::Client::new(&sdk);
+    let now = time::OffsetDateTime::now_utc().unix_timestamp();
+    let six_years = 6 * 365 * 24 * 3600;
+    let items = [
+        ("expired", Some(N((now - 60).to_string()))),
+        ("fresh", Some(N((now + 3600).to_string()))),
+        // AWS ignores a TTL that is not a Number, and one over five years old.
+        ("text", Some(S((now - 60).to_string()))),
+        ("ancient", Some(N((now - six_years).to_string()))),
+        ("no-ttl", None),
+    ];
+    for (name, expires_at) in &items {
+        let mut put = dynamodb
+            .put_item()
+            .table_name(&table)
+            .item("pk", S("lease".into()))
+            .item("sk", S((*name).into()));
+        if let Some(value) = expires_at {
+            put = put.item("expiresAt", value.clone());
+        }
+        put.send().await.expect("PutItem");
+    }
+    let config = Config {
+        ttl_sweep_interval: Duration::from_millis(200),
+        ..config()
+    };
+    let host = Host::new(config, Functions::new())
+        .start(&topology, &report, &sdk)
+        .await
+        .expect("the host starts");
+
+    let remaining = || async {
+        let out = dynamodb
+            .query()
+            .table_name(&table)
+            .key_condition_expression("pk = :pk")
+            .expression_attribute_values(":pk", S("lease".into()))
+            .send()
+            .await
+            .expect("Query");
+        let mut names: Vec<String> = out
+            .items()
+            .iter()
+            .filter_map(|item| item.get("sk")?.as_s().ok().cloned())
+            .collect();
+        names.sort_unstable();
+        names
+    };
+    let start = Instant::now();
+    while remaining().await.iter().any(|n| n == "expired") {
+        assert!(
+            start.elapsed() < DEADLINE,
+            "the expired item is still there after {DEADLINE:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(remaining().await, ["ancient", "fresh", "no-ttl", "text"]);
     host.shutdown().await.expect("a clean shutdown");
 }
