@@ -1,10 +1,11 @@
 //! A fake email provider for local runs and tests: `POST /campaigns` answers `201` with a
 //! new campaign id (or, for a `reference` it has seen, `200` with that campaign's id and
-//! nothing more, as the contract asks), then reports the campaign's progress to the webhook, signed as a real
-//! provider would (`contracts::callbacks::signature`), one delivery per status of its
-//! script (`pending`, `pending`, `sent` by default). Like real providers it retries a
-//! delivery until it gets a 2xx (a 404 means the flow has not registered its task token
-//! yet), and sends the next status only after the previous one was accepted.
+//! nothing more, as the contract asks), then reports the campaign's progress to the
+//! webhook, signed as a real provider would (`contracts::callbacks::signature`), one
+//! delivery per status of its script (`pending`, `pending`, `sent` by default). Like real
+//! providers it retries a delivery until it gets a 2xx (a 404 means the flow has not
+//! registered its task token yet), and sends the next status only after the previous one
+//! was accepted.
 
 use std::net::{Ipv4Addr, SocketAddr};
 use std::sync::{Arc, Mutex, RwLock};
