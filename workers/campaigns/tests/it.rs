@@ -86,8 +86,7 @@ async fn waiting_task(sdk: &SdkConfig) -> (String, String) {
         .await
         .expect("start the execution")
         .execution_arn;
-    let deadline = Instant::now() + LIMIT;
-    loop {
+    let token = within("a task on the queue", || async {
         let received = sqs
             .receive_message()
             .queue_url(&queue_url)
@@ -95,30 +94,43 @@ async fn waiting_task(sdk: &SdkConfig) -> (String, String) {
             .send()
             .await
             .expect("receive");
-        if let Some(body) = received.messages().first().and_then(|m| m.body()) {
-            let body: Value = serde_json::from_str(body).expect("the task is JSON");
-            let token = body["taskToken"].as_str().expect("a task token");
-            return (execution, token.to_string());
-        }
-        assert!(Instant::now() < deadline, "no task within {LIMIT:?}");
-    }
+        let body = received.messages().first()?.body()?;
+        let body: Value = serde_json::from_str(body).expect("the task is JSON");
+        Some(
+            body["taskToken"]
+                .as_str()
+                .expect("a task token")
+                .to_string(),
+        )
+    })
+    .await;
+    (execution, token)
 }
 
 /// The execution's output once it has ended.
 async fn ended(sdk: &SdkConfig, execution: &str) -> (ExecutionStatus, Option<String>) {
     let sfn = aws_sdk_sfn::Client::new(sdk);
-    let deadline = Instant::now() + LIMIT;
-    loop {
+    within("the execution to end", || async {
         let out = sfn
             .describe_execution()
             .execution_arn(execution)
             .send()
             .await
             .expect("describe the execution");
-        if out.status() != &ExecutionStatus::Running {
-            return (out.status().clone(), out.output().map(ToString::to_string));
+        (out.status() != &ExecutionStatus::Running)
+            .then(|| (out.status().clone(), out.output().map(ToString::to_string)))
+    })
+    .await
+}
+
+/// Polls `probe` until it gives a value, failing the test after [`LIMIT`].
+async fn within<T, F: Future<Output = Option<T>>>(what: &str, mut probe: impl FnMut() -> F) -> T {
+    let deadline = Instant::now() + LIMIT;
+    loop {
+        if let Some(value) = probe().await {
+            return value;
         }
-        assert!(Instant::now() < deadline, "the execution still runs");
+        assert!(Instant::now() < deadline, "waited {LIMIT:?} for {what}");
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
 }
