@@ -117,10 +117,20 @@ pub mod signature {
 
     type HmacSha256 = Hmac<Sha256>;
 
+    /// The longest `Fleet-Signature` header accepted: a timestamp and
+    /// [`MAX_CANDIDATES`] signatures with room to spare.
+    pub const MAX_HEADER_LEN: usize = 512;
+    /// The most `v1=` signatures one header may carry (two during a secret rotation).
+    pub const MAX_CANDIDATES: usize = 5;
+    /// Every `v1=` signature is a hex HMAC-SHA256: exactly this many characters.
+    pub const CANDIDATE_HEX_LEN: usize = 64;
+
     /// Why a signature was refused.
     #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
     pub enum SignatureError {
-        #[error("the signature header is malformed: expected `t=<unix seconds>,v1=<hex>`")]
+        #[error(
+            "the signature header is malformed: expected `t=<unix seconds>,v1=<64 hex>` with at most {MAX_CANDIDATES} `v1=` and at most {MAX_HEADER_LEN} characters"
+        )]
         Malformed,
         #[error("no v1 signature matches")]
         Mismatch,
@@ -136,53 +146,113 @@ pub mod signature {
         )
     }
 
-    /// Checks `header` for `body` at `now` (unix seconds): format, then every `v1=` in
-    /// constant time, then the timestamp (after the MAC, so an unauthenticated caller
-    /// learns nothing about our clock). Returns the signed timestamp.
+    /// A parsed `Fleet-Signature`: the signed timestamp and its 32-byte candidates.
+    #[derive(Debug, Clone, PartialEq, Eq)]
+    pub struct Header {
+        pub timestamp: i64,
+        pub candidates: Vec<[u8; 32]>,
+    }
+
+    impl Header {
+        /// Parses `header` without any cryptography: its length, one `t=`, one to
+        /// [`MAX_CANDIDATES`] `v1=` of exactly [`CANDIDATE_HEX_LEN`] hex characters.
+        /// Unknown schemes (a future `v2=`) are ignored, as the format allows, but count
+        /// against the length.
+        pub fn parse(header: &str) -> Result<Header, SignatureError> {
+            if header.len() > MAX_HEADER_LEN {
+                return Err(SignatureError::Malformed);
+            }
+            let mut timestamp = None;
+            let mut candidates = Vec::new();
+            for part in header.split(',') {
+                match part.trim().split_once('=') {
+                    Some(("t", t)) if timestamp.is_none() => {
+                        let t = t.parse::<i64>().map_err(|_| SignatureError::Malformed)?;
+                        timestamp = Some(t);
+                    }
+                    Some(("v1", hex_mac)) => {
+                        if candidates.len() == MAX_CANDIDATES || hex_mac.len() != CANDIDATE_HEX_LEN
+                        {
+                            return Err(SignatureError::Malformed);
+                        }
+                        let mut candidate = [0u8; 32];
+                        hex::decode_to_slice(hex_mac, &mut candidate)
+                            .map_err(|_| SignatureError::Malformed)?;
+                        candidates.push(candidate);
+                    }
+                    Some((scheme, _)) if scheme != "t" => {}
+                    _ => return Err(SignatureError::Malformed),
+                }
+            }
+            let timestamp = timestamp.ok_or(SignatureError::Malformed)?;
+            if candidates.is_empty() {
+                return Err(SignatureError::Malformed);
+            }
+            Ok(Header {
+                timestamp,
+                candidates,
+            })
+        }
+
+        /// The header as [`sign`] writes it.
+        pub fn render(&self) -> String {
+            let mut out = format!("t={}", self.timestamp);
+            for candidate in &self.candidates {
+                out.push_str(",v1=");
+                out.push_str(&hex::encode(candidate));
+            }
+            out
+        }
+    }
+
+    /// Checks `header` for `body` at `now` (unix seconds): format, then the MAC, computed
+    /// **once** and compared with every candidate in constant time, then the timestamp
+    /// (after the MAC, so an unauthenticated caller learns nothing about our clock).
+    /// Returns the signed timestamp.
     pub fn verify(
         secret: &[u8],
         header: &str,
         body: &[u8],
         now: i64,
     ) -> Result<i64, SignatureError> {
-        let mut timestamp = None;
-        let mut candidates = Vec::new();
-        for part in header.split(',') {
-            match part.trim().split_once('=') {
-                Some(("t", t)) => {
-                    timestamp = Some(t.parse::<i64>().map_err(|_| SignatureError::Malformed)?);
-                }
-                Some(("v1", hex_mac)) => {
-                    candidates.push(hex::decode(hex_mac).map_err(|_| SignatureError::Malformed)?);
-                }
-                // Unknown schemes (a future v2) are ignored, as the format allows.
-                Some(_) => {}
-                None => return Err(SignatureError::Malformed),
-            }
-        }
-        let timestamp = timestamp.ok_or(SignatureError::Malformed)?;
-        if candidates.is_empty() {
-            return Err(SignatureError::Malformed);
-        }
-        let matched = candidates.iter().any(|candidate| {
-            let mut mac = keyed(secret);
-            mac.update(format!("{timestamp}.").as_bytes());
-            mac.update(body);
-            // `verify_slice` compares in constant time.
-            mac.verify_slice(candidate).is_ok()
+        let header = Header::parse(header)?;
+        let expected = mac(secret, header.timestamp, body);
+        // Every candidate is compared, matched or not: the time taken says nothing.
+        let matched = header.candidates.iter().fold(false, |any, candidate| {
+            any | constant_time_eq(&expected, candidate)
         });
         if !matched {
             return Err(SignatureError::Mismatch);
         }
-        let skew = now.saturating_sub(timestamp);
+        let skew = now.saturating_sub(header.timestamp);
         let tolerance = i64::try_from(TOLERANCE.as_secs()).unwrap_or(i64::MAX);
-        if skew.abs() > tolerance {
+        if skew.saturating_abs() > tolerance {
             return Err(SignatureError::Stale { skew_seconds: skew });
         }
-        Ok(timestamp)
+        Ok(header.timestamp)
+    }
+
+    /// How many MACs this thread has computed: what a test counts to show that a request
+    /// costs one, whatever its header carries.
+    pub fn mac_computations() -> u64 {
+        MAC_COMPUTATIONS.with(std::cell::Cell::get)
+    }
+
+    thread_local! {
+        static MAC_COMPUTATIONS: std::cell::Cell<u64> = const { std::cell::Cell::new(0) };
+    }
+
+    /// Compares two MACs without an early exit on the first differing byte.
+    fn constant_time_eq(a: &[u8], b: &[u8; 32]) -> bool {
+        if a.len() != b.len() {
+            return false;
+        }
+        let diff = a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y));
+        std::hint::black_box(diff) == 0
     }
 
     fn mac(secret: &[u8], timestamp: i64, body: &[u8]) -> Vec<u8> {
+        MAC_COMPUTATIONS.with(|count| count.set(count.get().saturating_add(1)));
         let mut mac = keyed(secret);
         mac.update(format!("{timestamp}.").as_bytes());
         mac.update(body);
@@ -253,6 +323,79 @@ pub mod signature {
                     Err(SignatureError::Malformed),
                     "{bad}"
                 );
+            }
+        }
+
+        #[test]
+        fn thousands_of_candidates_cost_no_mac_at_all() {
+            let body = vec![b'x'; 1 << 20];
+            let many = format!("t=5{}", ",v1=".repeat(5_000));
+            let before = mac_computations();
+            assert_eq!(
+                verify(SECRET, &many, &body, 5),
+                Err(SignatureError::Malformed)
+            );
+            let full = format!("t=5{}", format!(",v1={}", "ab".repeat(32)).repeat(6));
+            assert!(full.len() <= MAX_HEADER_LEN);
+            assert_eq!(
+                verify(SECRET, &full, &body, 5),
+                Err(SignatureError::Malformed)
+            );
+            assert_eq!(mac_computations(), before, "malformed headers cost no MAC");
+        }
+
+        #[test]
+        fn the_mac_is_computed_once_whatever_the_candidates() {
+            let body = b"{}";
+            let five = format!("t=5{}", format!(",v1={}", "ab".repeat(32)).repeat(5));
+            let before = mac_computations();
+            assert_eq!(
+                verify(SECRET, &five, body, 5),
+                Err(SignatureError::Mismatch)
+            );
+            assert_eq!(mac_computations() - before, 1);
+        }
+
+        #[test]
+        fn candidates_must_be_64_hex_characters() {
+            let body = b"{}";
+            for bad in [
+                "t=5,v1=",
+                "t=5,v1=00",
+                &format!("t=5,v1={}", "0".repeat(66)),
+            ] {
+                assert_eq!(
+                    verify(SECRET, bad, body, 5),
+                    Err(SignatureError::Malformed),
+                    "{bad}"
+                );
+            }
+            let duplicate_t = format!("t=5,t=6,v1={}", "00".repeat(32));
+            assert_eq!(
+                verify(SECRET, &duplicate_t, body, 5),
+                Err(SignatureError::Malformed)
+            );
+        }
+
+        proptest::proptest! {
+            #[test]
+            fn no_header_panics(header in ".{0,600}", body in proptest::collection::vec(proptest::num::u8::ANY, 0..64)) {
+                let _ = verify(SECRET, &header, &body, 5);
+            }
+
+            #[test]
+            fn parsed_headers_round_trip(
+                timestamp in proptest::num::i64::ANY,
+                candidates in proptest::collection::vec(proptest::array::uniform32(proptest::num::u8::ANY), 1..=MAX_CANDIDATES),
+            ) {
+                let header = Header { timestamp, candidates };
+                proptest::prop_assert_eq!(Header::parse(&header.render()), Ok(header));
+            }
+
+            #[test]
+            fn a_signed_body_verifies(timestamp in 0i64..4_000_000_000, body in proptest::collection::vec(proptest::num::u8::ANY, 0..256)) {
+                let header = sign(SECRET, timestamp, &body);
+                proptest::prop_assert_eq!(verify(SECRET, &header, &body, timestamp), Ok(timestamp));
             }
         }
     }

@@ -24,7 +24,7 @@ pub struct Meta {
     pub event_id: String,
     pub schema_version: u32,
     /// RFC 3339.
-    #[serde(with = "time::serde::rfc3339")]
+    #[serde(with = "crate::timestamp::bounded")]
     #[schemars(with = "String")]
     pub occurred_at: OffsetDateTime,
     /// The service (or state machine) that emitted the event.
@@ -232,7 +232,7 @@ pub struct BusEvent {
     pub source: String,
     #[serde(default)]
     pub account: Option<String>,
-    #[serde(default, with = "time::serde::rfc3339::option")]
+    #[serde(default, with = "crate::timestamp::bounded::option")]
     pub time: Option<OffsetDateTime>,
     #[serde(default)]
     pub region: Option<String>,

@@ -14,6 +14,7 @@ pub mod licenses;
 pub mod schedules;
 pub mod schema;
 pub mod tasks;
+pub mod timestamp;
 
 mod error;
 

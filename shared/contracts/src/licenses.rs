@@ -20,7 +20,7 @@ pub struct SubscriptionCancelled {
     pub subscription_id: String,
     /// 1 to 60 characters of `A-Z a-z 0-9 - _` (it becomes part of a schedule key).
     pub license_id: String,
-    #[serde(with = "time::serde::rfc3339")]
+    #[serde(with = "crate::timestamp::bounded")]
     #[schemars(with = "String")]
     pub period_end: OffsetDateTime,
 }
@@ -43,7 +43,7 @@ impl Event for SubscriptionCancelled {
 pub struct LicenseDeactivationDue {
     pub license_id: String,
     pub subscription_id: String,
-    #[serde(with = "time::serde::rfc3339")]
+    #[serde(with = "crate::timestamp::bounded")]
     #[schemars(with = "String")]
     pub due: OffsetDateTime,
 }

@@ -24,7 +24,7 @@ pub struct ScheduleRequested {
     /// 1 to 80 characters of `A-Z a-z 0-9 - _`.
     pub key: String,
     /// RFC 3339; precision is one second (rounded up).
-    #[serde(with = "time::serde::rfc3339")]
+    #[serde(with = "crate::timestamp::bounded")]
     #[schemars(with = "String")]
     pub at: OffsetDateTime,
     pub event: ScheduledEvent,
@@ -34,6 +34,9 @@ impl ScheduleRequested {
     /// Checks the key and the event.
     pub fn validate(&self) -> Result<(), ContractError> {
         crate::detail::execution_name("schedule request", "key", &self.key)?;
+        // A request built in Rust did not go through the bounded deserializer.
+        crate::timestamp::check(self.at)
+            .map_err(|message| ContractError::invalid("schedule request", "at", message))?;
         self.event.to_entry().map(|_| ())
     }
 }
