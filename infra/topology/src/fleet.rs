@@ -7,9 +7,14 @@ use serde_json::json;
 
 use crate::model::{
     Bucket, EventBus, FargateService, Function, Gsi, Key, Method, Queue, ResourceRef, Route, Rule,
-    Scaling, Service, StateMachine, Table, Target, Topic, Topology, ValueRef,
+    Scaling, Service, Sources, StateMachine, Table, Target, Topic, Topology, ValueRef,
 };
 use crate::names::Stage;
+
+/// The jobs service's `source`. Consumers trust it (the notifier takes job owners only
+/// from it), so only the jobs service's roles (its API, its state machine, the simulation
+/// worker that runs its jobs) may put it: the IAM `events:source` condition.
+pub const JOBS_SOURCE: &str = "fleet.jobs";
 
 /// The fleet for `stage`.
 pub fn fleet(stage: &Stage) -> Topology {
@@ -91,7 +96,8 @@ pub fn simulation() -> Service {
         &["s3:PutObject", "s3:GetObject"],
         ResourceRef::BucketObjects(BUCKET.into()),
     )
-    .allow(&["events:PutEvents"], ResourceRef::Bus)
+    // JobStarted and JobProgress of the jobs it runs.
+    .publish(Sources::Only(vec![JOBS_SOURCE]))
     // Task tokens are not scoped to a state machine, so these three take resource `*`.
     .allow(
         &[
@@ -155,7 +161,7 @@ pub fn jobs() -> Service {
         table(),
     )
     .allow(&["dynamodb:Query"], ResourceRef::TableIndexes(TABLE.into()))
-    .allow(&["events:PutEvents"], ResourceRef::Bus);
+    .publish(Sources::Only(vec![JOBS_SOURCE]));
 
     let requested = Function::asynchronous("jobs-requested")
         .env("STAGE", ValueRef::Stage)
@@ -190,7 +196,7 @@ pub fn jobs() -> Service {
                 .substitute("SimulationQueueUrl", ValueRef::QueueUrl(QUEUE.into()))
                 .substitute("EventBusName", ValueRef::BusName)
                 .allow(&["sqs:SendMessage"], ResourceRef::Queue(QUEUE.into()))
-                .allow(&["events:PutEvents"], ResourceRef::Bus),
+                .publish(Sources::Only(vec![JOBS_SOURCE])),
         )
         .with(api)
         .with(requested)
@@ -273,10 +279,11 @@ pub fn notifier() -> Service {
         .with(ws)
         .with(events)
         .with(
-            // Owners come from every JobRequested, whoever requested the job.
+            // Owners come only from the jobs service's own JobRequested (`POST /jobs`):
+            // anyone may publish a JobRequested, and an owner is who may watch a job.
             Rule::new(
                 "notifier-requested",
-                json!({ "source": [{ "prefix": "" }], "detail-type": ["JobRequested"] }),
+                json!({ "source": [JOBS_SOURCE], "detail-type": ["JobRequested"] }),
             )
             .target(Target::Function("notifier-events".into())),
         )
@@ -388,7 +395,7 @@ pub fn campaigns() -> Service {
         .with(
             StateMachine::new(MACHINE, "campaign-delivery.asl.json")
                 .substitute("EventBusName", ValueRef::BusName)
-                .allow(&["events:PutEvents"], ResourceRef::Bus),
+                .publish(Sources::Only(vec!["fleet.campaigns"])),
         )
         .with(requested)
         .with(send)
@@ -445,7 +452,8 @@ pub fn scheduler() -> Service {
         .with(
             StateMachine::new(MACHINE, "schedule.asl.json")
                 .substitute("EventBusName", ValueRef::BusName)
-                .allow(&["events:PutEvents"], ResourceRef::Bus),
+                // It publishes what any service scheduled, so never as the jobs service.
+                .publish(Sources::AnyBut(vec![JOBS_SOURCE])),
         )
         .with(requested)
         .with(cancelled)
@@ -475,7 +483,8 @@ pub fn licenses() -> Service {
         .env("LICENSES_TABLE", ValueRef::TableName(TABLE.into()))
         .env("BUS", ValueRef::BusName)
         .allow(&["dynamodb:UpdateItem"], ResourceRef::Table(TABLE.into()))
-        .allow(&["events:PutEvents"], ResourceRef::Bus);
+        // ScheduleRequested for the deactivation.
+        .publish(Sources::Only(vec!["fleet.schedules"]));
     let deactivate = Function::asynchronous("licenses-deactivate")
         .env("STAGE", ValueRef::Stage)
         .env("LICENSES_TABLE", ValueRef::TableName(TABLE.into()))

@@ -23,12 +23,12 @@ mod synth;
 mod validate;
 
 pub use deploy::{DeployError, DeployReport, Deployed, LambdaTarget, Outcome, deploy};
-pub use fleet::{FAILURES, core, fleet, jobs, simulation};
+pub use fleet::{FAILURES, JOBS_SOURCE, core, fleet, jobs, simulation};
 pub use model::{
     Bucket, BusRef, DeadLetter, DeadLetterSource, DefinitionError, Dlq, EventBus, FargateService,
     Function, FunctionKind, Gsi, Key, KeyKind, Method, Permission, Queue, Resource, ResourceKind,
-    ResourceRef, Route, Rule, Scaling, Service, StateMachine, TASK_TOKEN_ACTIONS, Table, Target,
-    TokenSetting, Topic, Topology, ValueRef, default_definitions_dir,
+    ResourceRef, Route, Rule, Scaling, Service, Sources, StateMachine, TASK_TOKEN_ACTIONS, Table,
+    Target, TokenSetting, Topic, Topology, ValueRef, default_definitions_dir,
 };
 pub use names::{Names, Stage, StageError};
 pub use synth::{

@@ -228,6 +228,31 @@ pub struct Scaling {
 pub struct Permission {
     pub actions: Vec<&'static str>,
     pub resource: ResourceRef,
+    /// For `events:PutEvents`: the `source`s the role may put (IAM's `events:source`
+    /// condition key). Consumers trust a source (the notifier takes job owners only from
+    /// `fleet.jobs`), so every role that publishes names its sources; the validation
+    /// refuses a `PutEvents` without them.
+    pub sources: Option<Sources>,
+}
+
+/// The `source`s a publishing role may put on the bus.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Sources {
+    /// Only these (the role's own service's).
+    Only(Vec<&'static str>),
+    /// Any source but these: a role that publishes what others ask for (the scheduler)
+    /// must never speak as a service whose events grant something.
+    AnyBut(Vec<&'static str>),
+}
+
+impl Sources {
+    /// Whether a role with this condition may put `source`.
+    pub fn admits(&self, source: &str) -> bool {
+        match self {
+            Sources::Only(only) => only.contains(&source),
+            Sources::AnyBut(not) => !not.contains(&source),
+        }
+    }
 }
 
 /// A resource as an IAM policy names it.
@@ -825,6 +850,12 @@ impl StateMachine {
         self.permissions.push(Permission::new(actions, resource));
         self
     }
+
+    /// May put events on the fleet bus with these `source`s only.
+    pub fn publish(mut self, sources: Sources) -> Self {
+        self.permissions.push(Permission::publish(sources));
+        self
+    }
 }
 
 impl Rule {
@@ -913,6 +944,12 @@ impl Function {
         self
     }
 
+    /// May put events on the fleet bus with these `source`s only.
+    pub fn publish(mut self, sources: Sources) -> Self {
+        self.permissions.push(Permission::publish(sources));
+        self
+    }
+
     pub fn with_memory_mb(mut self, memory_mb: u32) -> Self {
         self.memory_mb = memory_mb;
         self
@@ -963,6 +1000,12 @@ impl FargateService {
         self.permissions.push(Permission::new(actions, resource));
         self
     }
+
+    /// May put events on the fleet bus with these `source`s only.
+    pub fn publish(mut self, sources: Sources) -> Self {
+        self.permissions.push(Permission::publish(sources));
+        self
+    }
 }
 
 impl Permission {
@@ -970,6 +1013,16 @@ impl Permission {
         Permission {
             actions: actions.to_vec(),
             resource,
+            sources: None,
+        }
+    }
+
+    /// `events:PutEvents` on the fleet bus, for `sources` only.
+    pub fn publish(sources: Sources) -> Self {
+        Permission {
+            actions: vec!["events:PutEvents"],
+            resource: ResourceRef::Bus,
+            sources: Some(sources),
         }
     }
 }

@@ -12,7 +12,7 @@ use serde_json::{Map, Value, json};
 
 use crate::model::{
     BusRef, DefinitionError, FargateService, Function, FunctionKind, Permission, Queue, Resource,
-    ResourceRef, Rule, StateMachine, Table, Target, TokenSetting, Topology, ValueRef,
+    ResourceRef, Rule, Sources, StateMachine, Table, Target, TokenSetting, Topology, ValueRef,
 };
 use crate::names::Names;
 use crate::validate::{Owners, RefKind, TopologyError, camel};
@@ -375,7 +375,13 @@ impl<'a> Synth<'a> {
     fn statements(&self, at: usize, permissions: &[Permission]) -> Vec<Value> {
         permissions
             .iter()
-            .map(|p| statement(&p.actions, self.resource_arn(at, &p.resource)))
+            .map(|p| {
+                let mut statement = statement(&p.actions, self.resource_arn(at, &p.resource));
+                if let Some(sources) = &p.sources {
+                    statement["Condition"] = source_condition(sources);
+                }
+                statement
+            })
             .collect()
     }
 
@@ -1057,6 +1063,16 @@ fn rule_arn_pattern(names: &Names, rule: &Rule) -> String {
         BusRef::Default => names.rule(&rule.name),
     };
     format!("arn:${{AWS::Partition}}:events:${{AWS::Region}}:${{AWS::AccountId}}:rule/{path}")
+}
+
+/// IAM's condition on `events:source`: every entry of a `PutEvents` call must pass it.
+fn source_condition(sources: &Sources) -> Value {
+    match sources {
+        Sources::Only(only) => json!({ "ForAllValues:StringEquals": { "events:source": only } }),
+        Sources::AnyBut(not) => {
+            json!({ "ForAllValues:StringNotEquals": { "events:source": not } })
+        }
+    }
 }
 
 fn statement(actions: &[&str], resource: Value) -> Value {

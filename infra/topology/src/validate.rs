@@ -557,6 +557,11 @@ impl Validator<'_> {
                 ));
             }
         }
+        if p.actions.contains(&"events:PutEvents") && p.sources.is_none() {
+            self.problem(format!(
+                "{what}: events:PutEvents must name the sources it may put (`.publish(Sources::Only(..))`): consumers trust a source"
+            ));
+        }
         self.check_ref(what, &p.resource);
     }
 

@@ -37,6 +37,18 @@ impl ScheduleRequested {
         // A request built in Rust did not go through the bounded deserializer.
         crate::timestamp::check(self.at)
             .map_err(|message| ContractError::invalid("schedule request", "at", message))?;
+        if self.event.source == crate::jobs::SOURCE {
+            // Consumers trust the jobs service's events (the notifier takes job owners
+            // from them); the scheduler publishes for anyone, so never as that service.
+            return Err(ContractError::invalid(
+                "schedule request",
+                "event.source",
+                format!(
+                    "`{}` is the jobs service's own source and cannot be scheduled; schedule an event of your own service",
+                    crate::jobs::SOURCE
+                ),
+            ));
+        }
         self.event.to_entry().map(|_| ())
     }
 }
@@ -179,5 +191,12 @@ mod tests {
         request.key = "ok".into();
         request.event.source = String::new();
         assert!(request.validate().is_err());
+        request.event.source = "fleet.jobs".into();
+        request.event.detail_type = "JobRequested".into();
+        assert_eq!(
+            request.validate().map_err(|e| e.field().to_string()),
+            Err("event.source".into()),
+            "a schedule must not speak as the jobs service"
+        );
     }
 }

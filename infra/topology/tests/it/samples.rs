@@ -6,8 +6,8 @@ use std::time::Duration;
 
 use serde_json::json;
 use topology::{
-    Bucket, BusRef, Function, Gsi, Key, Method, Queue, ResourceRef, Route, Rule, Service, Stage,
-    StateMachine, Table, Target, Topic, Topology, ValueRef, core,
+    Bucket, BusRef, Function, Gsi, Key, Method, Queue, ResourceRef, Route, Rule, Service, Sources,
+    Stage, StateMachine, Table, Target, Topic, Topology, ValueRef, core,
 };
 
 /// The folder of test-only state machine definitions.
@@ -42,7 +42,7 @@ pub fn all_kinds(stage: &Stage) -> Topology {
                 .substitute("OrdersTable", ValueRef::TableName("orders".into()))
                 .allow(&["sqs:SendMessage"], ResourceRef::Queue("requests".into()))
                 .allow(&["dynamodb:PutItem"], ResourceRef::Table("orders".into()))
-                .allow(&["events:PutEvents"], ResourceRef::Bus),
+                .publish(Sources::Only(vec!["acme.orders"])),
         )
         .with(
             Function::asynchronous("on-order")

@@ -103,6 +103,88 @@ fn no_policy_grants_a_wildcard_action_and_only_task_tokens_use_resource_star() {
     );
 }
 
+/// The roles (logical ids) whose policy lets them put events with `source`.
+fn roles_that_may_put(templates: &[Template], source: &str) -> Vec<String> {
+    let mut roles = Vec::new();
+    for template in templates {
+        let Some(resources) = template.body["Resources"].as_object() else {
+            continue;
+        };
+        for (id, resource) in resources {
+            let mut all = Vec::new();
+            statements(resource, &mut all);
+            let admits = all.iter().any(|statement| {
+                if !strings(&statement["Action"]).contains(&"events:PutEvents") {
+                    return false;
+                }
+                let condition = &statement["Condition"];
+                let only = strings(&condition["ForAllValues:StringEquals"]["events:source"]);
+                let not = strings(&condition["ForAllValues:StringNotEquals"]["events:source"]);
+                assert!(
+                    !only.is_empty() || !not.is_empty(),
+                    "{id}: PutEvents without an events:source condition: {statement}"
+                );
+                if only.is_empty() {
+                    !not.contains(&source)
+                } else {
+                    only.contains(&source)
+                }
+            });
+            if admits {
+                roles.push(id.clone());
+            }
+        }
+    }
+    roles.sort();
+    roles
+}
+
+#[test]
+fn only_the_jobs_services_roles_may_speak_as_fleet_jobs() {
+    let templates = synth(&fleet(&Stage::default())).expect("fleet() synthesizes");
+    let roles = roles_that_may_put(&templates, topology::JOBS_SOURCE);
+    // The API (JobRequested), the simulation-job machine (JobSucceeded/JobFailed), the
+    // worker that runs the jobs (JobStarted/JobProgress); not the scheduler, which
+    // publishes whatever anyone scheduled.
+    assert_eq!(roles.len(), 3, "{roles:?}");
+    for role in &roles {
+        let lower = role.to_lowercase();
+        assert!(
+            ["jobsapi", "simulationjob", "simulationworker"]
+                .iter()
+                .any(|allowed| lower.contains(allowed)),
+            "{role} may put fleet.jobs events"
+        );
+    }
+    assert!(
+        !roles_that_may_put(&templates, "acme.anything").is_empty(),
+        "the scheduler still publishes other services' sources"
+    );
+}
+
+#[test]
+fn the_notifier_takes_job_owners_only_from_the_jobs_service() {
+    let templates = synth(&fleet(&Stage::default())).expect("fleet() synthesizes");
+    let rule = templates
+        .iter()
+        .filter_map(|t| t.body["Resources"].as_object())
+        .flat_map(|resources| resources.values())
+        .find(|r| {
+            r["Type"] == "AWS::Events::Rule"
+                && r["Properties"]["EventPattern"]["detail-type"]
+                    .as_array()
+                    .is_some_and(|types| types.iter().any(|t| t == "JobRequested"))
+                && r["Properties"]["Name"]
+                    .as_str()
+                    .is_some_and(|n| n.contains("notifier"))
+        })
+        .expect("the notifier's JobRequested rule");
+    assert_eq!(
+        rule["Properties"]["EventPattern"]["source"],
+        serde_json::json!([topology::JOBS_SOURCE])
+    );
+}
+
 /// Every `{"Ref": name}` under `value`.
 fn refs<'a>(value: &'a Value, out: &mut Vec<&'a str>) {
     match value {

@@ -65,6 +65,14 @@ fn wildcard_actions_are_rejected() {
 }
 
 #[test]
+fn publishing_without_naming_its_sources_is_rejected() {
+    check(
+        |t| worker_permissions(t).push(Permission::new(&["events:PutEvents"], ResourceRef::Bus)),
+        "must name the sources it may put",
+    );
+}
+
+#[test]
 fn resource_star_is_only_for_task_tokens() {
     check(
         |t| {
