@@ -2,6 +2,11 @@
 //! `token#<provider>#<external id>` and delivery records under
 //! `delivery#<provider>#<delivery id>`. DynamoDB deletes expired items up to days late,
 //! so every read checks `expiresAt` itself.
+//!
+//! A delivery record is `claimed` (with the `token` it is being applied to and a
+//! `leaseUntil`) or `done`. The token binds the delivery to one wait: every write that
+//! takes a claim over or gives it back is conditional on that token, so no retry of the
+//! delivery can reach the next wait registered under the same external id.
 
 use std::collections::HashMap;
 
@@ -31,6 +36,19 @@ pub enum Claim {
     Done,
     /// Someone else is applying it and their lease has not run out.
     Busy,
+}
+
+/// A delivery's record.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Delivery {
+    /// Applied (or bound to a wait that has ended).
+    Done,
+    /// Being applied to `token`, or abandoned if `lease_until` (unix seconds) has passed.
+    /// `token` is `None` only for a claim written before claims were bound to a token.
+    Claimed {
+        token: Option<String>,
+        lease_until: i64,
+    },
 }
 
 fn store_error<E>(
@@ -138,24 +156,15 @@ impl Store {
             .expression_attribute_values(":token", s(token))
             .send()
             .await;
-        match out {
-            Ok(_) => Ok(()),
-            Err(e)
-                if e.as_service_error()
-                    .is_some_and(|e| e.is_conditional_check_failed_exception()) =>
-            {
-                Ok(())
-            }
-            Err(e) => Err(store_error("DeleteItem")(e)),
-        }
+        conditional(out.map(|_| ()), "DeleteItem").map(|_| ())
     }
 
-    /// Whether the delivery was applied already.
-    pub async fn delivery_done(
+    /// The record of a delivery, if any.
+    pub async fn delivery(
         &self,
         provider: &str,
         delivery_id: &str,
-    ) -> Result<bool, StoreError> {
+    ) -> Result<Option<Delivery>, StoreError> {
         let out = self
             .client
             .get_item()
@@ -165,37 +174,41 @@ impl Store {
             .send()
             .await
             .map_err(store_error("GetItem"))?;
-        Ok(out.item.is_some_and(|item| {
-            item.get("state")
-                .and_then(|v| v.as_s().ok())
-                .is_some_and(|s| s == "done")
+        let Some(item) = out.item else {
+            return Ok(None);
+        };
+        let state = item.get("state").and_then(|v| v.as_s().ok());
+        Ok(Some(if state.is_some_and(|state| state == "done") {
+            Delivery::Done
+        } else {
+            Delivery::Claimed {
+                token: item.get("token").and_then(|v| v.as_s().ok()).cloned(),
+                lease_until: number(&item, "leaseUntil").unwrap_or(0),
+            }
         }))
     }
 
-    /// Claims a delivery for applying it, until `lease_until`: succeeds when the id is
-    /// new, or when a previous claim was abandoned (its lease ran out).
+    /// Claims a new delivery for applying it to `token`, until `lease_until`. Only a
+    /// delivery id never seen is claimed here; an abandoned claim is taken over with
+    /// [`Store::retake`], bound to its own token.
     pub async fn claim(
         &self,
         provider: &str,
         delivery_id: &str,
+        token: &str,
         lease_until: OffsetDateTime,
         expires: OffsetDateTime,
     ) -> Result<Claim, StoreError> {
-        let now = OffsetDateTime::now_utc().unix_timestamp();
         let out = self
             .client
             .put_item()
             .table_name(&self.table)
             .item("pk", s(delivery_key(provider, delivery_id)))
             .item("state", s("claimed"))
+            .item("token", s(token))
             .item("leaseUntil", n(lease_until.unix_timestamp()))
             .item("expiresAt", n(expires.unix_timestamp()))
-            .condition_expression(
-                "attribute_not_exists(pk) OR (#state = :claimed AND leaseUntil < :now)",
-            )
-            .expression_attribute_names("#state", "state")
-            .expression_attribute_values(":claimed", s("claimed"))
-            .expression_attribute_values(":now", n(now))
+            .condition_expression("attribute_not_exists(pk)")
             .send()
             .await;
         match out {
@@ -204,14 +217,84 @@ impl Store {
                 if e.as_service_error()
                     .is_some_and(|e| e.is_conditional_check_failed_exception()) =>
             {
-                if self.delivery_done(provider, delivery_id).await? {
-                    Ok(Claim::Done)
-                } else {
-                    Ok(Claim::Busy)
+                match self.delivery(provider, delivery_id).await? {
+                    Some(Delivery::Done) => Ok(Claim::Done),
+                    _ => Ok(Claim::Busy),
                 }
             }
             Err(e) => Err(store_error("PutItem")(e)),
         }
+    }
+
+    /// Takes over an abandoned claim (its lease ran out) that is bound to `token`, until
+    /// `lease_until`. `false` when someone else took it first, or it is no longer a
+    /// claim on `token`.
+    pub async fn retake(
+        &self,
+        provider: &str,
+        delivery_id: &str,
+        token: &str,
+        lease_until: OffsetDateTime,
+        expires: OffsetDateTime,
+    ) -> Result<bool, StoreError> {
+        let now = OffsetDateTime::now_utc().unix_timestamp();
+        self.put_claim(
+            provider,
+            delivery_id,
+            token,
+            lease_until.unix_timestamp(),
+            expires,
+            Some(now),
+        )
+        .await
+    }
+
+    /// Ends the lease of a claim on `token` now, keeping the claim and its binding: the
+    /// provider's retry may apply the delivery at once, to that token only.
+    pub async fn end_lease(
+        &self,
+        provider: &str,
+        delivery_id: &str,
+        token: &str,
+        expires: OffsetDateTime,
+    ) -> Result<(), StoreError> {
+        self.put_claim(provider, delivery_id, token, 0, expires, None)
+            .await
+            .map(|_| ())
+    }
+
+    /// Rewrites a claim on `token` (a `PutItem`, the one write the function may make
+    /// besides deletes), if it is still one; with `lease_ended_before`, only if its lease
+    /// ended before then.
+    async fn put_claim(
+        &self,
+        provider: &str,
+        delivery_id: &str,
+        token: &str,
+        lease_until: i64,
+        expires: OffsetDateTime,
+        lease_ended_before: Option<i64>,
+    ) -> Result<bool, StoreError> {
+        let mut put = self
+            .client
+            .put_item()
+            .table_name(&self.table)
+            .item("pk", s(delivery_key(provider, delivery_id)))
+            .item("state", s("claimed"))
+            .item("token", s(token))
+            .item("leaseUntil", n(lease_until))
+            .item("expiresAt", n(expires.unix_timestamp()))
+            .expression_attribute_names("#state", "state")
+            .expression_attribute_names("#token", "token")
+            .expression_attribute_values(":claimed", s("claimed"))
+            .expression_attribute_values(":token", s(token));
+        put = match lease_ended_before {
+            Some(now) => put
+                .condition_expression("#state = :claimed AND #token = :token AND leaseUntil < :now")
+                .expression_attribute_values(":now", n(now)),
+            None => put.condition_expression("#state = :claimed AND #token = :token"),
+        };
+        conditional(put.send().await.map(|_| ()), "PutItem")
     }
 
     /// Marks a claimed delivery applied; remembered until `expires`.
@@ -233,27 +316,65 @@ impl Store {
         Ok(())
     }
 
-    /// Gives a claim back, so the provider's retry can apply the delivery.
-    pub async fn release(&self, provider: &str, delivery_id: &str) -> Result<(), StoreError> {
+    /// Gives back a claim on `token`, so the provider's retry can apply the delivery to
+    /// whichever wait is registered then: only for a delivery that was applied nowhere.
+    pub async fn release(
+        &self,
+        provider: &str,
+        delivery_id: &str,
+        token: &str,
+    ) -> Result<(), StoreError> {
         let out = self
             .client
             .delete_item()
             .table_name(&self.table)
             .key("pk", s(delivery_key(provider, delivery_id)))
-            .condition_expression("#state = :claimed")
+            .condition_expression("#state = :claimed AND #token = :token")
             .expression_attribute_names("#state", "state")
+            .expression_attribute_names("#token", "token")
             .expression_attribute_values(":claimed", s("claimed"))
+            .expression_attribute_values(":token", s(token))
             .send()
             .await;
-        match out {
-            Ok(_) => Ok(()),
-            Err(e)
-                if e.as_service_error()
-                    .is_some_and(|e| e.is_conditional_check_failed_exception()) =>
-            {
-                Ok(())
-            }
-            Err(e) => Err(store_error("DeleteItem")(e)),
+        conditional(out.map(|_| ()), "DeleteItem").map(|_| ())
+    }
+}
+
+/// A conditional write's outcome: `true` when written, `false` when its condition did
+/// not hold.
+fn conditional<E>(
+    out: Result<(), aws_sdk_dynamodb::error::SdkError<E>>,
+    operation: &'static str,
+) -> Result<bool, StoreError>
+where
+    E: ConditionFailed + std::error::Error + 'static,
+    aws_sdk_dynamodb::error::SdkError<E>: std::error::Error,
+{
+    match out {
+        Ok(()) => Ok(true),
+        Err(e)
+            if e.as_service_error()
+                .is_some_and(ConditionFailed::is_condition_failed) =>
+        {
+            Ok(false)
         }
+        Err(e) => Err(store_error(operation)(e)),
+    }
+}
+
+/// The SDK's per-operation errors that can say "the condition did not hold".
+trait ConditionFailed {
+    fn is_condition_failed(&self) -> bool;
+}
+
+impl ConditionFailed for aws_sdk_dynamodb::operation::put_item::PutItemError {
+    fn is_condition_failed(&self) -> bool {
+        self.is_conditional_check_failed_exception()
+    }
+}
+
+impl ConditionFailed for aws_sdk_dynamodb::operation::delete_item::DeleteItemError {
+    fn is_condition_failed(&self) -> bool {
+        self.is_conditional_check_failed_exception()
     }
 }

@@ -19,7 +19,7 @@ async fn main() -> Result<(), lambda_runtime::Error> {
     let deps = Deps::new(
         &sdk,
         env("CALLBACKS_TABLE")?,
-        SecretSource::Memory(BTreeMap::new()),
+        SecretSource::memory(BTreeMap::new()),
     );
     tracing::info!(stage = %stage, table = %deps.store.table, "callbacks-awaited starting");
     let deps = &deps;
