@@ -14,5 +14,5 @@ mod jwks;
 mod verify;
 
 pub use dev::{DEV_AUDIENCE, DEV_ISSUER, DevIssuer, DevIssuerError};
-pub use jwks::Jwks;
+pub use jwks::{Jwks, JwksConfig, MAX_JWKS_BYTES, MAX_KEYS};
 pub use verify::{AuthError, Claims, Verifier, VerifierConfig, bearer_token};

@@ -271,6 +271,93 @@ async fn an_unreachable_jwks_is_a_server_error() {
     assert!(err.is_server_error(), "{err:?}");
 }
 
+/// A JWKS endpoint that can be switched to hanging, as an identity provider that is down.
+async fn switchable_jwks() -> (String, Arc<std::sync::atomic::AtomicBool>, Arc<AtomicUsize>) {
+    let down = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let hits = Arc::new(AtomicUsize::new(0));
+    let jwks = ISSUER.jwks();
+    let app = {
+        let (down, hits) = (down.clone(), hits.clone());
+        axum::Router::new().route(
+            "/jwks.json",
+            axum::routing::get(move || {
+                hits.fetch_add(1, Ordering::SeqCst);
+                let (down, jwks) = (down.load(Ordering::SeqCst), jwks.clone());
+                async move {
+                    if down {
+                        std::future::pending::<()>().await;
+                    }
+                    axum::Json(jwks)
+                }
+            }),
+        )
+    };
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("a port on 127.0.0.1");
+    let addr = listener.local_addr().expect("a bound address");
+    tokio::spawn(async move { axum::serve(listener, app).await });
+    (format!("http://{addr}/jwks.json"), down, hits)
+}
+
+#[tokio::test]
+async fn with_the_identity_provider_down_stale_keys_are_served_without_waiting() {
+    let (url, down, hits) = switchable_jwks().await;
+    let verifier = Verifier::new(VerifierConfig {
+        issuer: ISSUER.issuer().to_string(),
+        audience: ISSUER.audience().to_string(),
+        jwks: Jwks::from_url_with(
+            url,
+            auth::JwksConfig {
+                // Every key is stale at once, and a fetch would wait for an hour: a
+                // request that waited on a refresh would never come back.
+                max_age: Duration::ZERO,
+                fetch_timeout: Duration::from_secs(3600),
+                ..auth::JwksConfig::default()
+            },
+        )
+        .unwrap(),
+    });
+    let token = ISSUER.issue("alice", Duration::from_secs(60)).unwrap();
+    assert_eq!(verifier.verify(&token).await.unwrap().sub, "alice");
+    down.store(true, Ordering::SeqCst);
+    let deadline = Duration::from_secs(30);
+    for _ in 0..20 {
+        let verified = tokio::time::timeout(deadline, verifier.verify(&token))
+            .await
+            .expect("a request never waits for the issuer while a key is cached");
+        assert_eq!(verified.unwrap().sub, "alice");
+    }
+    // One background refresh is hanging on the issuer; requests did not each start one.
+    assert!(hits.load(Ordering::SeqCst) <= 2, "{hits:?}");
+}
+
+#[tokio::test]
+async fn with_the_identity_provider_down_unknown_keys_do_not_each_wait_for_a_fetch() {
+    let (url, down, hits) = switchable_jwks().await;
+    down.store(true, Ordering::SeqCst);
+    let verifier = Verifier::new(VerifierConfig {
+        issuer: ISSUER.issuer().to_string(),
+        audience: ISSUER.audience().to_string(),
+        jwks: Jwks::from_url_with(
+            url,
+            auth::JwksConfig {
+                fetch_timeout: Duration::from_millis(200),
+                ..auth::JwksConfig::default()
+            },
+        )
+        .unwrap(),
+    });
+    let token = ISSUER.issue("alice", Duration::from_secs(60)).unwrap();
+    for _ in 0..10 {
+        let err = verifier.verify(&token).await.unwrap_err();
+        assert!(err.is_server_error(), "{err:?}");
+    }
+    assert_eq!(
+        hits.load(Ordering::SeqCst),
+        1,
+        "one fetch per min_refetch, not one per request"
+    );
+}
+
 fn base64_url(bytes: &[u8]) -> String {
     use base64::Engine as _;
     base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes)
