@@ -328,8 +328,12 @@ async fn apply(
         }
         Sent::Gone => {
             // Refused outright: nothing was applied, so the retry may find the next wait.
-            store.delete_token(provider, external_id, &token).await?;
+            // The claim is given back first: should the token's delete fail after it,
+            // the retry finds the spent token, is refused again and ends here again;
+            // the other way round, a failed release would leave the claim bound to a
+            // finished wait, and the delivery would be dropped.
             store.release(provider, id, &token).await?;
+            store.delete_token(provider, external_id, &token).await?;
             tracing::info!(provider, delivery_id = %id, "the task behind this id is gone");
             Ok(not_found())
         }
