@@ -153,4 +153,20 @@ async fn preflight(base: &str) {
             response.status()
         );
     }
+    // Another web page the developer has open gets no token: not cross-site, not through
+    // a domain rebound to 127.0.0.1.
+    let host = base.trim_start_matches("http://").to_owned();
+    let port = host.rsplit(':').next().unwrap_or_default().to_owned();
+    for (header, value) in [
+        ("origin", "https://evil.example".to_owned()),
+        ("host", format!("evil.example:{port}")),
+    ] {
+        let refused = http
+            .get(format!("{base}/dev/token"))
+            .header(header, &value)
+            .send()
+            .await
+            .unwrap_or_else(|e| panic!("GET /dev/token: {e}"));
+        assert_eq!(refused.status(), 403, "/dev/token with {header}: {value}");
+    }
 }

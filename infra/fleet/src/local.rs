@@ -193,11 +193,7 @@ pub fn with_notifier(
 /// fresh token for the user `dev` so the page works without pasting one.
 pub fn dashboard_routes(issuer: Arc<DevIssuer>) -> axum::Router {
     const SUB: &str = "dev";
-    axum::Router::new()
-        .route(
-            "/",
-            axum::routing::get(|| async { axum::response::Html(DASHBOARD) }),
-        )
+    let token = axum::Router::new()
         .route(
             "/dev/token",
             axum::routing::get(move || {
@@ -215,6 +211,14 @@ pub fn dashboard_routes(issuer: Arc<DevIssuer>) -> axum::Router {
                 }
             }),
         )
+        // No other web page may get a token: see `local_host::local_only`.
+        .route_layer(axum::middleware::from_fn(local_host::local_only));
+    axum::Router::new()
+        .route(
+            "/",
+            axum::routing::get(|| async { axum::response::Html(DASHBOARD) }),
+        )
+        .merge(token)
 }
 
 /// The dashboard: one self-contained page (no build step, nothing fetched elsewhere).

@@ -324,7 +324,12 @@ impl Host {
                 connections = Some(websocket.closer());
                 routes = routes.merge(websocket.into_router());
             }
-            let router = routes.fallback_service(api.into_router());
+            let router =
+                routes
+                    .fallback_service(api.into_router())
+                    .layer(axum::middleware::from_fn(move |request, next| {
+                        crate::guard::loopback_host(Some(local), request, next)
+                    }));
             if let Some(client) = &in_process {
                 client.bind(router.clone());
             }

@@ -74,6 +74,8 @@ impl LambdaApi {
     pub(crate) fn into_router(self) -> Router {
         Router::new()
             .route(INVOKE_ROUTE, axum::routing::post(invoke))
+            // Only tools call it: no other web page may invoke a function.
+            .route_layer(axum::middleware::from_fn(crate::guard::local_only))
             .with_state(Arc::new(self))
     }
 }

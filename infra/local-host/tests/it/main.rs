@@ -685,6 +685,42 @@ async fn the_invoke_api_answers_request_response_and_queues_event_invocations_li
             .all(|inv| inv.request_id == attempts[0].request_id)
     );
 
+    // A web page the developer visits cannot invoke a function: a cross-site "simple"
+    // POST (no preflight) is refused, and so is a rebound domain's Host.
+    let http = reqwest::Client::new();
+    let url = format!("{endpoint}/2015-03-31/functions/{physical}/invocations");
+    let cross_site = http
+        .post(&url)
+        .header("origin", "https://evil.example")
+        .header("content-type", "text/plain")
+        .body(json!({"ok": true, "n": 3}).to_string())
+        .send()
+        .await
+        .expect("the host answers");
+    assert_eq!(cross_site.status(), 403);
+    let port = host.http_addr().expect("the host listens").port();
+    let rebound = http
+        .post(&url)
+        .header("host", format!("evil.example:{port}"))
+        .body(json!({"ok": true, "n": 4}).to_string())
+        .send()
+        .await
+        .expect("the host answers");
+    assert_eq!(rebound.status(), 403);
+    let same_machine = http
+        .post(&url)
+        .header("origin", format!("http://localhost:{port}"))
+        .body(json!({"ok": true, "n": 5}).to_string())
+        .send()
+        .await
+        .expect("the host answers");
+    assert_eq!(same_machine.status(), 200);
+    assert_eq!(
+        next(&mut invocations).await.payload["n"],
+        5,
+        "neither refused request reached the function"
+    );
+
     // DryRun, and an unknown function.
     let dry = lambda
         .invoke()
