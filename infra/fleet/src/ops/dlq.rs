@@ -859,7 +859,8 @@ async fn redrive_loop(
         if messages.is_empty() {
             break;
         }
-        for message in messages {
+        let mut messages = messages.into_iter();
+        while let Some(message) = messages.next() {
             let Some(receipt) = message.receipt_handle().map(str::to_owned) else {
                 continue;
             };
@@ -934,6 +935,9 @@ async fn redrive_loop(
                     error: format!("{e:#}"),
                     needs_function: false,
                 });
+                // The rest of the batch was received too: it is released with the held
+                // ones rather than left invisible until its visibility timeout.
+                held.extend(messages.filter_map(|m| m.receipt_handle().map(str::to_owned)));
                 return Ok(());
             }
             report.redriven += 1;

@@ -529,6 +529,52 @@ fn topology_with_functions(stage: &str) -> topology::Topology {
     )
 }
 
+/// A destination that refuses the first copy stops the redrive, and the messages of the
+/// batch it had not reached yet are visible again at once, not after their visibility
+/// timeout.
+#[tokio::test]
+async fn a_failed_send_leaves_the_rest_of_the_batch_visible() {
+    let emulator = emulator::test_emulator().await;
+    let sdk = emulator.sdk_config();
+    let stage = emulator::unique_stage();
+    let topology = topology_with_functions(&stage);
+    topology::deploy(&topology, &sdk).await.unwrap();
+    // Nothing listens there: every Invoke fails.
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .unwrap()
+        .port();
+    let mut ops = Ops::new(topology, &sdk);
+    ops.lambda = aws_sdk_lambda::Client::from_conf(
+        aws_sdk_lambda::config::Builder::from(&sdk)
+            .endpoint_url(format!("http://127.0.0.1:{port}"))
+            .retry_config(aws_config::retry::RetryConfig::disabled())
+            .build(),
+    );
+    let sqs = aws_sdk_sqs::Client::new(&sdk);
+    let failures_url = queue_url(&sqs, &format!("fleet-{stage}-failures")).await;
+    for n in 0..3 {
+        let mut failed = job_event(&format!("job-{n}"));
+        failed["detail-type"] = json!("JobFailed");
+        lambda_failure(&sdk, &stage, &failed, &format!("req-{n}")).await;
+    }
+    eventually("three failures", Duration::from_secs(20), || async {
+        (depth(&sqs, &failures_url).await.0 == 3).then_some(())
+    })
+    .await;
+    let queue = dlq::resolve(&ops, "failures").await.unwrap();
+    let report = dlq::redrive(&ops, &queue, &dlq::RedriveOptions::default())
+        .await
+        .unwrap();
+    assert_eq!(report.redriven, 0, "{report:?}");
+    assert_eq!(report.failed.len(), 1, "{report:?}");
+    assert_eq!(
+        depth(&sqs, &failures_url).await,
+        (3, 0),
+        "every message is visible again for the next try"
+    );
+}
+
 #[tokio::test]
 async fn lambda_failures_go_back_to_the_function_whose_rules_match_with_filter_max_and_dry_run() {
     let emulator = emulator::test_emulator().await;
