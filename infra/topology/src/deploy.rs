@@ -1104,7 +1104,7 @@ impl Deployer<'_> {
             ValueRef::ParameterPath(path) => names.parameter_path(path),
             // Functions are not deployed to the emulator: the local host runs them in
             // process with the local issuer's verifier.
-            ValueRef::Token(_) => String::new(),
+            ValueRef::Token(_) | ValueRef::Setting { .. } => String::new(),
         }
     }
 

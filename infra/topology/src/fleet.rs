@@ -324,6 +324,14 @@ pub fn callbacks() -> Service {
         "CALLBACK_SECRETS_SSM_PREFIX",
         ValueRef::ParameterPath("callbacks".into()),
     )
+    // Webhooks from any other provider name are refused without a secret lookup.
+    .env(
+        "CALLBACK_PROVIDERS",
+        ValueRef::Setting {
+            parameter: "CallbackProviders",
+            description: "The webhook providers accepted, comma-separated `name` or `name=<max body bytes>` (default 262144), e.g. `acme,bigco=1048576`.",
+        },
+    )
     .allow(
         &["ssm:GetParameter"],
         ResourceRef::Parameters("callbacks".into()),

@@ -320,6 +320,12 @@ pub enum ValueRef {
     /// A setting of the deployment's identity provider, which the topology does not
     /// know: a parameter of the stack that uses it (see [`TokenSetting`]).
     Token(TokenSetting),
+    /// Something else only the deployment knows (e.g. which webhook providers it talks
+    /// to): a `String` parameter of the stack that uses it, named `parameter`.
+    Setting {
+        parameter: &'static str,
+        description: &'static str,
+    },
 }
 
 /// What a service that verifies bearer tokens (RS256 JWTs) needs to know about the

@@ -362,6 +362,7 @@ impl<'a> Synth<'a> {
             ValueRef::FunctionArn(n) => self.function_arn(at, n),
             ValueRef::ParameterPath(path) => json!(self.names.parameter_path(path)),
             ValueRef::Token(setting) => json!({ "Ref": setting.parameter() }),
+            ValueRef::Setting { parameter, .. } => json!({ "Ref": parameter }),
             // Validation keeps it within the API's own stack.
             ValueRef::ConnectionsEndpoint(_) => json!({
                 "Fn::Sub": format!(
@@ -619,6 +620,15 @@ impl<'a> Synth<'a> {
         });
         if f.env.iter().any(|(_, v)| matches!(v, ValueRef::Token(_))) {
             self.stacks[at].uses_tokens = true;
+        }
+        for (_, v) in &f.env {
+            if let ValueRef::Setting {
+                parameter,
+                description,
+            } = v
+            {
+                self.stacks[at].settings.insert(parameter, description);
+            }
         }
         if !f.env.is_empty() {
             let vars: Map<String, Value> = f
@@ -1111,6 +1121,8 @@ struct Stack {
     uses_workers: bool,
     /// A function reads the identity provider's settings ([`ValueRef::Token`]).
     uses_tokens: bool,
+    /// The deployment's other settings its functions read ([`ValueRef::Setting`]).
+    settings: BTreeMap<&'static str, &'static str>,
     duplicate: Option<String>,
 }
 
@@ -1124,6 +1136,7 @@ impl Stack {
             uses_artifacts: false,
             uses_workers: false,
             uses_tokens: false,
+            settings: BTreeMap::new(),
             duplicate: None,
         }
     }
@@ -1185,6 +1198,12 @@ impl Stack {
                     "Default": "ENABLED",
                     "Description": "ENABLED for public subnets without a NAT gateway.",
                 }),
+            );
+        }
+        for (parameter, description) in &self.settings {
+            parameters.insert(
+                (*parameter).into(),
+                json!({ "Type": "String", "MinLength": 1, "Description": description }),
             );
         }
         if self.uses_tokens {

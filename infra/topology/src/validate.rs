@@ -98,7 +98,8 @@ impl Owners {
             | ValueRef::Stage
             | ValueRef::Region
             | ValueRef::ParameterPath(_)
-            | ValueRef::Token(_) => Some(0),
+            | ValueRef::Token(_)
+            | ValueRef::Setting { .. } => Some(0),
             ValueRef::BusName | ValueRef::BusArn => Some(0),
             ValueRef::QueueUrl(n)
             | ValueRef::QueueArn(n)
