@@ -61,13 +61,21 @@ impl HandlerError {
 ///
 /// Records are kept per `key`. `attempt` distinguishes deliberate new attempts of the same
 /// work, which must run even when an earlier attempt completed: Step Functions sends a new
-/// message, with a new task token, each time it retries a state. A message whose `attempt`
-/// differs from the record's supersedes the record; a message with the same `attempt` as a
-/// completed record is acknowledged without running.
+/// message, with a new task token, each time it retries a state. A message with the same
+/// `attempt` as a completed record is acknowledged without running.
+///
+/// `sequence` orders the attempts of one key: a message of another `attempt` supersedes the
+/// record only when its `sequence` is at least the record's. An older attempt (a lower
+/// `sequence`), redelivered late or still running somewhere, never displaces a newer one:
+/// it is acknowledged without running ([`crate::idempotency::Claim::Superseded`]). Keys
+/// whose attempts all have the same `sequence` (0 unless [`IdempotencyKey::ordered`]) are
+/// not ordered: any other attempt supersedes the record.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct IdempotencyKey {
     pub key: String,
     pub attempt: String,
+    /// Higher is newer; see the type's documentation.
+    pub sequence: u64,
 }
 
 impl IdempotencyKey {
@@ -76,6 +84,7 @@ impl IdempotencyKey {
         IdempotencyKey {
             key: key.into(),
             attempt: String::new(),
+            sequence: 0,
         }
     }
 
@@ -83,7 +92,13 @@ impl IdempotencyKey {
         IdempotencyKey {
             key: key.into(),
             attempt: attempt.into(),
+            sequence: 0,
         }
+    }
+
+    /// The same key with `sequence` ordering its attempts (higher is newer).
+    pub fn ordered(self, sequence: u64) -> Self {
+        IdempotencyKey { sequence, ..self }
     }
 }
 
@@ -120,9 +135,12 @@ pub(crate) struct JobShared {
     pub(crate) worker_id: String,
     /// Cancelled when the worker starts shutting down.
     pub(crate) shutdown: CancellationToken,
-    /// Cancelled when the drain deadline passes: the message is released and the result
-    /// of the handler is ignored.
+    /// Cancelled when the drain deadline passes or the lease is lost: the message is
+    /// released (or already someone else's) and the result of the handler is ignored.
     pub(crate) abandon: CancellationToken,
+    /// Set (before `abandon` is cancelled) when the lease was lost: an extension failed for
+    /// good, the lease lapsed, or another consumer took the idempotency lease over.
+    pub(crate) lease_lost: AtomicBool,
     pub(crate) heartbeat_paused: AtomicBool,
     /// The idempotency key and owner, once this job holds the key's lease; the lease
     /// keeper renews that lease with the message's.
@@ -140,6 +158,7 @@ impl JobContext {
                 worker_id: "standalone".to_string(),
                 shutdown: CancellationToken::new(),
                 abandon: CancellationToken::new(),
+                lease_lost: AtomicBool::new(false),
                 heartbeat_paused: AtomicBool::new(false),
                 claim: OnceLock::new(),
             }),
@@ -165,11 +184,20 @@ impl JobContext {
         &self.inner.shutdown
     }
 
-    /// Cancelled when the handler must stop: the drain deadline passed, and the runtime
-    /// has made the message visible again for another worker. Whatever the handler
-    /// returns afterwards is ignored.
+    /// Cancelled when the handler must stop, and whatever it returns afterwards is
+    /// ignored: the drain deadline passed and the runtime made the message visible again
+    /// for another worker, or the message's lease was lost ([`JobContext::lease_lost`]) and
+    /// another consumer (or a newer attempt) owns the work now. A handler must not publish
+    /// or answer anything for the job once this is cancelled.
     pub fn abandoned(&self) -> &CancellationToken {
         &self.inner.abandon
+    }
+
+    /// Whether the job was abandoned because its lease was lost: an extension of the
+    /// message's visibility failed for good or came too late, or another consumer took the
+    /// idempotency lease over.
+    pub fn lease_lost(&self) -> bool {
+        self.inner.lease_lost.load(Ordering::Acquire)
     }
 
     /// Stops extending the message's lease (and the idempotency lease): the message

@@ -8,13 +8,16 @@
 //! | `status` | `in-progress` or `completed` |
 //! | `owner` | who holds the lease: worker id and message id |
 //! | `attempt` | [`IdempotencyKey::attempt`] |
+//! | `sequence` | [`IdempotencyKey::sequence`]: orders the attempts |
 //! | `leaseExpiresAt` | epoch milliseconds; renewed with the message's visibility |
 //! | `expiresAt` | epoch seconds; the table's TTL attribute |
 //!
 //! Every write is conditional. A worker takes a key when there is no record, when the
-//! record is for another attempt, or when it is in progress under an expired lease or under
-//! its own ownership. A completed record of the same attempt means "acknowledge without
-//! running"; a live lease elsewhere means "put the message back for a while".
+//! record is for another attempt of no higher sequence, or when it is in progress under an
+//! expired lease or under its own ownership. A completed record of the same attempt means
+//! "acknowledge without running", and so does a record of a newer attempt (a higher
+//! sequence): an older attempt never displaces a newer one. A live lease elsewhere means
+//! "put the message back for a while".
 
 use std::collections::HashMap;
 use std::sync::Mutex;
@@ -40,6 +43,9 @@ pub enum Claim {
     Completed,
     /// Another worker holds a live lease, which lapses in `lease_left`.
     HeldElsewhere { lease_left: Duration },
+    /// The record belongs to a newer attempt (a higher [`IdempotencyKey::sequence`]):
+    /// acknowledge without running; nobody waits for this attempt any more.
+    Superseded,
 }
 
 /// The store could not be reached or answered with an error.
@@ -85,6 +91,43 @@ pub trait IdempotencyStore: Send + Sync + 'static {
     ) -> BoxFuture<'a, Result<(), StoreError>>;
 }
 
+/// A shared store is a store: tests keep an `Arc` to look at the records the worker uses.
+impl<S: IdempotencyStore> IdempotencyStore for std::sync::Arc<S> {
+    fn acquire<'a>(
+        &'a self,
+        key: &'a IdempotencyKey,
+        owner: &'a str,
+        lease: Duration,
+    ) -> BoxFuture<'a, Result<Claim, StoreError>> {
+        (**self).acquire(key, owner, lease)
+    }
+
+    fn renew<'a>(
+        &'a self,
+        key: &'a IdempotencyKey,
+        owner: &'a str,
+        lease: Duration,
+    ) -> BoxFuture<'a, Result<bool, StoreError>> {
+        (**self).renew(key, owner, lease)
+    }
+
+    fn complete<'a>(
+        &'a self,
+        key: &'a IdempotencyKey,
+        owner: &'a str,
+    ) -> BoxFuture<'a, Result<bool, StoreError>> {
+        (**self).complete(key, owner)
+    }
+
+    fn release<'a>(
+        &'a self,
+        key: &'a IdempotencyKey,
+        owner: &'a str,
+    ) -> BoxFuture<'a, Result<(), StoreError>> {
+        (**self).release(key, owner)
+    }
+}
+
 /// Idempotency records in a DynamoDB table.
 #[derive(Debug, Clone)]
 pub struct DynamoStore {
@@ -118,13 +161,30 @@ impl DynamoStore {
         }
     }
 
-    fn claim_from(item: Option<&HashMap<String, AttributeValue>>) -> Claim {
+    fn claim_from(key: &IdempotencyKey, item: Option<&HashMap<String, AttributeValue>>) -> Claim {
         let Some(item) = item else {
             // The record vanished between the write and the read: try again shortly.
             return Claim::HeldElsewhere {
                 lease_left: Duration::ZERO,
             };
         };
+        let attempt = item.get("attempt").and_then(|v| v.as_s().ok());
+        let sequence = item
+            .get("sequence")
+            .and_then(|v| v.as_n().ok())
+            .and_then(|n| n.parse::<u64>().ok())
+            .unwrap_or(0);
+        if attempt != Some(&key.attempt) {
+            // The write refuses another attempt only when the record's is newer; a record
+            // that changed between the write and the read is judged by the same rule.
+            return if sequence > key.sequence {
+                Claim::Superseded
+            } else {
+                Claim::HeldElsewhere {
+                    lease_left: Duration::ZERO,
+                }
+            };
+        }
         let status = item.get("status").and_then(|v| v.as_s().ok());
         if status.map(String::as_str) == Some(COMPLETED) {
             return Claim::Completed;
@@ -157,14 +217,19 @@ impl DynamoStore {
             .item("status", AttributeValue::S(IN_PROGRESS.to_string()))
             .item("owner", AttributeValue::S(owner.to_string()))
             .item("attempt", AttributeValue::S(key.attempt.clone()))
+            .item("sequence", AttributeValue::N(key.sequence.to_string()))
             .item("leaseExpiresAt", AttributeValue::N(lease_until.to_string()))
             .item("expiresAt", AttributeValue::N(expires_at.to_string()))
             .condition_expression(
-                "attribute_not_exists(#k) OR #attempt <> :attempt OR \
-                 (#status = :in_progress AND (#owner = :owner OR #lease < :now))",
+                "attribute_not_exists(#k) \
+                 OR (#attempt <> :attempt AND (attribute_not_exists(#seq) OR #seq <= :seq)) \
+                 OR (#attempt = :attempt AND #status = :in_progress \
+                     AND (#owner = :owner OR #lease < :now))",
             )
             .expression_attribute_names("#k", &key_name)
             .expression_attribute_names("#attempt", "attempt")
+            .expression_attribute_names("#seq", "sequence")
+            .expression_attribute_values(":seq", AttributeValue::N(key.sequence.to_string()))
             .expression_attribute_names("#status", "status")
             .expression_attribute_names("#owner", "owner")
             .expression_attribute_names("#lease", "leaseExpiresAt")
@@ -180,7 +245,7 @@ impl DynamoStore {
             Err(e) => match e.as_service_error() {
                 Some(PutItemError::ConditionalCheckFailedException(failed)) => {
                     if failed.item().is_some() {
-                        return Ok(Self::claim_from(failed.item()));
+                        return Ok(Self::claim_from(key, failed.item()));
                     }
                     // Not every implementation returns the old item; read it.
                     let out = self
@@ -192,7 +257,7 @@ impl DynamoStore {
                         .send()
                         .await
                         .map_err(|e| Self::error("GetItem", &e))?;
-                    Ok(Self::claim_from(out.item()))
+                    Ok(Self::claim_from(key, out.item()))
                 }
                 _ => Err(Self::error("PutItem", &e)),
             },
@@ -342,6 +407,7 @@ struct MemoryRecord {
     completed: bool,
     owner: String,
     attempt: String,
+    sequence: u64,
     lease_until: tokio::time::Instant,
 }
 
@@ -356,6 +422,25 @@ impl MemoryStore {
             .lock()
             .map(|r| r.get(key).is_some_and(|r| r.completed))
             .unwrap_or(false)
+    }
+
+    /// The owner of `key`'s lease while it is in progress.
+    pub fn owner(&self, key: &str) -> Option<String> {
+        self.records
+            .lock()
+            .ok()?
+            .get(key)
+            .filter(|r| !r.completed)
+            .map(|r| r.owner.clone())
+    }
+
+    /// The attempt `key`'s record is for.
+    pub fn attempt(&self, key: &str) -> Option<String> {
+        self.records
+            .lock()
+            .ok()?
+            .get(key)
+            .map(|r| r.attempt.clone())
     }
 
     fn with<T>(
@@ -381,6 +466,12 @@ impl IdempotencyStore for MemoryStore {
             let now = tokio::time::Instant::now();
             self.with(|records| {
                 if let Some(r) = records.get(&key.key)
+                    && r.attempt != key.attempt
+                    && r.sequence > key.sequence
+                {
+                    return Claim::Superseded;
+                }
+                if let Some(r) = records.get(&key.key)
                     && r.attempt == key.attempt
                 {
                     if r.completed {
@@ -398,6 +489,7 @@ impl IdempotencyStore for MemoryStore {
                         completed: false,
                         owner: owner.to_string(),
                         attempt: key.attempt.clone(),
+                        sequence: key.sequence,
                         lease_until: now + lease,
                     },
                 );
@@ -501,5 +593,41 @@ mod tests {
             store.acquire(&retry, "w4", lease).await,
             Ok(Claim::Acquired)
         );
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn an_older_attempt_never_displaces_a_newer_one() {
+        let store = MemoryStore::new();
+        let lease = Duration::from_secs(10);
+        let older = IdempotencyKey::with_attempt("job-1", "token-a").ordered(1);
+        let newer = IdempotencyKey::with_attempt("job-1", "token-b").ordered(2);
+        assert_eq!(
+            store.acquire(&newer, "w2", lease).await,
+            Ok(Claim::Acquired)
+        );
+        // In progress, and later with its lease lapsed, and completed: never displaced.
+        assert_eq!(
+            store.acquire(&older, "w1", lease).await,
+            Ok(Claim::Superseded)
+        );
+        tokio::time::advance(Duration::from_secs(11)).await;
+        assert_eq!(
+            store.acquire(&older, "w1", lease).await,
+            Ok(Claim::Superseded)
+        );
+        assert_eq!(store.renew(&newer, "w2", lease).await, Ok(true));
+        assert_eq!(store.complete(&newer, "w2").await, Ok(true));
+        assert_eq!(
+            store.acquire(&older, "w1", lease).await,
+            Ok(Claim::Superseded)
+        );
+        assert_eq!(store.attempt("job-1").as_deref(), Some("token-b"));
+        // A newer attempt still supersedes an older record.
+        let newest = IdempotencyKey::with_attempt("job-1", "token-c").ordered(3);
+        assert_eq!(
+            store.acquire(&newest, "w3", lease).await,
+            Ok(Claim::Acquired)
+        );
+        assert_eq!(store.renew(&newer, "w2", lease).await, Ok(false));
     }
 }

@@ -5,6 +5,14 @@
 //! releases messages at shutdown. Because one task makes all these calls in the order the
 //! commands arrive, an extension can never overwrite a retry delay or resurrect a deleted
 //! message's lease.
+//!
+//! A lease is *lost* when SQS refuses its extension for good ([`LOST_LEASE_CODES`]), when
+//! it lapses before an extension got through, or when another consumer took the
+//! idempotency lease over. The keeper then stops tracking it, abandons the job (its
+//! handler's [`crate::JobContext::abandoned`] token is cancelled and whatever it returns
+//! is ignored), gives the idempotency claim back and makes the message visible again, so
+//! that whoever owns the work now is not kept waiting. Releasing at the drain deadline
+//! gives the claims back too.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -17,9 +25,20 @@ use tokio::time::{Instant, MissedTickBehavior};
 
 use crate::handler::JobShared;
 use crate::idempotency::IdempotencyStore;
+use crate::metrics::Counted;
 use crate::metrics::{Api, Metrics};
 use crate::policy::{MAX_BATCH, extension};
 use crate::queue::{EntryFailure, Queue, QueueError, ReceiptHandle};
+
+/// Per-entry error codes of `ChangeMessageVisibilityBatch` that mean the receipt handle
+/// is dead (the message was received again, by us or another consumer, or deleted): the
+/// lease is lost at once rather than retried.
+pub const LOST_LEASE_CODES: &[&str] = &[
+    "ReceiptHandleIsInvalid",
+    "InvalidParameterValue",
+    "MessageNotInflight",
+    "AWS.SimpleQueueService.MessageNotInflight",
+];
 
 /// What the keeper is asked to do. Messages are named by the runtime's local id.
 #[derive(Debug)]
@@ -37,6 +56,9 @@ pub(crate) enum Command {
     Delete { id: u64 },
     /// Make the message visible again after `after` (a retry delay).
     Delay { id: u64, after: Duration },
+    /// As `Delay`, and give the job's idempotency claim back: its handler panicked, so
+    /// nothing else will.
+    Retry { id: u64, after: Duration },
     /// Make these unstarted messages visible again now.
     Release { handles: Vec<ReceiptHandle> },
     /// The drain deadline passed: make every tracked message visible again now.
@@ -161,16 +183,26 @@ impl<Q: Queue> Keeper<Q> {
                         .await;
                 }
             }
+            Command::Retry { id, after } => {
+                if let Some(lease) = self.leases.remove(&id) {
+                    self.release_claims(std::slice::from_ref(&lease.job)).await;
+                    self.change_visibility(vec![(lease.handle, after)], "retry delay")
+                        .await;
+                }
+            }
             Command::Release { handles } => {
                 let entries = handles.into_iter().map(|h| (h, Duration::ZERO)).collect();
                 self.change_visibility(entries, "release").await;
             }
             Command::ReleaseAll => {
-                let entries = self
+                let (entries, jobs): (Vec<_>, Vec<_>) = self
                     .leases
                     .drain()
-                    .map(|(_, lease)| (lease.handle, Duration::ZERO))
-                    .collect::<Vec<_>>();
+                    .map(|(_, lease)| ((lease.handle, Duration::ZERO), lease.job))
+                    .unzip();
+                // The claims first: once a message is visible, the next consumer may
+                // receive it at once and must find its key free.
+                self.release_claims(&jobs).await;
                 self.change_visibility(entries, "release").await;
             }
         }
@@ -185,6 +217,18 @@ impl<Q: Queue> Keeper<Q> {
 
     async fn extend_due(&mut self) {
         let now = Instant::now();
+        // A lease that lapsed before an extension got through may already be another
+        // consumer's.
+        let lapsed: Vec<u64> = self
+            .leases
+            .iter()
+            .filter(|(_, lease)| lease.expires_at <= now)
+            .map(|(id, _)| *id)
+            .collect();
+        for id in lapsed {
+            self.lose(id, "the lease lapsed before it could be extended")
+                .await;
+        }
         let due: Vec<u64> = self
             .leases
             .keys()
@@ -218,6 +262,7 @@ impl<Q: Queue> Keeper<Q> {
             }
         }
         let mut renewed: Vec<u64> = Vec::new();
+        let mut lost: Vec<u64> = Vec::new();
         for chunk in planned.chunks(MAX_BATCH) {
             let entries: Vec<(ReceiptHandle, Duration)> = chunk
                 .iter()
@@ -230,6 +275,9 @@ impl<Q: Queue> Keeper<Q> {
                     for (index, (id, by)) in chunk.iter().enumerate() {
                         if let Some(f) = failures.iter().find(|f| f.index == index) {
                             tracing::warn!(queue = %self.queue.url(), code = %f.code, error = %f.message, "could not extend a message's lease");
+                            if LOST_LEASE_CODES.contains(&f.code.as_str()) {
+                                lost.push(*id);
+                            }
                             continue;
                         }
                         if let Some(lease) = self.leases.get_mut(id) {
@@ -244,23 +292,79 @@ impl<Q: Queue> Keeper<Q> {
                 }
             }
         }
-        self.renew_claims(&renewed).await;
+        for id in lost {
+            self.lose(
+                id,
+                "SQS refused the lease's extension: the receipt handle is dead",
+            )
+            .await;
+        }
+        for id in self.renew_claims(&renewed).await {
+            self.lose(id, "another consumer took the idempotency lease over")
+                .await;
+        }
     }
 
-    async fn renew_claims(&self, ids: &[u64]) {
-        let Some(store) = &self.store else { return };
-        let renewals = ids.iter().filter_map(|id| {
-            let job = &self.leases.get(id)?.job;
+    /// Renews the idempotency leases of `ids`; returns the ids whose lease another
+    /// consumer took over.
+    async fn renew_claims(&self, ids: &[u64]) -> Vec<u64> {
+        let Some(store) = &self.store else {
+            return Vec::new();
+        };
+        let renewals = ids.iter().filter_map(|&id| {
+            let job = &self.leases.get(&id)?.job;
             let (key, owner) = job.claim.get()?;
             Some(async move {
                 match store.renew(key, owner, self.config.visibility).await {
-                    Ok(true) => {}
-                    Ok(false) => tracing::warn!(key = %key.key, owner = %owner, "idempotency lease was taken over by another worker"),
-                    Err(e) => tracing::warn!(key = %key.key, error = %e, "could not renew the idempotency lease"),
+                    Ok(true) => None,
+                    Ok(false) => {
+                        tracing::warn!(key = %key.key, owner = %owner, "idempotency lease was taken over by another worker");
+                        Some(id)
+                    }
+                    // The next extension tries again while the lease still runs.
+                    Err(e) => {
+                        tracing::warn!(key = %key.key, error = %e, "could not renew the idempotency lease");
+                        None
+                    }
                 }
             })
         });
-        futures::future::join_all(renewals).await;
+        futures::future::join_all(renewals)
+            .await
+            .into_iter()
+            .flatten()
+            .collect()
+    }
+
+    /// The lease of `id` is lost: stop tracking it, abandon its job, give its claim back
+    /// and make the message visible again for whoever owns the work now.
+    async fn lose(&mut self, id: u64, why: &'static str) {
+        let Some(lease) = self.leases.remove(&id) else {
+            return;
+        };
+        tracing::warn!(queue = %self.queue.url(), message_id = %lease.job.message_id, reason = why, "lease lost: stopping the job; nothing is settled or published for it");
+        self.metrics.count(Counted::LeaseLost);
+        lease.job.lease_lost.store(true, Ordering::Release);
+        lease.job.abandon.cancel();
+        self.release_claims(std::slice::from_ref(&lease.job)).await;
+        // Fails harmlessly (and is logged) when the handle is dead already.
+        self.change_visibility(vec![(lease.handle, Duration::ZERO)], "release lost lease")
+            .await;
+    }
+
+    /// Gives the idempotency claims of `jobs` back (a conditional delete: a claim taken
+    /// over by someone else is left alone).
+    async fn release_claims(&self, jobs: &[Arc<JobShared>]) {
+        let Some(store) = &self.store else { return };
+        let releases = jobs.iter().filter_map(|job| {
+            let (key, owner) = job.claim.get()?;
+            Some(async move {
+                if let Err(e) = store.release(key, owner).await {
+                    tracing::warn!(key = %key.key, error = %e, "could not release the idempotency lease; the next attempt waits for it to lapse");
+                }
+            })
+        });
+        futures::future::join_all(releases).await;
     }
 
     async fn flush_deletes(&mut self) {

@@ -36,6 +36,11 @@ pub struct Metrics {
     duplicates: AtomicU64,
     /// Put back because another worker holds the idempotency lease.
     deferred: AtomicU64,
+    /// Acknowledged without running: a newer attempt of the work holds the record.
+    superseded: AtomicU64,
+    /// Handlers stopped because their lease was lost (extension failed or too late, or
+    /// the idempotency lease was taken over).
+    lease_lost: AtomicU64,
     /// Made visible again unprocessed at shutdown.
     released: AtomicU64,
     /// Dropped unstarted because their lease had lapsed in the buffer.
@@ -61,6 +66,8 @@ pub struct MetricsSnapshot {
     pub dead_lettered: u64,
     pub duplicates: u64,
     pub deferred: u64,
+    pub superseded: u64,
+    pub lease_lost: u64,
     pub released: u64,
     pub expired: u64,
     pub in_flight: u64,
@@ -108,6 +115,8 @@ impl Metrics {
             dead_lettered: get(&self.dead_lettered),
             duplicates: get(&self.duplicates),
             deferred: get(&self.deferred),
+            superseded: get(&self.superseded),
+            lease_lost: get(&self.lease_lost),
             released: get(&self.released),
             expired: get(&self.expired),
             in_flight: get(&self.in_flight),
@@ -151,6 +160,8 @@ impl Metrics {
             Counted::DeadLettered => &self.dead_lettered,
             Counted::Duplicate => &self.duplicates,
             Counted::Deferred => &self.deferred,
+            Counted::Superseded => &self.superseded,
+            Counted::LeaseLost => &self.lease_lost,
             Counted::Released => &self.released,
             Counted::Expired => &self.expired,
         };
@@ -190,6 +201,7 @@ impl Metrics {
                     "Metrics": [
                         count("Received"), count("Succeeded"), count("Retried"),
                         count("DeadLettered"), count("Duplicates"), count("Deferred"),
+                        count("Superseded"), count("LeaseLost"),
                         count("Released"), count("Expired"), count("InFlight"),
                         count("HandlerCount"), micros("HandlerDurationSum"),
                         micros("HandlerDurationMax"), count("SqsReceiveRequests"),
@@ -205,6 +217,8 @@ impl Metrics {
             "DeadLettered": s.dead_lettered,
             "Duplicates": s.duplicates,
             "Deferred": s.deferred,
+            "Superseded": s.superseded,
+            "LeaseLost": s.lease_lost,
             "Released": s.released,
             "Expired": s.expired,
             "InFlight": s.in_flight,
@@ -239,6 +253,8 @@ pub(crate) enum Counted {
     DeadLettered,
     Duplicate,
     Deferred,
+    Superseded,
+    LeaseLost,
     Released,
     Expired,
 }

@@ -308,7 +308,7 @@ impl<Q: Queue, H: Handler> Worker<Q, H> {
                             if let Some(id) = id {
                                 metrics.count(Counted::Retried);
                                 let after = retry_delay(&config.retry, 1, None, rand::random());
-                                let _ = commands.send(Command::Delay { id, after });
+                                let _ = commands.send(Command::Retry { id, after });
                             }
                         }
                     }
@@ -408,6 +408,7 @@ impl LoopState {
                 worker_id: shared.config.worker_id.clone(),
                 shutdown: shutdown.clone(),
                 abandon: self.abandon.child_token(),
+                lease_lost: AtomicBool::new(false),
                 heartbeat_paused: AtomicBool::new(false),
                 claim: OnceLock::new(),
             });
@@ -453,6 +454,14 @@ async fn run_job<Q: Queue, H: Handler>(
                 Ok(Claim::Completed) => {
                     tracing::info!(queue = %queue_url, message_id = %message.message_id, key = %key.key, "already completed; acknowledging without running");
                     shared.metrics.count(Counted::Duplicate);
+                    let _ = shared.commands.send(Command::Delete { id });
+                    return JobDone {
+                        handler_duration: None,
+                    };
+                }
+                Ok(Claim::Superseded) => {
+                    tracing::info!(queue = %queue_url, message_id = %message.message_id, key = %key.key, sequence = key.sequence, "a newer attempt of this work holds its record; acknowledging this older one without running");
+                    shared.metrics.count(Counted::Superseded);
                     let _ = shared.commands.send(Command::Delete { id });
                     return JobDone {
                         handler_duration: None,
@@ -931,5 +940,349 @@ mod tests {
             .collect();
         assert_eq!(bodies, ["job-1", "job-2"]);
         assert_eq!(metrics.duplicates, 1);
+    }
+}
+
+/// Stale attempts, lost leases and the drain's release, on the in-memory twins.
+#[cfg(test)]
+mod lease_tests {
+    use std::sync::Mutex;
+    use std::sync::atomic::{AtomicU8, Ordering};
+
+    use super::*;
+    use crate::config::RetryPolicy;
+    use crate::idempotency::MemoryStore;
+    use crate::memory::MemoryQueue;
+    use crate::queue::{EntryFailure, QueueAttributes, ReceiptHandle};
+
+    /// What a job did: its body, whether it saw itself abandoned, and whether the
+    /// runtime said the lease was lost.
+    #[derive(Debug, Clone, PartialEq)]
+    struct Ran {
+        body: String,
+        abandoned: bool,
+        lease_lost: bool,
+    }
+
+    /// Keys `<key>@<sequence>` bodies by key, attempt and sequence. On its first delivery
+    /// a job runs until it is abandoned (at most an hour); later deliveries finish at once.
+    #[derive(Clone, Default)]
+    struct Attempts(Arc<Mutex<Vec<Ran>>>);
+
+    impl Attempts {
+        fn ran(&self) -> Vec<Ran> {
+            self.0.lock().unwrap().clone()
+        }
+    }
+
+    impl Handler for Attempts {
+        async fn handle(&self, delivery: Delivery, ctx: JobContext) -> Result<(), HandlerError> {
+            let mut abandoned = false;
+            if delivery.receive_count == 1 {
+                tokio::select! {
+                    _ = ctx.abandoned().cancelled() => abandoned = true,
+                    _ = tokio::time::sleep(Duration::from_secs(3600)) => {}
+                }
+            }
+            self.0.lock().unwrap().push(Ran {
+                body: delivery.body,
+                abandoned,
+                lease_lost: ctx.lease_lost(),
+            });
+            Ok(())
+        }
+
+        fn idempotency_key(&self, delivery: &Delivery) -> Option<IdempotencyKey> {
+            let (key, sequence) = delivery.body.split_once('@')?;
+            Some(IdempotencyKey::with_attempt(key, sequence).ordered(sequence.parse().ok()?))
+        }
+    }
+
+    /// Like `Attempts`, but a job on its first delivery runs `takes` and is not cancelled.
+    struct Takes(Attempts, Duration);
+
+    impl Handler for Takes {
+        async fn handle(&self, delivery: Delivery, ctx: JobContext) -> Result<(), HandlerError> {
+            tokio::time::sleep(self.1).await;
+            self.0.0.lock().unwrap().push(Ran {
+                body: delivery.body,
+                abandoned: ctx.abandoned().is_cancelled(),
+                lease_lost: ctx.lease_lost(),
+            });
+            Ok(())
+        }
+
+        fn idempotency_key(&self, delivery: &Delivery) -> Option<IdempotencyKey> {
+            self.0.idempotency_key(delivery)
+        }
+    }
+
+    const HEALTHY: u8 = 0;
+    /// Every extension entry fails with `ReceiptHandleIsInvalid`.
+    const REFUSE_ENTRIES: u8 = 1;
+    /// Every `ChangeMessageVisibilityBatch` call fails as a whole.
+    const FAIL_CALLS: u8 = 2;
+
+    /// A memory queue whose visibility changes can be made to fail.
+    struct Faulty {
+        inner: Arc<MemoryQueue>,
+        mode: Arc<AtomicU8>,
+    }
+
+    impl Queue for Faulty {
+        fn url(&self) -> &QueueUrl {
+            self.inner.url()
+        }
+
+        async fn attributes(&self) -> Result<QueueAttributes, QueueError> {
+            self.inner.attributes().await
+        }
+
+        async fn receive(
+            &self,
+            max: usize,
+            wait: Duration,
+            visibility: Duration,
+        ) -> Result<Vec<ReceivedMessage>, QueueError> {
+            self.inner.receive(max, wait, visibility).await
+        }
+
+        async fn delete_batch(
+            &self,
+            handles: &[ReceiptHandle],
+        ) -> Result<Vec<EntryFailure>, QueueError> {
+            self.inner.delete_batch(handles).await
+        }
+
+        async fn change_visibility_batch(
+            &self,
+            entries: &[(ReceiptHandle, Duration)],
+        ) -> Result<Vec<EntryFailure>, QueueError> {
+            match self.mode.load(Ordering::Relaxed) {
+                REFUSE_ENTRIES => Ok((0..entries.len())
+                    .map(|index| EntryFailure {
+                        index,
+                        code: "ReceiptHandleIsInvalid".to_string(),
+                        message: "refused by the test".to_string(),
+                    })
+                    .collect()),
+                FAIL_CALLS => Err(QueueError {
+                    api: "ChangeMessageVisibilityBatch",
+                    queue: self.inner.url().to_string(),
+                    code: "ServiceUnavailable".to_string(),
+                    message: "failed by the test".to_string(),
+                }),
+                _ => self.inner.change_visibility_batch(entries).await,
+            }
+        }
+
+        async fn send(
+            &self,
+            to: &QueueUrl,
+            body: &str,
+            attributes: &[(String, String)],
+        ) -> Result<(), QueueError> {
+            self.inner.send(to, body, attributes).await
+        }
+    }
+
+    fn queue() -> Arc<MemoryQueue> {
+        let dlq = Arc::new(MemoryQueue::new("dlq", Duration::from_secs(30)));
+        Arc::new(MemoryQueue::new("q", Duration::from_secs(30)).with_dead_letter(dlq, 5))
+    }
+
+    fn config(queue: &MemoryQueue) -> Config {
+        Config {
+            metrics_log: None,
+            concurrency: 2,
+            drain_timeout: Duration::from_secs(2),
+            retry: RetryPolicy {
+                base_delay: Duration::from_secs(1),
+                max_delay: Duration::from_secs(10),
+                jitter: false,
+            },
+            ..Config::new(queue.url().clone(), "test-worker")
+        }
+    }
+
+    /// Waits (on virtual time, at most an hour) until `done` holds.
+    async fn until(what: &str, done: impl Fn() -> bool) {
+        let deadline = Instant::now() + Duration::from_secs(3600);
+        while !done() {
+            assert!(Instant::now() < deadline, "{what}: not within an hour");
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn an_older_attempt_delivered_late_is_acknowledged_without_displacing_the_newer_one() {
+        let queue = queue();
+        let store = Arc::new(MemoryStore::new());
+        let jobs = Attempts::default();
+        let worker = Worker::new(
+            queue.clone(),
+            Takes(jobs.clone(), Duration::from_secs(100)),
+            config(&queue),
+        )
+        .with_store(store.clone());
+        let metrics = worker.metrics();
+        let shutdown = CancellationToken::new();
+        let run = tokio::spawn(worker.run(shutdown.clone()));
+
+        queue.push("job-1@2");
+        until("the newer attempt holds the key", || {
+            store.owner("job-1").is_some()
+        })
+        .await;
+        // The older attempt's message arrives while the newer one runs.
+        queue.push("job-1@1");
+        until("both settled", || queue.messages().is_empty()).await;
+        shutdown.cancel();
+        run.await.unwrap().unwrap();
+
+        let ran: Vec<String> = jobs.ran().into_iter().map(|r| r.body).collect();
+        assert_eq!(ran, ["job-1@2"], "the older attempt never ran");
+        assert!(store.is_completed("job-1"));
+        assert_eq!(store.attempt("job-1").as_deref(), Some("2"));
+        let metrics = metrics.snapshot();
+        assert_eq!(metrics.superseded, 1, "{metrics:?}");
+        assert_eq!(metrics.succeeded, 1, "{metrics:?}");
+        assert_eq!(metrics.lease_lost, 0, "{metrics:?}");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn the_drain_deadline_release_gives_the_idempotency_claim_back() {
+        let queue = queue();
+        let store = Arc::new(MemoryStore::new());
+        let jobs = Attempts::default();
+        let worker = Worker::new(
+            queue.clone(),
+            Takes(jobs.clone(), Duration::from_secs(3600)),
+            config(&queue),
+        )
+        .with_store(store.clone());
+        let shutdown = CancellationToken::new();
+        let run = tokio::spawn(worker.run(shutdown.clone()));
+        queue.push("job-1@1");
+        until("the job holds its key", || store.owner("job-1").is_some()).await;
+        shutdown.cancel();
+        let metrics = run.await.unwrap().unwrap();
+
+        assert_eq!(metrics.released, 1, "{metrics:?}");
+        assert!(queue.messages()[0].visible, "the message is released");
+        assert_eq!(
+            store.owner("job-1"),
+            None,
+            "the claim is released with the message, so the next consumer takes it at once"
+        );
+        let next = IdempotencyKey::with_attempt("job-1", "1").ordered(1);
+        assert_eq!(
+            store
+                .acquire(&next, "next-worker", Duration::from_secs(30))
+                .await,
+            Ok(Claim::Acquired)
+        );
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_newer_attempt_taking_the_lease_over_cancels_the_running_job() {
+        let queue = queue();
+        let store = Arc::new(MemoryStore::new());
+        let jobs = Attempts::default();
+        let worker =
+            Worker::new(queue.clone(), jobs.clone(), config(&queue)).with_store(store.clone());
+        let metrics = worker.metrics();
+        let shutdown = CancellationToken::new();
+        let run = tokio::spawn(worker.run(shutdown.clone()));
+        queue.push("job-1@1");
+        until("the job holds its key", || store.owner("job-1").is_some()).await;
+
+        // Another consumer, working on a newer attempt, takes the key over.
+        let newer = IdempotencyKey::with_attempt("job-1", "2").ordered(2);
+        assert_eq!(
+            store
+                .acquire(&newer, "other-worker", Duration::from_secs(600))
+                .await,
+            Ok(Claim::Acquired)
+        );
+        until("the job is stopped", || !jobs.ran().is_empty()).await;
+        // The message, released at once, comes back and is acknowledged as superseded.
+        until("the old message is settled", || queue.messages().is_empty()).await;
+        shutdown.cancel();
+        run.await.unwrap().unwrap();
+
+        assert_eq!(
+            jobs.ran(),
+            [Ran {
+                body: "job-1@1".to_string(),
+                abandoned: true,
+                lease_lost: true
+            }]
+        );
+        assert_eq!(store.owner("job-1").as_deref(), Some("other-worker"));
+        let metrics = metrics.snapshot();
+        assert_eq!(metrics.lease_lost, 1, "{metrics:?}");
+        assert_eq!(metrics.succeeded, 0, "nothing settled for it: {metrics:?}");
+        assert_eq!(metrics.superseded, 1, "{metrics:?}");
+    }
+
+    /// Runs one job on a queue whose extensions fail as `mode` says; returns what ran and
+    /// the counters.
+    async fn job_with_failing_extensions(mode: u8) -> (Vec<Ran>, MetricsSnapshot, Vec<String>) {
+        let inner = queue();
+        let store = Arc::new(MemoryStore::new());
+        let faults = Arc::new(AtomicU8::new(HEALTHY));
+        let queue = Faulty {
+            inner: inner.clone(),
+            mode: faults.clone(),
+        };
+        let jobs = Attempts::default();
+        let worker = Worker::new(queue, jobs.clone(), config(&inner)).with_store(store.clone());
+        let shutdown = CancellationToken::new();
+        let run = tokio::spawn(worker.run(shutdown.clone()));
+        inner.push("job-1@1");
+        until("the job holds its key", || store.owner("job-1").is_some()).await;
+        faults.store(mode, Ordering::Relaxed);
+        until("the job is stopped", || !jobs.ran().is_empty()).await;
+        let claim_after_loss = store.owner("job-1");
+        faults.store(HEALTHY, Ordering::Relaxed);
+        // The message comes back and runs again, to completion.
+        until("the job is settled", || inner.messages().is_empty()).await;
+        shutdown.cancel();
+        let metrics = run.await.unwrap().unwrap();
+        (jobs.ran(), metrics, claim_after_loss.into_iter().collect())
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_refused_lease_extension_cancels_the_running_job_and_releases_its_claim() {
+        let (ran, metrics, claim_after_loss) = job_with_failing_extensions(REFUSE_ENTRIES).await;
+        assert_eq!(
+            ran[0],
+            Ran {
+                body: "job-1@1".to_string(),
+                abandoned: true,
+                lease_lost: true
+            }
+        );
+        assert!(claim_after_loss.is_empty(), "{claim_after_loss:?}");
+        assert_eq!(ran.len(), 2, "run again after the loss: {ran:?}");
+        assert_eq!(metrics.lease_lost, 1, "{metrics:?}");
+        assert_eq!(metrics.succeeded, 1, "only the second run: {metrics:?}");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_lease_that_lapses_because_extensions_fail_cancels_the_running_job() {
+        let (ran, metrics, claim_after_loss) = job_with_failing_extensions(FAIL_CALLS).await;
+        assert_eq!(
+            ran[0],
+            Ran {
+                body: "job-1@1".to_string(),
+                abandoned: true,
+                lease_lost: true
+            }
+        );
+        assert!(claim_after_loss.is_empty(), "{claim_after_loss:?}");
+        assert_eq!(metrics.lease_lost, 1, "{metrics:?}");
+        assert_eq!(metrics.succeeded, 1, "only the second run: {metrics:?}");
     }
 }

@@ -95,3 +95,52 @@ async fn a_message_for_a_completed_key_is_acknowledged_without_running() {
     assert_eq!(item["status"].as_s().unwrap(), "completed");
     assert!(item.contains_key("expiresAt"));
 }
+
+#[tokio::test]
+async fn an_older_attempt_never_displaces_a_newer_one_in_dynamodb() {
+    use sqs_worker::idempotency::{Claim, DynamoStore, IdempotencyStore};
+
+    let (dynamo, table) = table().await;
+    let store = DynamoStore::new(dynamo.clone(), IdempotencyConfig::new(&table, "jobId"));
+    let lease = Duration::from_secs(30);
+    let older = IdempotencyKey::with_attempt("job-1", "token-a").ordered(1);
+    let newer = IdempotencyKey::with_attempt("job-1", "token-b").ordered(2);
+    assert_eq!(
+        store.acquire(&newer, "w2", lease).await,
+        Ok(Claim::Acquired)
+    );
+    assert_eq!(
+        store.acquire(&older, "w1", lease).await,
+        Ok(Claim::Superseded)
+    );
+    assert_eq!(store.renew(&newer, "w2", lease).await, Ok(true));
+    assert_eq!(store.complete(&newer, "w2").await, Ok(true));
+    assert_eq!(
+        store.acquire(&older, "w1", lease).await,
+        Ok(Claim::Superseded)
+    );
+    let record = dynamo
+        .get_item()
+        .table_name(&table)
+        .key("jobId", AttributeValue::S("job-1".into()))
+        .send()
+        .await
+        .unwrap();
+    let item = record.item().expect("a record for job-1");
+    assert_eq!(item["attempt"].as_s().unwrap(), "token-b");
+    assert_eq!(item["status"].as_s().unwrap(), "completed");
+
+    // A newer attempt still supersedes; the one it displaced can no longer renew.
+    let newest = IdempotencyKey::with_attempt("job-1", "token-c").ordered(3);
+    assert_eq!(
+        store.acquire(&newest, "w3", lease).await,
+        Ok(Claim::Acquired)
+    );
+    assert_eq!(store.renew(&newer, "w2", lease).await, Ok(false));
+    // A release gives the key back at once.
+    store.release(&newest, "w3").await.unwrap();
+    assert_eq!(
+        store.acquire(&newest, "w4", lease).await,
+        Ok(Claim::Acquired)
+    );
+}
