@@ -4,8 +4,41 @@ use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
+/// The largest message an API Gateway WebSocket API carries, in either direction
+/// (128 KiB): a larger `@connections` post is refused with 413 and never reaches the
+/// client.
+pub const GATEWAY_MESSAGE_BYTES: usize = 128 * 1024;
+
+/// The most bytes a frame's JSON ever has: the gateway's limit less 8 KiB, a margin for
+/// whatever a transport adds around the frame (the Server-Sent Events framing, a
+/// gateway's own envelope). A frame whose `data` would take it past this carries a
+/// [`DataRef`] instead ([`Frame::bounded`]).
+pub const MAX_FRAME_BYTES: usize = GATEWAY_MESSAGE_BYTES - 8 * 1024;
+
+/// The most bytes one client message (`subscribe`, `unsubscribe`, `ping`) may have; a
+/// longer one is refused before it is parsed.
+pub const MAX_CLIENT_MESSAGE_BYTES: usize = 4 * 1024;
+
+/// The longest channel name a client may send: `user:` and a 256-byte `sub` (the longest
+/// `requestedBy` a job event carries; OpenID Connect subjects have at most 255 bytes);
+/// `job:<id>` names are far shorter.
+pub const MAX_CHANNEL_NAME_BYTES: usize = 5 + 256;
+
+/// The largest `since` a client may send: 2^53 - 1, the largest integer a JavaScript
+/// client holds exactly (a channel's offsets never come near it).
+pub const MAX_SINCE: u64 = (1 << 53) - 1;
+
+/// The most channels one connection may be subscribed to at once; a `subscribe` past it
+/// is refused (`too_many_channels`) until the client unsubscribes from one.
+pub const MAX_CHANNELS_PER_CONNECTION: usize = 32;
+
 /// A frame pushed to a client. Each channel's offsets are consecutive from 1, so a client
 /// detects a gap itself and resumes with `since`.
+///
+/// No frame's JSON is longer than [`MAX_FRAME_BYTES`]: when an event's `data` would make
+/// it longer, the frame carries `"data": null` and a `dataRef` saying where to fetch what
+/// was left out (`GET <jobs API><href>`, e.g. `GET /jobs/<id>`) and how large it was.
+/// A frame without `dataRef` carries its data itself.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct Frame {
@@ -15,9 +48,24 @@ pub struct Frame {
     /// The event's detail-type, or `discontinuity`, `subscribed`, `pong`, `error`.
     #[serde(rename = "type")]
     pub kind: String,
+    /// The event's fields (without `meta`); `null` when `dataRef` is present.
     pub data: Value,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub correlation_id: Option<String>,
+    /// Present when `data` was too large for a frame and has been left out.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub data_ref: Option<DataRef>,
+}
+
+/// Where to fetch the `data` a frame left out because it was too large.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct DataRef {
+    /// A path of the jobs HTTP API (`/jobs/<id>`), relative to its base URL, that answers
+    /// the job the frame is about.
+    pub href: String,
+    /// The size of the left-out `data`'s JSON, in bytes.
+    pub bytes: u64,
 }
 
 /// What a client sends; API Gateway selects the route on `$.action`.
@@ -50,7 +98,8 @@ pub mod kinds {
     /// The answer to a `ping` (outside every channel: `channel` is `""`); `data` is `{}`.
     pub const PONG: &str = "pong";
     /// A request was refused: `data` ([`super::ErrorData`]): `code` (`forbidden`,
-    /// `bad_request`, `unknown_action`, `internal`) and `message`.
+    /// `bad_request`, `too_large`, `too_many_channels`, `unknown_action`, `internal`) and
+    /// `message`.
     pub const ERROR: &str = "error";
 }
 
@@ -63,7 +112,40 @@ impl Frame {
             kind: kind.to_owned(),
             data,
             correlation_id: None,
+            data_ref: None,
         }
+    }
+
+    /// The length of the frame's JSON, as it is sent.
+    pub fn encoded_len(&self) -> usize {
+        serde_json::to_vec(self).map_or(usize::MAX, |json| json.len())
+    }
+
+    /// The frame as it may be sent: itself when its JSON fits in [`MAX_FRAME_BYTES`],
+    /// otherwise [`Frame::by_reference`] with `href`.
+    pub fn bounded(self, href: impl Into<String>) -> Frame {
+        if self.encoded_len() <= MAX_FRAME_BYTES {
+            return self;
+        }
+        self.by_reference(href)
+    }
+
+    /// The frame with its `data` left out: `data` is `null` and `data_ref` points to
+    /// `href`. A correlation id that would still keep the frame over [`MAX_FRAME_BYTES`]
+    /// is dropped too (channel names and types are short by construction).
+    pub fn by_reference(mut self, href: impl Into<String>) -> Frame {
+        if self.data_ref.is_none() {
+            let bytes = serde_json::to_vec(&self.data).map_or(0, |json| json.len());
+            self.data_ref = Some(DataRef {
+                href: href.into(),
+                bytes: u64::try_from(bytes).unwrap_or(u64::MAX),
+            });
+        }
+        self.data = Value::Null;
+        if self.encoded_len() > MAX_FRAME_BYTES {
+            self.correlation_id = None;
+        }
+        self
     }
 
     /// An `error` control frame with a stable `code` and a message saying what to fix.
@@ -98,6 +180,7 @@ impl Frame {
             kind: kinds::DISCONTINUITY.to_owned(),
             data: to_data(&data),
             correlation_id: None,
+            data_ref: None,
         }
     }
 
@@ -143,7 +226,8 @@ pub enum DiscontinuityReason {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct ErrorData {
-    /// `forbidden`, `bad_request`, `unknown_action` or `internal`.
+    /// `forbidden`, `bad_request`, `too_large`, `too_many_channels`, `unknown_action` or
+    /// `internal`.
     pub code: String,
     /// What to fix.
     pub message: String,
@@ -230,6 +314,7 @@ mod tests {
             kind: "JobProgress".into(),
             data: json!({ "n": offset }),
             correlation_id: None,
+            data_ref: None,
         }
     }
 
@@ -260,6 +345,42 @@ mod tests {
         lost.kind = kinds::DISCONTINUITY.into();
         assert_eq!(offsets(&cursor.accept(lost)), [3, 4]);
         assert_eq!(cursor.since(), 4);
+    }
+
+    #[test]
+    fn a_frame_too_large_for_the_gateway_carries_a_reference_instead_of_its_data() {
+        let mut large = frame(1);
+        large.data = json!({ "params": { "blob": "x".repeat(140 * 1024) } });
+        large.correlation_id = Some("c-1".into());
+        let bytes = serde_json::to_vec(&large.data)
+            .map(|j| j.len())
+            .unwrap_or(0);
+        let sent = large.bounded("/jobs/1");
+        assert!(
+            sent.encoded_len() <= MAX_FRAME_BYTES,
+            "{}",
+            sent.encoded_len()
+        );
+        assert_eq!(sent.data, Value::Null);
+        assert_eq!(
+            sent.data_ref,
+            Some(DataRef {
+                href: "/jobs/1".into(),
+                bytes: bytes as u64
+            })
+        );
+        assert_eq!(
+            (sent.offset, sent.correlation_id.as_deref()),
+            (1, Some("c-1"))
+        );
+        let json = serde_json::to_value(&sent).unwrap_or_default();
+        assert_eq!(json["dataRef"]["href"], "/jobs/1");
+        // A frame that fits is left alone, and says nothing of a reference.
+        let small = frame(2).bounded("/jobs/1");
+        assert_eq!(small, frame(2));
+        let json = serde_json::to_value(&small).unwrap_or_default();
+        assert!(json.get("dataRef").is_none(), "{json}");
+        assert!(MAX_FRAME_BYTES < GATEWAY_MESSAGE_BYTES);
     }
 
     #[test]

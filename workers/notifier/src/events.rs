@@ -4,11 +4,13 @@ use contracts::{BusEvent, JobEvent};
 use serde::Serialize;
 use serde_json::Value;
 
+use contracts::frames::MAX_CHANNEL_NAME_BYTES;
+
 use crate::Deps;
 use crate::channel::Channel;
 use crate::error::HandlerError;
 use crate::push::{PushReport, push_all};
-use crate::store::{Appended, Draft};
+use crate::store::{Appended, Draft, Ownership};
 
 /// What the handler did with an event.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
@@ -21,11 +23,47 @@ pub struct EventOutcome {
 
 /// Handles one job event: records the owner of a requested job, appends the frame to
 /// the job's and the owner's channels, and pushes it to their subscribers.
+///
+/// Only the jobs service's events are taken (EventBridge `source` `fleet.jobs`; the rule
+/// matches it too, and on AWS only the jobs service's roles may put it): any other is
+/// logged and dropped. A `JobRequested` naming an owner other than the job's first one is
+/// refused (logged, nothing appended): neither is an error, since delivering the same
+/// event again would end the same way.
 pub async fn handle_event(event: BusEvent, deps: &Deps) -> Result<EventOutcome, HandlerError> {
+    if event.source != contracts::jobs::SOURCE {
+        tracing::warn!(
+            event_id = %event.id,
+            source = %event.source,
+            detail_type = %event.detail_type,
+            "an event not from the jobs service ({}); dropped",
+            contracts::jobs::SOURCE
+        );
+        return Ok(EventOutcome::default());
+    }
     let envelope = JobEvent::decode(&event.detail_type, &event.detail, &event.received())?;
     let Some(job_id) = envelope.event.job_id().map(ToString::to_string) else {
         tracing::info!(event_id = %event.id, "JobRequested without a job id: the jobs service assigns it; nothing to push");
         return Ok(EventOutcome::default());
+    };
+    // Ownership first: a refused claim must not reach the job's channel either.
+    let requested_by = match &envelope.event {
+        JobEvent::Requested(requested) => match &requested.requested_by {
+            Some(sub) => match deps.store.set_owner(&job_id, sub).await? {
+                Ownership::Recorded => Some(sub.clone()),
+                Ownership::Refused { owner } => {
+                    tracing::warn!(
+                        event_id = %event.id,
+                        job_id = %job_id,
+                        claimed_by = %sub,
+                        owner = %owner,
+                        "JobRequested names another owner than the job's first; refused"
+                    );
+                    return Ok(EventOutcome::default());
+                }
+            },
+            None => None,
+        },
+        _ => None,
     };
     let job_channel = Channel::job(&job_id).to_string();
     let on_job = Draft {
@@ -39,12 +77,7 @@ pub async fn handle_event(event: BusEvent, deps: &Deps) -> Result<EventOutcome, 
     // as soon as the owner is known.
     let user = async {
         let owner = match &envelope.event {
-            JobEvent::Requested(requested) => {
-                if let Some(sub) = &requested.requested_by {
-                    deps.store.set_owner(&job_id, sub).await?;
-                }
-                requested.requested_by.clone()
-            }
+            JobEvent::Requested(_) => requested_by,
             _ => deps.store.wait_owner(&job_id).await?,
         };
         let Some(owner) = owner else {
@@ -52,6 +85,11 @@ pub async fn handle_event(event: BusEvent, deps: &Deps) -> Result<EventOutcome, 
             return Ok::<_, HandlerError>(None);
         };
         let user_channel = Channel::user(owner).to_string();
+        if user_channel.len() > MAX_CHANNEL_NAME_BYTES {
+            // No client could subscribe to it: its name is longer than a client may send.
+            tracing::warn!(job_id = %job_id, "the owner's sub is too long for a channel; pushing to job:{job_id} only");
+            return Ok(None);
+        }
         let on_user = Draft {
             channel: &user_channel,
             ..on_job.clone()
@@ -84,7 +122,11 @@ async fn serve(
         .append_then(draft, |appended| async {
             let subscribers = deps.store.subscribers(&name).await?;
             let read = started.elapsed();
-            let payload = serde_json::to_vec(appended.frame()).unwrap_or_default();
+            // Bounded again: a repeated event's frame may have been written by an older
+            // deployment, before frames were.
+            let frame = appended.frame().clone();
+            let href = crate::data_href(&frame);
+            let payload = serde_json::to_vec(&frame.bounded(href)).unwrap_or_default();
             let pushed = push_all(deps, subscribers, &payload).await;
             Ok::<_, HandlerError>((appended, read, pushed))
         })

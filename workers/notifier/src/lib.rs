@@ -15,11 +15,27 @@
 //!
 //! ## Channels and resume
 //!
-//! Each channel is a numbered stream: offsets are consecutive from 1. A frame is written
-//! only if its offset is free (a conditional put), so no offset is ever skipped or used
-//! twice, and a per-event marker gives an event delivered twice (EventBridge and Lambda
-//! retry) its first offset again.
-//! Each channel keeps a bounded history (length and TTL in [`NotifierConfig`]).
+//! Each channel is a numbered stream: offsets are consecutive from 1 and never go back.
+//! A frame, the event's marker and the channel's head are written in one transaction,
+//! the frame only if its offset is free and the marker only if the event has none, so no
+//! offset is ever skipped or used twice and an event delivered twice (EventBridge and
+//! Lambda retry, a crash or timeout after the write, two instances at once) keeps its
+//! first offset. Each channel keeps a bounded history (length and TTL in
+//! [`NotifierConfig`]); its head never expires, so a channel quiet for longer than the
+//! history's TTL goes on from its last offset.
+//!
+//! ## Trust and limits
+//!
+//! Only events whose EventBridge `source` is the jobs service's (`fleet.jobs`) are taken;
+//! any other is logged and dropped. A job's owner is the first `JobRequested` names: a
+//! later one naming someone else is refused (logged, its frame not appended), so no
+//! publisher can take over a job's channel. No frame is larger than
+//! [`contracts::frames::MAX_FRAME_BYTES`]: an event whose data would make it larger is
+//! sent by reference (`dataRef`, the jobs API's `/jobs/<id>`), and a replay that meets a
+//! frame the gateway refuses as too large sends its reference instead and goes on. Client
+//! messages are bounded (`contracts::frames::MAX_*`), a connection holds at most
+//! [`contracts::frames::MAX_CHANNELS_PER_CONNECTION`] channels, and `subscribe` to a job
+//! not (yet) known waits at most [`NotifierConfig::subscribe_owner_wait`].
 //! `subscribe` with `since: n` records the subscription first and reads the history
 //! second, while the event handler writes the history first and reads the subscribers
 //! second: every frame reaches a subscriber by replay, live push or both, never neither.
@@ -33,7 +49,7 @@
 //! | pk | sk | what |
 //! |---|---|---|
 //! | `conn#<id>` | `conn` | a connection: `sub`, `channels` (string set) |
-//! | `chan#<channel>` | `head` | the last offset written (a hint: a writer that finds the next offset taken moves past it) |
+//! | `chan#<channel>` | `head` | the last offset written, with the frame; no TTL |
 //! | `chan#<channel>` | `frame#<offset, 20 digits>` | one frame of the history |
 //! | `chan#<channel>` | `event#<event id>` | the offset an event got (idempotency) |
 //! | `chan#<channel>` | `subs#<shard>` | subscribed connection ids (string set) and `rev`, a fresh random token on every change |
@@ -59,7 +75,7 @@ pub use channel::Channel;
 pub use error::{HandlerError, StoreError};
 pub use events::{EventOutcome, handle_event};
 pub use push::{Connections, PushReport, push_all};
-pub use store::Store;
+pub use store::{Ownership, Store, Subscription};
 pub use ws::handle_ws;
 
 /// The producer name of this service.
@@ -84,10 +100,19 @@ pub struct NotifierConfig {
     /// How many tasks share a broadcast to many subscribers (at least 256 each): posts
     /// are mostly CPU, so by default one per core the runtime can use.
     pub push_tasks: usize,
-    /// How long `subscribe` to `job:<id>` and a job event wait for the job's
-    /// `JobRequested` to be projected (it travels the bus concurrently).
+    /// How long a job event waits for the job's `JobRequested` to be projected (it
+    /// travels the bus concurrently) before it goes to `job:<id>` only.
     pub owner_wait: Duration,
+    /// How long `subscribe` to a `job:<id>` not known yet waits for its `JobRequested`
+    /// (a client that subscribes right after `POST /jobs` may be ahead of it); at most
+    /// [`MAX_SUBSCRIBE_OWNER_WAIT`]. Short: every such wait holds a function instance,
+    /// and anyone can subscribe to made-up job ids.
+    pub subscribe_owner_wait: Duration,
 }
+
+/// The longest `subscribe` ever waits for an unknown job's owner, whatever
+/// [`NotifierConfig::subscribe_owner_wait`] says.
+pub const MAX_SUBSCRIBE_OWNER_WAIT: Duration = Duration::from_secs(1);
 
 impl Default for NotifierConfig {
     fn default() -> Self {
@@ -100,7 +125,25 @@ impl Default for NotifierConfig {
             push_concurrency: 64,
             push_tasks: std::thread::available_parallelism().map_or(1, usize::from),
             owner_wait: Duration::from_secs(5),
+            subscribe_owner_wait: Duration::from_millis(400),
         }
+    }
+}
+
+/// Where a client fetches the data a frame of a job event left out (see
+/// [`contracts::frames::DataRef`]): the jobs API's `/jobs/<id>`, the job taken from
+/// `job:<id>` or from the event's `jobId`.
+pub(crate) fn data_href(frame: &contracts::frames::Frame) -> String {
+    if let Some(reference) = &frame.data_ref {
+        return reference.href.clone();
+    }
+    let job = frame
+        .channel
+        .strip_prefix("job:")
+        .or_else(|| frame.data.get("jobId").and_then(|id| id.as_str()));
+    match job.and_then(|id| contracts::JobId::parse(id).ok()) {
+        Some(id) => format!("/jobs/{id}"),
+        None => "/jobs".to_owned(),
     }
 }
 

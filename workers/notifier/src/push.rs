@@ -5,6 +5,7 @@ use std::sync::Arc;
 
 use aws_sdk_apigatewaymanagement::Client;
 use aws_sdk_apigatewaymanagement::primitives::Blob;
+use contracts::frames::Frame;
 use futures::StreamExt as _;
 
 use crate::Deps;
@@ -154,20 +155,71 @@ async fn push_one(deps: &Deps, client: &Client, id: &str, payload: &[u8]) -> Out
     }
 }
 
+/// Why [`push_frame`] could not deliver a frame.
+#[derive(Debug)]
+pub(crate) enum PushError {
+    /// The connection is gone (410).
+    Gone,
+    /// The gateway refused the frame as too large (413): sending it again never works.
+    TooLarge,
+    /// Anything else (throttled, unavailable): another try may work.
+    Other(String),
+}
+
+impl std::fmt::Display for PushError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            PushError::Gone => f.write_str("the connection is gone"),
+            PushError::TooLarge => f.write_str("the gateway refused the frame as too large"),
+            PushError::Other(e) => f.write_str(e),
+        }
+    }
+}
+
 /// Posts one frame to one connection, in order with the caller's other posts.
-pub(crate) async fn push_frame(
-    deps: &Deps,
-    id: &str,
-    frame: &contracts::frames::Frame,
-) -> Result<(), String> {
-    let payload = serde_json::to_vec(frame).map_err(|e| e.to_string())?;
-    deps.connections
+///
+/// The frame is bounded first ([`Frame::bounded`]: frames written by an older deployment
+/// may be larger than [`contracts::frames::MAX_FRAME_BYTES`]), and one the gateway still
+/// refuses as too large is sent by reference: a frame is never undeliverable for its
+/// size, so it never holds up the frames after it.
+pub(crate) async fn push_frame(deps: &Deps, id: &str, frame: &Frame) -> Result<(), PushError> {
+    let href = crate::data_href(frame);
+    let frame = frame.clone().bounded(href.clone());
+    match post(deps, id, &frame).await {
+        Err(PushError::TooLarge) if frame.data_ref.is_none() => {
+            tracing::warn!(
+                connection_id = %id,
+                channel = %frame.channel,
+                offset = frame.offset,
+                bytes = frame.encoded_len(),
+                "the gateway refused a frame as too large; sending its reference"
+            );
+            post(deps, id, &frame.by_reference(href)).await
+        }
+        other => other,
+    }
+}
+
+async fn post(deps: &Deps, id: &str, frame: &Frame) -> Result<(), PushError> {
+    let payload = serde_json::to_vec(frame).map_err(|e| PushError::Other(e.to_string()))?;
+    let sent = deps
+        .connections
         .client(0)
         .post_to_connection()
         .connection_id(id)
         .data(Blob::new(payload))
         .send()
-        .await
-        .map(|_| ())
-        .map_err(|e| e.into_service_error().to_string())
+        .await;
+    let Err(e) = sent else {
+        return Ok(());
+    };
+    let status = e.raw_response().map(|r| r.status().as_u16());
+    let e = e.into_service_error();
+    if e.is_gone_exception() || status == Some(410) {
+        Err(PushError::Gone)
+    } else if e.is_payload_too_large_exception() || status == Some(413) {
+        Err(PushError::TooLarge)
+    } else {
+        Err(PushError::Other(e.to_string()))
+    }
 }

@@ -7,8 +7,11 @@ use std::time::Duration;
 
 use aws_sdk_dynamodb::Client;
 use aws_sdk_dynamodb::types::{AttributeValue, KeysAndAttributes};
-use backon::{BackoffBuilder as _, ConstantBuilder, ExponentialBuilder, Retryable as _};
-use contracts::frames::{Discontinuity, DiscontinuityReason as Reason, Frame};
+use aws_sdk_dynamodb::types::{Put, TransactWriteItem, Update};
+use backon::{BackoffBuilder as _, ExponentialBuilder};
+use contracts::frames::{
+    Discontinuity, DiscontinuityReason as Reason, Frame, MAX_CHANNELS_PER_CONNECTION,
+};
 use serde_json::Value;
 use time::OffsetDateTime;
 
@@ -329,28 +332,53 @@ impl Store {
         Ok(())
     }
 
-    /// Adds the connection to the channel's subscribers.
-    pub async fn subscribe(&self, id: &str, channel: &Channel) -> Result<(), StoreError> {
+    /// Adds the connection to the channel's subscribers, unless it already holds
+    /// [`MAX_CHANNELS_PER_CONNECTION`] other channels (or is gone).
+    ///
+    /// The connection's row is written first, conditionally, so the bound holds however
+    /// many subscribes of one connection run at once, and every shard that lists the
+    /// connection is named by its row (which `$disconnect` reads to clean up).
+    pub async fn subscribe(&self, id: &str, channel: &Channel) -> Result<Subscription, StoreError> {
         let channel = channel.to_string();
+        let added = self
+            .client
+            .update_item()
+            .table_name(&self.table)
+            .set_key(Some(key(conn_pk(id), "conn")))
+            .update_expression("ADD channels :c")
+            .condition_expression(
+                "attribute_exists(pk) AND (attribute_not_exists(channels) \
+                 OR size(channels) < :max OR contains(channels, :name))",
+            )
+            .expression_attribute_values(":c", AttributeValue::Ss(vec![channel.clone()]))
+            .expression_attribute_values(":name", s(channel.clone()))
+            .expression_attribute_values(":max", n(MAX_CHANNELS_PER_CONNECTION))
+            .send()
+            .await;
+        if let Err(e) = added {
+            let e = e.into_service_error();
+            if e.is_conditional_check_failed_exception() {
+                return Ok(Subscription::Refused);
+            }
+            return Err(StoreError::new("UpdateItem", e));
+        }
+        self.add_subscriber(id, &channel).await?;
+        Ok(Subscription::Added)
+    }
+
+    /// Adds the connection to its shard of the channel's subscribers (and nothing to
+    /// its row: [`Store::subscribe`] does both).
+    pub async fn add_subscriber(&self, id: &str, channel: &str) -> Result<(), StoreError> {
         let shard = shard_of(id, self.config.subscription_shards);
         self.client
             .update_item()
             .table_name(&self.table)
-            .set_key(Some(key(chan_pk(&channel), shard_sk(shard))))
+            .set_key(Some(key(chan_pk(channel), shard_sk(shard))))
             .update_expression("ADD conns :c SET #e = :e, rev = :r")
             .expression_attribute_names("#e", EXPIRES)
             .expression_attribute_values(":c", AttributeValue::Ss(vec![id.to_owned()]))
             .expression_attribute_values(":e", expires(self.config.connection_ttl))
             .expression_attribute_values(":r", revision())
-            .send()
-            .await
-            .map_err(|e| StoreError::new("UpdateItem", e.into_service_error()))?;
-        self.client
-            .update_item()
-            .table_name(&self.table)
-            .set_key(Some(key(conn_pk(id), "conn")))
-            .update_expression("ADD channels :c")
-            .expression_attribute_values(":c", AttributeValue::Ss(vec![channel]))
             .send()
             .await
             .map_err(|e| StoreError::new("UpdateItem", e.into_service_error()))?;
@@ -451,20 +479,40 @@ impl Store {
             .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
-    /// Records who requested a job.
-    pub async fn set_owner(&self, job_id: &str, sub: &str) -> Result<(), StoreError> {
+    /// Records who requested a job, unless someone else already has: the first owner
+    /// stays (a conditional put), so a later `JobRequested` naming another owner cannot
+    /// take over the job's channel. The same owner again only renews the row.
+    pub async fn set_owner(&self, job_id: &str, sub: &str) -> Result<Ownership, StoreError> {
         let mut item = key(format!("job#{job_id}"), "owner");
         item.insert("sub".into(), s(sub));
         item.insert(EXPIRES.into(), expires(self.config.owner_ttl));
-        self.client
+        let put = self
+            .client
             .put_item()
             .table_name(&self.table)
             .set_item(Some(item))
+            // An owner row past its TTL that DynamoDB has not deleted yet is no owner.
+            .condition_expression("attribute_not_exists(pk) OR #s = :s OR #e <= :now")
+            .expression_attribute_names("#s", "sub")
+            .expression_attribute_names("#e", EXPIRES)
+            .expression_attribute_values(":s", s(sub))
+            .expression_attribute_values(":now", n(now()))
             .send()
-            .await
-            .map_err(|e| StoreError::new("PutItem", e.into_service_error()))?;
-        self.remember_owner(job_id, sub);
-        Ok(())
+            .await;
+        match put {
+            Ok(_) => {
+                self.remember_owner(job_id, sub);
+                Ok(Ownership::Recorded)
+            }
+            Err(e) => {
+                let e = e.into_service_error();
+                if !e.is_conditional_check_failed_exception() {
+                    return Err(StoreError::new("PutItem", e));
+                }
+                let owner = self.stored_owner(job_id).await?.unwrap_or_default();
+                Ok(Ownership::Refused { owner })
+            }
+        }
     }
 
     /// Who requested the job, if its `JobRequested` has been seen.
@@ -472,8 +520,15 @@ impl Store {
         if let Some(sub) = self.known_owners().get(job_id) {
             return Ok(Some(sub.clone()));
         }
+        self.stored_owner(job_id).await
+    }
+
+    /// The owner row as stored (one consistent `GetItem`), unless it has expired.
+    async fn stored_owner(&self, job_id: &str) -> Result<Option<String>, StoreError> {
         let item = self.get(key(format!("job#{job_id}"), "owner")).await?;
-        let sub = item.and_then(|i| i.get("sub").and_then(|v| v.as_s().ok()).cloned());
+        let sub = item
+            .filter(|i| !expired(i))
+            .and_then(|i| i.get("sub").and_then(|v| v.as_s().ok()).cloned());
         if let Some(sub) = &sub {
             self.remember_owner(job_id, sub);
         }
@@ -498,26 +553,28 @@ impl Store {
     /// [`Store::owner`], waiting up to [`NotifierConfig::owner_wait`] for the job's
     /// `JobRequested`, which travels the bus concurrently with what asks.
     pub async fn wait_owner(&self, job_id: &str) -> Result<Option<String>, StoreError> {
-        let step = Duration::from_millis(100);
-        let times = (self.config.owner_wait.as_millis() / step.as_millis()).max(1) as usize;
-        let found = (|| async {
-            match self.owner(job_id).await {
-                Ok(Some(owner)) => Ok(Some(owner)),
-                Ok(None) => Err(Wait::NotYet),
-                Err(e) => Err(Wait::Failed(e)),
+        self.owner_within(job_id, self.config.owner_wait).await
+    }
+
+    /// [`Store::owner`], asked again (after 25 ms, then twice as long each time) until it
+    /// is known or `wait` has passed.
+    pub async fn owner_within(
+        &self,
+        job_id: &str,
+        wait: Duration,
+    ) -> Result<Option<String>, StoreError> {
+        let deadline = tokio::time::Instant::now() + wait;
+        let mut pause = Duration::from_millis(25);
+        loop {
+            if let Some(owner) = self.owner(job_id).await? {
+                return Ok(Some(owner));
             }
-        })
-        .retry(
-            ConstantBuilder::default()
-                .with_delay(step)
-                .with_max_times(times),
-        )
-        .when(|e| matches!(e, Wait::NotYet))
-        .await;
-        match found {
-            Ok(owner) => Ok(owner),
-            Err(Wait::NotYet) => Ok(None),
-            Err(Wait::Failed(e)) => Err(e),
+            let left = deadline.saturating_duration_since(tokio::time::Instant::now());
+            if left.is_zero() {
+                return Ok(None);
+            }
+            tokio::time::sleep(pause.min(left)).await;
+            pause = pause.saturating_mul(2);
         }
     }
 
@@ -543,16 +600,20 @@ impl Store {
     }
 
     /// Appends an event's frame to its channel at the next offset, then runs `then` on
-    /// it. The frame item is written only if its offset is free (a conditional put), so
-    /// concurrent writers never share or skip an offset. Once it is written the frame is
-    /// in the history, and `then` (the broadcast) starts at once while the rest of the
-    /// append is written beside it: the event's marker, which makes appending the same
-    /// `event_id` again give the frame it already got, the head hint, and the deletion
-    /// of the frame that falls out of the history.
+    /// it.
+    ///
+    /// One `TransactWriteItems` writes the frame at its offset if the offset is free, the
+    /// event's marker if the event has none, and the channel's head: either all three or
+    /// none. So concurrent writers never share or skip an offset, and an event never
+    /// gets two offsets, whether it comes again after a crash or a timeout at any point
+    /// (its marker exists exactly when its frame does) or twice at once (EventBridge
+    /// delivers a duplicate to two instances: one transaction wins, the other finds the
+    /// marker). A frame too large for the gateway is written by reference
+    /// ([`Frame::bounded`]). Once the frame is written it is in the history, and `then`
+    /// (the broadcast) starts while the frame that falls out of the history is deleted.
     ///
     /// Appends to a channel from one process are also serialized in process, until
-    /// their marker and head are written: the emulator applies conditional writes
-    /// without isolation, and it spares needless conflicts on AWS.
+    /// their transaction is written: it spares needless conflicts.
     pub async fn append_then<T, F>(
         &self,
         draft: Draft<'_>,
@@ -569,9 +630,7 @@ impl Store {
             drop(serial);
             return Ok(then(Appended::Duplicate(frame)).await);
         }
-        // Claim the first free offset after the head hint: a conditional put per try, so
-        // two writers never share an offset and none is skipped.
-        let mut offset = head + 1;
+        let mut offset = next_offset(channel, head)?;
         for _ in 0..MAX_CLAIMS {
             let frame = Frame {
                 channel: channel.to_owned(),
@@ -579,37 +638,85 @@ impl Store {
                 kind: draft.kind.to_owned(),
                 data: draft.data.clone(),
                 correlation_id: draft.correlation_id.clone(),
+                data_ref: None,
             };
-            match self.claim(&frame).await {
-                Ok(json) => {
-                    let rest = async {
-                        let written = futures::try_join!(
-                            self.mark(channel, draft.event_id, json),
-                            self.trim(channel, offset),
-                            self.advance_head(channel, offset)
-                        );
-                        drop(serial);
-                        written
-                    };
-                    let (written, out) = futures::join!(rest, then(Appended::New(frame)));
-                    written?;
+            let href = crate::data_href(&frame);
+            let frame = frame.bounded(href);
+            match self.claim(&frame, draft.event_id).await {
+                Ok(()) => {
+                    drop(serial);
+                    let (trimmed, out) =
+                        futures::join!(self.trim(channel, offset), then(Appended::New(frame)));
+                    if let Err(e) = trimmed {
+                        // The frame is written; the one it pushed out expires with its TTL.
+                        tracing::warn!(channel = %channel, offset, error = %e, "could not trim the history");
+                    }
                     return Ok(out);
                 }
                 Err(AppendError::Conflict) => {
-                    // Taken: by this event (a concurrent duplicate) or by another one.
-                    if let Some(frame) = self.frame_of_event(channel, draft.event_id).await? {
+                    // Why the transaction failed: this event's marker (a concurrent
+                    // duplicate won), the offset taken (by another event, or by a frame a
+                    // writer of an older deployment left without a head), a head already
+                    // past it, or a conflicting transaction (try the same offset again).
+                    let (seen, head, taken) =
+                        self.after_conflict(channel, draft.event_id, offset).await?;
+                    if let Some(frame) = seen {
                         drop(serial);
                         return Ok(then(Appended::Duplicate(frame)).await);
                     }
-                    offset += 1;
+                    let past = if taken {
+                        next_offset(channel, offset)?
+                    } else {
+                        offset
+                    };
+                    offset = past.max(next_offset(channel, head)?);
                 }
                 Err(AppendError::Store(e)) => return Err(e),
             }
         }
         Err(StoreError::new(
-            "PutItem",
-            format!("{MAX_CLAIMS} offsets in a row were taken on {channel}"),
+            "TransactWriteItems",
+            format!("{MAX_CLAIMS} attempts in a row to append to {channel} conflicted"),
         ))
+    }
+
+    /// After a failed claim of `offset`: the frame `event_id` got (if any), the head, and
+    /// whether `offset` is taken; one consistent `BatchGetItem`.
+    async fn after_conflict(
+        &self,
+        channel: &str,
+        event_id: &str,
+        offset: u64,
+    ) -> Result<(Option<Frame>, u64, bool), StoreError> {
+        let marker_sk = format!("event#{event_id}");
+        let taken_sk = frame_sk(offset);
+        let keys = vec![
+            key(chan_pk(channel), marker_sk.clone()),
+            key(chan_pk(channel), "head"),
+            key(chan_pk(channel), taken_sk.clone()),
+        ];
+        let (mut seen, mut head, mut taken) = (None, 0, false);
+        for item in self
+            .get_many_projected(keys, &[SK, "frame", "offset"])
+            .await?
+        {
+            match item.get(SK).and_then(|v| v.as_s().ok()) {
+                Some(sk) if *sk == marker_sk => {
+                    let Some(frame) = marker_frame(&item) else {
+                        // Without its frame the marker would refuse every claim forever.
+                        return Err(StoreError::new(
+                            "TransactWriteItems",
+                            format!("the marker of event {event_id} on {channel} is unreadable"),
+                        ));
+                    };
+                    seen = Some(frame);
+                }
+                Some(sk) if sk == "head" => head = head_offset(&item),
+                Some(sk) if *sk == taken_sk => taken = true,
+                _ => {}
+            }
+        }
+        Ok((seen, head, taken))
     }
 
     /// The frame `event_id` already got on the channel, if any, and the channel's head
@@ -734,79 +841,63 @@ impl Store {
     }
 
     /// The channel's last offset as its `head` item records it (0 when it has none). The
-    /// item is a hint written after each frame: a writer that finds the next offset
-    /// taken moves on to the one after (see [`Store::append`]). A `GetItem`, not a
-    /// `Query`: the emulator answers queries by scanning the whole table.
+    /// item is written with each frame, in the same transaction, and never expires; a
+    /// writer that still finds the next offset taken (a frame an older deployment wrote
+    /// before its head) moves on to the one after (see [`Store::append_then`]). A
+    /// `GetItem`, not a `Query`: the emulator answers queries by scanning the whole table.
     pub async fn head(&self, channel: &str) -> Result<u64, StoreError> {
         let item = self.get(key(chan_pk(channel), "head")).await?;
         Ok(item.as_ref().map_or(0, head_offset))
     }
 
-    /// Moves the channel's `head` hint up to `offset` (never down).
-    async fn advance_head(&self, channel: &str, offset: u64) -> Result<(), StoreError> {
-        self.client
-            .update_item()
+    /// Writes, in one transaction, the frame at its offset if the offset is free, the
+    /// event's marker if it has none, and the channel's head (moved up, never down).
+    ///
+    /// The head has no TTL (an `expiresAt` an older deployment gave it is removed):
+    /// it outlives the frames, so after the history has expired the next frame still
+    /// goes on from the last offset and a client resuming with `since` is told what it
+    /// lost instead of skipping frames numbered again from 1.
+    async fn claim(&self, frame: &Frame, event_id: &str) -> Result<(), AppendError> {
+        let json = serde_json::to_string(frame)
+            .map_err(|e| AppendError::Store(StoreError::new("TransactWriteItems", e)))?;
+        let channel = &frame.channel;
+        let put = |sk: String| {
+            let mut item = key(chan_pk(channel), sk);
+            item.insert("frame".into(), s(json.clone()));
+            item.insert(EXPIRES.into(), expires(self.config.history_ttl));
+            Put::builder()
+                .table_name(&self.table)
+                .set_item(Some(item))
+                .condition_expression("attribute_not_exists(pk)")
+                .build()
+                .map(|put| TransactWriteItem::builder().put(put).build())
+                .map_err(|e| AppendError::Store(StoreError::new("TransactWriteItems", e)))
+        };
+        let head = Update::builder()
             .table_name(&self.table)
             .set_key(Some(key(chan_pk(channel), "head")))
-            .update_expression("SET #o = :o, #e = :e")
+            .update_expression("SET #o = :o REMOVE #e")
             .condition_expression("attribute_not_exists(pk) OR #o < :o")
             .expression_attribute_names("#o", "offset")
             .expression_attribute_names("#e", EXPIRES)
-            .expression_attribute_values(":o", n(offset))
-            .expression_attribute_values(":e", expires(self.config.history_ttl))
-            .send()
-            .await
-            .map_or_else(unless_condition_failed, |_| Ok(()))
-    }
-
-    async fn frame_of_event(
-        &self,
-        channel: &str,
-        event_id: &str,
-    ) -> Result<Option<Frame>, StoreError> {
-        let item = self
-            .get(key(chan_pk(channel), format!("event#{event_id}")))
-            .await?;
-        Ok(item.as_ref().and_then(marker_frame))
-    }
-
-    /// Writes the frame at its offset if the offset is free; returns the frame's JSON.
-    async fn claim(&self, frame: &Frame) -> Result<String, AppendError> {
-        let json = serde_json::to_string(frame)
-            .map_err(|e| AppendError::Store(StoreError::new("PutItem", e)))?;
-        let mut item = key(chan_pk(&frame.channel), frame_sk(frame.offset));
-        item.insert("frame".into(), s(json.clone()));
-        item.insert(EXPIRES.into(), expires(self.config.history_ttl));
+            .expression_attribute_values(":o", n(frame.offset))
+            .build()
+            .map_err(|e| AppendError::Store(StoreError::new("TransactWriteItems", e)))?;
         self.client
-            .put_item()
-            .table_name(&self.table)
-            .set_item(Some(item))
-            .condition_expression("attribute_not_exists(pk)")
+            .transact_write_items()
+            .transact_items(put(frame_sk(frame.offset))?)
+            .transact_items(put(format!("event#{event_id}"))?)
+            .transact_items(TransactWriteItem::builder().update(head).build())
             .send()
             .await
             .map_err(|e| {
                 let e = e.into_service_error();
-                if e.is_conditional_check_failed_exception() {
+                if e.is_transaction_canceled_exception() {
                     AppendError::Conflict
                 } else {
-                    AppendError::Store(StoreError::new("PutItem", e))
+                    AppendError::Store(StoreError::new("TransactWriteItems", e))
                 }
             })?;
-        Ok(json)
-    }
-
-    /// Records the frame `event_id` got on the channel.
-    async fn mark(&self, channel: &str, event_id: &str, json: String) -> Result<(), StoreError> {
-        let mut marker = key(chan_pk(channel), format!("event#{event_id}"));
-        marker.insert("frame".into(), s(json));
-        marker.insert(EXPIRES.into(), expires(self.config.history_ttl));
-        self.client
-            .put_item()
-            .table_name(&self.table)
-            .set_item(Some(marker))
-            .send()
-            .await
-            .map_err(|e| StoreError::new("PutItem", e.into_service_error()))?;
         Ok(())
     }
 
@@ -885,10 +976,32 @@ impl Store {
 /// How many taken offsets [`Store::append`] steps over before giving up.
 const MAX_CLAIMS: usize = 1000;
 
-#[derive(Debug)]
-enum Wait {
-    NotYet,
-    Failed(StoreError),
+/// The offset after `offset` on `channel`.
+fn next_offset(channel: &str, offset: u64) -> Result<u64, StoreError> {
+    offset.checked_add(1).ok_or_else(|| {
+        StoreError::new(
+            "TransactWriteItems",
+            format!("{channel} has used every offset"),
+        )
+    })
+}
+
+/// What [`Store::set_owner`] did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Ownership {
+    /// The job is (now, or already was) this owner's.
+    Recorded,
+    /// The job was already someone else's: `owner`, who keeps it.
+    Refused { owner: String },
+}
+
+/// What [`Store::subscribe`] did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Subscription {
+    /// The connection is subscribed (or already was).
+    Added,
+    /// The connection already holds [`MAX_CHANNELS_PER_CONNECTION`] channels, or is gone.
+    Refused,
 }
 
 #[derive(Debug)]
@@ -914,6 +1027,7 @@ mod tests {
             kind: "JobProgress".into(),
             data: Value::Null,
             correlation_id: None,
+            data_ref: None,
         }
     }
 

@@ -2,13 +2,17 @@
 
 use aws_lambda_events::apigw::{ApiGatewayProxyResponse, ApiGatewayWebsocketProxyRequest};
 use aws_lambda_events::encodings::Body;
-use contracts::frames::{ClientMessage, Frame, Subscribed};
+use contracts::frames::{
+    ClientMessage, Frame, MAX_CHANNEL_NAME_BYTES, MAX_CHANNELS_PER_CONNECTION,
+    MAX_CLIENT_MESSAGE_BYTES, MAX_SINCE, Subscribed,
+};
 use serde_json::json;
 
-use crate::Deps;
 use crate::channel::Channel;
 use crate::error::{HandlerError, StoreError};
-use crate::push::push_frame;
+use crate::push::{PushError, push_frame};
+use crate::store::Subscription;
+use crate::{Deps, MAX_SUBSCRIBE_OWNER_WAIT};
 
 /// Handles one WebSocket route invocation. A refused `$connect` answers 401 (API
 /// Gateway then refuses the handshake); message routes answer a frame, which API
@@ -110,9 +114,23 @@ async fn message(
 }
 
 /// Reads the body as a [`ClientMessage`]; an error frame names the field and the fix.
-fn parse(body: Option<&str>) -> Result<ClientMessage, Frame> {
+///
+/// Every field is bounded: the body to [`MAX_CLIENT_MESSAGE_BYTES`] (refused before it
+/// is parsed), `channel` to [`MAX_CHANNEL_NAME_BYTES`], `since` to [`MAX_SINCE`]. No
+/// error frame echoes more than a short prefix of what the client sent.
+pub(crate) fn parse(body: Option<&str>) -> Result<ClientMessage, Frame> {
     let example = r#"{"action":"subscribe","channel":"job:<id>","since":0}, {"action":"unsubscribe","channel":"job:<id>"} or {"action":"ping"}"#;
     let body = body.unwrap_or_default();
+    if body.len() > MAX_CLIENT_MESSAGE_BYTES {
+        return Err(Frame::error(
+            "",
+            "too_large",
+            format!(
+                "the message has {} bytes; a message has at most {MAX_CLIENT_MESSAGE_BYTES}: send {example}",
+                body.len()
+            ),
+        ));
+    }
     let value: serde_json::Value = serde_json::from_str(body).map_err(|e| {
         Frame::error(
             "",
@@ -129,18 +147,54 @@ fn parse(body: Option<&str>) -> Result<ClientMessage, Frame> {
             "",
             "unknown_action",
             format!(
-                "field `action` must be subscribe, unsubscribe or ping (got {action:?}); send {example}"
+                "field `action` must be subscribe, unsubscribe or ping (got {:?}); send {example}",
+                prefix(action)
             ),
         ));
     }
-    serde_path_to_error::deserialize(&value).map_err(|e| {
+    let message: ClientMessage = serde_path_to_error::deserialize(&value).map_err(|e| {
         let path = e.path().to_string();
         Frame::error(
             "",
             "bad_request",
             format!("field `{path}`: {}; send {example}", e.inner()),
         )
-    })
+    })?;
+    let channel = match &message {
+        ClientMessage::Subscribe { channel, .. } | ClientMessage::Unsubscribe { channel } => {
+            channel.as_str()
+        }
+        ClientMessage::Ping => "",
+    };
+    if channel.len() > MAX_CHANNEL_NAME_BYTES {
+        return Err(Frame::error(
+            "",
+            "bad_request",
+            format!(
+                "field `channel` has {} bytes; a channel name has at most {MAX_CHANNEL_NAME_BYTES}",
+                channel.len()
+            ),
+        ));
+    }
+    if let ClientMessage::Subscribe {
+        since: Some(since), ..
+    } = &message
+        && *since > MAX_SINCE
+    {
+        return Err(Frame::error(
+            channel,
+            "bad_request",
+            format!("field `since` is {since}; it is an offset from 0 to {MAX_SINCE}"),
+        ));
+    }
+    Ok(message)
+}
+
+/// At most the first 32 characters of `text`, for an error message.
+fn prefix(text: &str) -> &str {
+    text.char_indices()
+        .nth(32)
+        .map_or(text, |(end, _)| &text[..end])
 }
 
 async fn subscribe(
@@ -160,9 +214,32 @@ async fn subscribe(
             "this connection is not (or no longer) authorized: reconnect with a token",
         ));
     };
+    let too_many = || {
+        Frame::error(
+            name.clone(),
+            "too_many_channels",
+            format!(
+                "a connection subscribes to at most {MAX_CHANNELS_PER_CONNECTION} channels: unsubscribe from one first"
+            ),
+        )
+    };
+    if connection.channels.len() >= MAX_CHANNELS_PER_CONNECTION
+        && !connection.channels.contains(&name)
+    {
+        return Ok(too_many());
+    }
     let allowed = match &channel {
         Channel::User(sub) => *sub == connection.sub,
-        Channel::Job(id) => deps.store.wait_owner(id).await?.as_deref() == Some(&connection.sub),
+        Channel::Job(id) => {
+            // A short wait, for a client that subscribes right after `POST /jobs`: the
+            // job's `JobRequested` may still be on the bus. Bounded, since anyone can
+            // subscribe to made-up ids and each wait holds a function instance.
+            let wait = deps
+                .config
+                .subscribe_owner_wait
+                .min(MAX_SUBSCRIBE_OWNER_WAIT);
+            deps.store.owner_within(id, wait).await?.as_deref() == Some(&connection.sub)
+        }
     };
     if !allowed {
         tracing::info!(connection_id = %connection_id, channel = %name, sub = %connection.sub, "subscription refused");
@@ -170,11 +247,15 @@ async fn subscribe(
         return Ok(Frame::error(
             name,
             "forbidden",
-            "you may subscribe only to user:<your sub> and to job:<id> of your own jobs",
+            "you may subscribe only to user:<your sub> and to job:<id> of your own jobs: \
+             this job is unknown or not yours (a job submitted a moment ago may not be \
+             known yet: subscribe again shortly)",
         ));
     }
     // Subscribe first, read the history second: see the crate docs.
-    deps.store.subscribe(connection_id, &channel).await?;
+    if deps.store.subscribe(connection_id, &channel).await? == Subscription::Refused {
+        return Ok(too_many());
+    }
     let mut replayed = 0;
     let head = match since {
         // Live only: the head tells the client where the stream stands.
@@ -183,11 +264,18 @@ async fn subscribe(
             let history = deps.store.history(&name, since).await?;
             let lost = history.discontinuity(&name, since);
             for frame in lost.iter().chain(&history.frames) {
-                if let Err(e) = push_frame(deps, connection_id, frame).await {
-                    tracing::warn!(connection_id = %connection_id, channel = %name, error = %e, "replay stopped");
-                    break;
+                match push_frame(deps, connection_id, frame).await {
+                    Ok(()) => replayed += 1,
+                    Err(PushError::TooLarge) => {
+                        // Not even its reference fits: it can never be delivered, and it
+                        // must not hold up the frames after it.
+                        tracing::error!(connection_id = %connection_id, channel = %name, offset = frame.offset, "a frame cannot be delivered; skipped");
+                    }
+                    Err(e) => {
+                        tracing::warn!(connection_id = %connection_id, channel = %name, error = %e, "replay stopped");
+                        break;
+                    }
                 }
-                replayed += 1;
             }
             history.head
         }

@@ -4,6 +4,8 @@
 
 #![allow(clippy::unwrap_used)]
 
+mod hardening;
+
 use std::collections::BTreeSet;
 
 use aws_sdk_dynamodb::types::{
@@ -14,13 +16,13 @@ use notifier::store::{Appended, Draft, Store};
 use notifier::{Channel, NotifierConfig};
 use serde_json::json;
 
-async fn store(config: NotifierConfig) -> Store {
+pub(crate) async fn store(config: NotifierConfig) -> Store {
     let (client, table) = table().await;
     Store::new(client, table, config)
 }
 
 /// A fresh notifier table, and a client for it.
-async fn table() -> (aws_sdk_dynamodb::Client, String) {
+pub(crate) async fn table() -> (aws_sdk_dynamodb::Client, String) {
     let emulator = emulator::test_emulator().await;
     let sdk = emulator.sdk_config();
     let client = aws_sdk_dynamodb::Client::new(&sdk);
@@ -177,6 +179,7 @@ async fn a_channel_with_more_shards_than_one_batch_read_takes_has_every_subscrib
     let channel = Channel::user("u");
     let mut ids: Vec<String> = (0..30).map(|i| format!("conn-{i}")).collect();
     for id in &ids {
+        store.put_connection(id, "u").await.unwrap();
         store.subscribe(id, &channel).await.unwrap();
     }
     for _ in 0..2 {
@@ -285,6 +288,7 @@ async fn a_warm_process_sees_subscribers_another_one_changed_and_shards_that_exp
     let name = channel.to_string();
     let sorted = |ids: Vec<String>| ids.into_iter().collect::<BTreeSet<_>>();
     for i in 0..8 {
+        routing.put_connection(&format!("c{i}"), "u").await.unwrap();
         routing.subscribe(&format!("c{i}"), &channel).await.unwrap();
     }
     let all: BTreeSet<String> = (0..8).map(|i| format!("c{i}")).collect();
@@ -292,6 +296,7 @@ async fn a_warm_process_sees_subscribers_another_one_changed_and_shards_that_exp
     // Read again unchanged: the same answer.
     assert_eq!(sorted(pushing.subscribers(&name).await.unwrap()), all);
 
+    routing.put_connection("late", "u").await.unwrap();
     routing.subscribe("late", &channel).await.unwrap();
     routing.unsubscribe("c3", &channel).await.unwrap();
     let mut expected = all.clone();
@@ -311,6 +316,7 @@ async fn a_warm_process_sees_subscribers_another_one_changed_and_shards_that_exp
             .unwrap();
     }
     assert!(pushing.subscribers(&name).await.unwrap().is_empty());
+    routing.put_connection("fresh", "u").await.unwrap();
     routing.subscribe("fresh", &channel).await.unwrap();
     assert_eq!(
         pushing.subscribers(&name).await.unwrap(),
@@ -340,16 +346,18 @@ async fn a_warm_process_sees_subscribers_another_one_changed_and_shards_that_exp
 
 /// What the stand-in `@connections` API saw.
 #[derive(Default)]
-struct Posts {
+pub(crate) struct Posts {
     /// Connection id → the bodies posted to it.
-    seen: std::collections::HashMap<String, Vec<Vec<u8>>>,
+    pub(crate) seen: std::collections::HashMap<String, Vec<Vec<u8>>>,
     in_flight: usize,
     most_in_flight: usize,
 }
 
-/// Serves `POST /@connections/{id}` on a local port: 410 for ids ending in `-gone`, 200
-/// after a short hold otherwise (so that posts overlap); records every post.
-async fn connections_api() -> (String, std::sync::Arc<std::sync::Mutex<Posts>>) {
+/// Serves `POST /@connections/{id}` on a local port: 410 for ids ending in `-gone`, 413
+/// `PayloadTooLargeException` for a body over the gateway's limit (16 KiB for ids ending
+/// in `-small`: a gateway stricter than the notifier assumes), 200 after a short hold
+/// otherwise (so that posts overlap); records every post, refused ones too.
+pub(crate) async fn connections_api() -> (String, std::sync::Arc<std::sync::Mutex<Posts>>) {
     use axum::extract::{Path, State};
     use axum::http::StatusCode;
     type Shared = std::sync::Arc<std::sync::Mutex<Posts>>;
@@ -367,7 +375,20 @@ async fn connections_api() -> (String, std::sync::Arc<std::sync::Mutex<Posts>>) 
         }
         tokio::time::sleep(std::time::Duration::from_millis(2)).await;
         posts.lock().unwrap().in_flight -= 1;
-        if id.ends_with("-gone") {
+        let limit = if id.ends_with("-small") {
+            16 * 1024
+        } else {
+            contracts::frames::GATEWAY_MESSAGE_BYTES
+        };
+        if body.len() > limit {
+            let large = [("x-amzn-errortype", "PayloadTooLargeException")];
+            (
+                StatusCode::PAYLOAD_TOO_LARGE,
+                large,
+                r#"{"message":"Message too long"}"#,
+            )
+                .into_response()
+        } else if id.ends_with("-gone") {
             // As the Management API answers (restJson1: the error type in a header).
             let gone = [("x-amzn-errortype", "GoneException")];
             (StatusCode::GONE, gone, r#"{"message":"gone"}"#).into_response()
@@ -400,6 +421,7 @@ async fn a_broadcast_split_over_pushing_tasks_reaches_each_subscriber_once_and_d
     let mut ids: Vec<String> = (0..1_000).map(|i| format!("conn-{i}")).collect();
     let gone: Vec<String> = (0..5).map(|i| format!("conn-{i}-gone")).collect();
     for id in &gone {
+        deps.store.put_connection(id, "many").await.unwrap();
         deps.store.subscribe(id, &channel).await.unwrap();
     }
     ids.extend(gone.iter().cloned());
@@ -452,7 +474,10 @@ async fn concurrent_first_subscribes_to_a_channel_all_land() {
         let subscribes = ids.iter().map(|id| {
             let (store, channel) = (store.clone(), channel.clone());
             let id = id.clone();
-            tokio::spawn(async move { store.subscribe(&id, &channel).await.unwrap() })
+            tokio::spawn(async move {
+                store.put_connection(&id, "race").await.unwrap();
+                store.subscribe(&id, &channel).await.unwrap()
+            })
         });
         for subscribe in futures::future::join_all(subscribes).await {
             subscribe.unwrap();
