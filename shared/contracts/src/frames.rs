@@ -14,6 +14,7 @@ pub const GATEWAY_MESSAGE_BYTES: usize = 128 * 1024;
 /// gateway's own envelope). A frame whose `data` would take it past this carries a
 /// [`DataRef`] instead ([`Frame::bounded`]).
 pub const MAX_FRAME_BYTES: usize = GATEWAY_MESSAGE_BYTES - 8 * 1024;
+const _: () = assert!(MAX_FRAME_BYTES < GATEWAY_MESSAGE_BYTES);
 
 /// The most bytes one client message (`subscribe`, `unsubscribe`, `ping`) may have; a
 /// longer one is refused before it is parsed.
@@ -380,7 +381,6 @@ mod tests {
         assert_eq!(small, frame(2));
         let json = serde_json::to_value(&small).unwrap_or_default();
         assert!(json.get("dataRef").is_none(), "{json}");
-        assert!(MAX_FRAME_BYTES < GATEWAY_MESSAGE_BYTES);
     }
 
     #[test]

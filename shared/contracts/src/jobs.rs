@@ -13,6 +13,25 @@ use crate::error::{ContractError, from_value};
 /// The bus `source` of every job event.
 pub const SOURCE: &str = "fleet.jobs";
 
+/// The longest job id: a Step Functions execution name has at most 80 characters.
+pub const MAX_JOB_ID_LEN: usize = 80;
+/// The longest model name (`model`).
+pub const MAX_MODEL_LEN: usize = 64;
+/// The most bytes a job's `params` may take, serialized as compact JSON. A
+/// `JobRequested` carrying them then stays well under EventBridge's 256 KB entry limit,
+/// and a WebSocket frame carrying them under the gateway's 128 KB message limit, with
+/// room for the envelope.
+pub const MAX_PARAMS_BYTES: usize = 64 * 1024;
+/// The longest `idempotencyKey` (the HTTP API's `Idempotency-Key` header): 1 to this many
+/// printable ASCII characters (spaces included).
+pub const MAX_IDEMPOTENCY_KEY_LEN: usize = 255;
+/// The longest `requestedBy` (a token's `sub`, or an upstream service's name). Together
+/// with [`MAX_IDEMPOTENCY_KEY_LEN`] it keeps the jobs table's keys under DynamoDB's
+/// 2048-byte partition-key limit, even escaped.
+pub const MAX_REQUESTER_LEN: usize = 256;
+/// How many characters of a refused value an error message quotes.
+const QUOTED_LEN: usize = 64;
+
 /// A job's id: also its Step Functions execution name, so 1–80 characters of
 /// `A-Z a-z 0-9 - _`.
 #[derive(
@@ -44,9 +63,10 @@ impl TryFrom<String> for JobId {
         let valid_chars = value
             .chars()
             .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_');
-        if value.is_empty() || value.len() > 80 || !valid_chars {
+        if value.is_empty() || value.len() > MAX_JOB_ID_LEN || !valid_chars {
             return Err(format!(
-                "`{value}` is not a valid job id: use 1 to 80 characters of A-Z, a-z, 0-9, `-` and `_`"
+                "`{}` is not a valid job id: use 1 to {MAX_JOB_ID_LEN} characters of A-Z, a-z, 0-9, `-` and `_`",
+                quote(&value)
             ));
         }
         Ok(JobId(value))
@@ -185,7 +205,7 @@ impl JobEvent {
         let event = match detail_type {
             "JobRequested" => {
                 let e: JobRequested = from_value(&what, &payload)?;
-                validate_model(&what, &e.model)?;
+                e.validate(&what)?;
                 JobEvent::Requested(e)
             }
             "JobStarted" => JobEvent::Started(from_value(&what, &payload)?),
@@ -217,9 +237,88 @@ impl JobEvent {
     }
 }
 
+impl JobRequested {
+    /// Checks the fields' values and sizes: the model's name, the params' size, the key's
+    /// and the requester's lengths. `what` names the message in errors.
+    pub fn validate(&self, what: &str) -> Result<(), ContractError> {
+        validate_model(what, &self.model)?;
+        let size = params_bytes(&self.params);
+        if size > MAX_PARAMS_BYTES {
+            return Err(ContractError::invalid(
+                what,
+                "params",
+                format!(
+                    "is {size} bytes as JSON, more than the limit of {MAX_PARAMS_BYTES} (MAX_PARAMS_BYTES): store large inputs elsewhere and pass their location"
+                ),
+            ));
+        }
+        if let Some(key) = &self.idempotency_key {
+            check_idempotency_key(key)
+                .map_err(|message| ContractError::invalid(what, "idempotencyKey", message))?;
+        }
+        if let Some(requester) = &self.requested_by
+            && requester.len() > MAX_REQUESTER_LEN
+        {
+            return Err(ContractError::invalid(
+                what,
+                "requestedBy",
+                format!(
+                    "is {} bytes, more than the limit of {MAX_REQUESTER_LEN}",
+                    requester.len()
+                ),
+            ));
+        }
+        Ok(())
+    }
+}
+
+/// The size of `params` serialized as compact JSON, the size [`MAX_PARAMS_BYTES`] bounds.
+pub fn params_bytes(params: &Map<String, Value>) -> usize {
+    /// Counts what is written instead of keeping it.
+    struct Counter(usize);
+    impl std::io::Write for Counter {
+        fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+            self.0 = self.0.saturating_add(buf.len());
+            Ok(buf.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+    let mut counter = Counter(0);
+    // Writing a `Map` of `Value`s into a writer that never fails cannot fail; if it did,
+    // counting it as too large refuses it rather than letting it through.
+    match serde_json::to_writer(&mut counter, params) {
+        Ok(()) => counter.0,
+        Err(_) => usize::MAX,
+    }
+}
+
+/// Why `key` is not an idempotency key, if it is not: 1 to [`MAX_IDEMPOTENCY_KEY_LEN`]
+/// printable ASCII characters, spaces included.
+pub fn check_idempotency_key(key: &str) -> Result<(), String> {
+    let printable = key.chars().all(|c| c.is_ascii_graphic() || c == ' ');
+    if key.is_empty() || key.len() > MAX_IDEMPOTENCY_KEY_LEN || !printable {
+        return Err(format!(
+            "use 1 to {MAX_IDEMPOTENCY_KEY_LEN} printable ASCII characters (MAX_IDEMPOTENCY_KEY_LEN), got {} bytes",
+            key.len()
+        ));
+    }
+    Ok(())
+}
+
+/// At most [`QUOTED_LEN`] characters of `value`, for an error message: a refused value
+/// may be megabytes long.
+fn quote(value: &str) -> String {
+    match value.char_indices().nth(QUOTED_LEN) {
+        Some((end, _)) => format!("{}...", &value[..end]),
+        None => value.to_string(),
+    }
+}
+
 fn validate_model(what: &str, model: &str) -> Result<(), ContractError> {
     let ok = !model.is_empty()
-        && model.len() <= 64
+        && model.len() <= MAX_MODEL_LEN
         && model
             .chars()
             .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-' || c == '_');
@@ -230,7 +329,8 @@ fn validate_model(what: &str, model: &str) -> Result<(), ContractError> {
             what,
             "model",
             format!(
-                "`{model}` is not a model name: use 1 to 64 characters of a-z, 0-9, `-` and `_` (e.g. `sir`)"
+                "`{}` is not a model name: use 1 to {MAX_MODEL_LEN} characters of a-z, 0-9, `-` and `_` (e.g. `sir`)",
+                quote(model)
             ),
         ))
     }
@@ -308,7 +408,10 @@ impl std::str::FromStr for JobStatus {
             _ => Err(ContractError::invalid(
                 "job status",
                 "status",
-                format!("`{s}` is not a status: use QUEUED, RUNNING, SUCCEEDED or FAILED"),
+                format!(
+                    "`{}` is not a status: use QUEUED, RUNNING, SUCCEEDED or FAILED",
+                    quote(s)
+                ),
             )),
         }
     }
@@ -327,10 +430,10 @@ pub struct JobView {
     pub result: Option<JobResultView>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub error: Option<JobErrorView>,
-    #[serde(with = "time::serde::rfc3339")]
+    #[serde(with = "crate::timestamp::bounded")]
     #[schemars(with = "String")]
     pub created_at: OffsetDateTime,
-    #[serde(with = "time::serde::rfc3339")]
+    #[serde(with = "crate::timestamp::bounded")]
     #[schemars(with = "String")]
     pub updated_at: OffsetDateTime,
 }
@@ -364,4 +467,230 @@ pub struct JobResultView {
 pub struct JobErrorView {
     pub error: String,
     pub cause: String,
+}
+
+#[cfg(test)]
+mod tests {
+    // Tests may panic on what they did not expect: that is how they fail.
+    #![allow(clippy::unwrap_used)]
+
+    use proptest::prelude::*;
+    use serde_json::json;
+
+    use super::*;
+
+    fn received() -> Received<'static> {
+        Received {
+            id: "evt-1",
+            source: "acme.upstream",
+            time: None,
+        }
+    }
+
+    /// Any JSON value, a few levels deep (integers only: every one round-trips exactly).
+    fn any_json() -> impl Strategy<Value = Value> {
+        let leaf = prop_oneof![
+            Just(Value::Null),
+            any::<bool>().prop_map(Value::Bool),
+            any::<i64>().prop_map(Value::from),
+            any::<u64>().prop_map(Value::from),
+            ".{0,12}".prop_map(Value::String),
+        ];
+        leaf.prop_recursive(4, 48, 6, |inner| {
+            prop_oneof![
+                prop::collection::vec(inner.clone(), 0..6).prop_map(Value::Array),
+                prop::collection::btree_map(".{0,8}", inner, 0..6)
+                    .prop_map(|m| Value::Object(m.into_iter().collect())),
+            ]
+        })
+    }
+
+    fn any_params() -> impl Strategy<Value = Map<String, Value>> {
+        prop::collection::btree_map("[a-zA-Z]{1,8}", any_json(), 0..6)
+            .prop_map(|m| m.into_iter().collect())
+    }
+
+    fn any_job_id() -> impl Strategy<Value = JobId> {
+        "[A-Za-z0-9_-]{1,80}".prop_map(|id| JobId::parse(&id).unwrap())
+    }
+
+    /// A detail whose fields are the job events' own names with values of any type, so
+    /// that decoding gets past the first field more often than with random names.
+    fn any_detail() -> impl Strategy<Value = Value> {
+        let field = prop_oneof![
+            Just("model"),
+            Just("params"),
+            Just("jobId"),
+            Just("idempotencyKey"),
+            Just("requestedBy"),
+            Just("worker"),
+            Just("attempt"),
+            Just("progress"),
+            Just("message"),
+            Just("summary"),
+            Just("result"),
+            Just("error"),
+            Just("cause"),
+            Just("meta"),
+        ];
+        prop::collection::vec((field, any_json()), 0..8)
+            .prop_map(|fields| {
+                Value::Object(
+                    fields
+                        .into_iter()
+                        .map(|(k, v)| (k.to_string(), v))
+                        .collect(),
+                )
+            })
+            .boxed()
+    }
+
+    fn any_event() -> impl Strategy<Value = JobEvent> {
+        prop_oneof![
+            (
+                "[a-z0-9_-]{1,64}",
+                any_params(),
+                prop::option::of(any_job_id()),
+                prop::option::of("[ -~]{1,255}"),
+                prop::option::of(".{0,40}"),
+            )
+                .prop_map(|(model, params, job_id, key, by)| {
+                    JobEvent::Requested(JobRequested {
+                        model,
+                        params,
+                        job_id,
+                        idempotency_key: key,
+                        requested_by: by,
+                    })
+                }),
+            (any_job_id(), ".{0,20}", any::<u32>()).prop_map(|(job_id, worker, attempt)| {
+                JobEvent::Started(JobStarted {
+                    job_id,
+                    worker,
+                    attempt,
+                })
+            }),
+            // Short fractions, as producers send them: serde_json reads a long decimal
+            // back within one ULP, not always exactly.
+            (
+                any_job_id(),
+                (0u32..=10_000).prop_map(|n| f64::from(n) / 10_000.0),
+                prop::option::of(".{0,20}")
+            )
+                .prop_map(|(job_id, progress, message)| {
+                    JobEvent::Progress(JobProgress {
+                        job_id,
+                        progress,
+                        message,
+                    })
+                }),
+            (any_job_id(), any_json(), ".{0,20}", ".{0,20}", any::<u64>()).prop_map(
+                |(job_id, summary, bucket, key, bytes)| {
+                    JobEvent::Succeeded(JobSucceeded {
+                        job_id,
+                        summary,
+                        result: ResultLocation { bucket, key, bytes },
+                    })
+                }
+            ),
+            (any_job_id(), ".{0,20}", ".{0,40}").prop_map(|(job_id, error, cause)| {
+                JobEvent::Failed(JobFailed {
+                    job_id,
+                    error,
+                    cause,
+                })
+            }),
+        ]
+    }
+
+    fn any_detail_type() -> impl Strategy<Value = String> {
+        prop_oneof![
+            prop::sample::select(JobEvent::DETAIL_TYPES.to_vec()).prop_map(String::from),
+            ".{0,16}",
+        ]
+    }
+
+    proptest! {
+        #[test]
+        fn no_detail_panics_the_decoder(detail_type in any_detail_type(), detail in any_detail()) {
+            let _ = JobEvent::decode(&detail_type, &detail, &received());
+        }
+
+        #[test]
+        fn no_json_value_panics_the_decoder(detail_type in any_detail_type(), detail in any_json()) {
+            let _ = JobEvent::decode(&detail_type, &detail, &received());
+        }
+
+        #[test]
+        fn no_occurred_at_panics_the_decoder(
+            occurred_at in prop_oneof![
+                ".{0,40}",
+                "[0-9]{4,6}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}(\\.[0-9]{1,9})?(Z|[+-][0-9]{2}:[0-9]{2})",
+            ],
+        ) {
+            let detail = json!({
+                "jobId": "j1", "worker": "w", "attempt": 1,
+                "meta": {"eventId": "e", "schemaVersion": 1, "occurredAt": occurred_at,
+                         "producer": "p", "correlationId": "j1"},
+            });
+            let _ = JobEvent::decode("JobStarted", &detail, &received());
+        }
+
+        #[test]
+        fn valid_events_round_trip(event in any_event()) {
+            let envelope = Envelope::new(event, "test");
+            let detail = envelope.detail();
+            let decoded = JobEvent::decode(envelope.event.detail_type(), &detail, &received());
+            prop_assert_eq!(decoded, Ok(envelope.clone()));
+            // Through text too, as the bus carries it.
+            let text: Value = serde_json::from_str(&envelope.to_entry().detail).unwrap();
+            let decoded = JobEvent::decode(envelope.event.detail_type(), &text, &received());
+            prop_assert_eq!(decoded, Ok(envelope));
+        }
+
+        #[test]
+        fn params_bytes_is_the_compact_json_size(params in any_params()) {
+            prop_assert_eq!(params_bytes(&params), Value::Object(params.clone()).to_string().len());
+        }
+    }
+
+    #[test]
+    fn params_over_the_limit_are_refused_naming_the_field_and_the_limit() {
+        // `{"x":"…"}`: 8 bytes of JSON around the string.
+        let at_limit = json!({"x": "a".repeat(MAX_PARAMS_BYTES - 8)});
+        let detail = json!({"model": "sir", "params": at_limit});
+        assert!(JobEvent::decode("JobRequested", &detail, &received()).is_ok());
+
+        let over = json!({"x": "a".repeat(MAX_PARAMS_BYTES - 7)});
+        let detail = json!({"model": "sir", "params": over});
+        let err = JobEvent::decode("JobRequested", &detail, &received()).unwrap_err();
+        assert_eq!(err.field(), "params", "{err}");
+        assert!(
+            err.to_string().contains(&MAX_PARAMS_BYTES.to_string()),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn overlong_keys_and_requesters_are_refused_naming_the_field() {
+        for (field, value) in [
+            ("idempotencyKey", "k".repeat(MAX_IDEMPOTENCY_KEY_LEN + 1)),
+            ("idempotencyKey", String::new()),
+            ("idempotencyKey", "tab\there".to_string()),
+            ("requestedBy", "r".repeat(MAX_REQUESTER_LEN + 1)),
+        ] {
+            let detail = json!({"model": "sir", "params": {}, field: value});
+            let err = JobEvent::decode("JobRequested", &detail, &received()).unwrap_err();
+            assert_eq!(err.field(), field, "{err}");
+        }
+    }
+
+    #[test]
+    fn a_refused_value_is_quoted_only_in_part() {
+        let long = "X".repeat(100_000);
+        let err = JobId::parse(&long).unwrap_err();
+        assert!(err.to_string().len() < 400, "{err}");
+        let err = long.parse::<JobStatus>().unwrap_err();
+        assert!(err.to_string().len() < 400, "{err}");
+    }
 }

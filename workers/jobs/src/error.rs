@@ -9,6 +9,9 @@ use contracts::http::ErrorBody;
 
 use crate::store::StoreError;
 
+/// The `Retry-After` (seconds) of a `409` for an idempotency key in use.
+const IN_PROGRESS_RETRY_AFTER: &str = "1";
+
 /// Why an event handler failed. [`HandlerError::error_type`] is what Lambda records
 /// (and what reaches the failures topic for dead-lettered events).
 #[derive(Debug, thiserror::Error)]
@@ -19,8 +22,18 @@ pub enum HandlerError {
     /// The event is about a job whose row does not exist (yet): a later delivery may find it.
     #[error("job {job_id} has no row in the jobs table yet")]
     UnknownJob { job_id: String },
+    /// A time in the event that the jobs table cannot hold (e.g. `meta.occurredAt` in
+    /// year 10000 UTC): the event is at fault, for good.
+    #[error("invalid job event: field `{field}`: {message}")]
+    InvalidTime {
+        field: &'static str,
+        message: String,
+    },
     #[error(transparent)]
-    Store(#[from] StoreError),
+    Store(StoreError),
+    /// Another request with the same idempotency key has not published its job yet.
+    #[error("idempotency key `{key}` of {requested_by} is claimed by a request in progress")]
+    KeyInProgress { requested_by: String, key: String },
     #[error("StartExecution for job {job_id} failed: {message}")]
     StartExecution { job_id: String, message: String },
     /// A deployment mistake: the function lacks a setting its handler needs.
@@ -31,17 +44,35 @@ pub enum HandlerError {
 impl HandlerError {
     /// Whether delivering the same event again can succeed.
     pub fn is_retryable(&self) -> bool {
-        !matches!(self, HandlerError::InvalidEvent(_))
+        match self {
+            HandlerError::InvalidEvent(_) | HandlerError::InvalidTime { .. } => false,
+            HandlerError::Store(e) => e.is_transient(),
+            _ => true,
+        }
     }
 
-    /// A stable name: `Jobs.InvalidEvent` is not retryable, the others are.
+    /// A stable name: `Jobs.InvalidEvent` and `Jobs.StoreRefused` are not retryable, the
+    /// others are.
     pub fn error_type(&self) -> &'static str {
         match self {
-            HandlerError::InvalidEvent(_) => "Jobs.InvalidEvent",
+            HandlerError::InvalidEvent(_) | HandlerError::InvalidTime { .. } => "Jobs.InvalidEvent",
             HandlerError::UnknownJob { .. } => "Jobs.UnknownJob",
-            HandlerError::Store(_) => "Jobs.Transient",
+            HandlerError::Store(e) if e.is_transient() => "Jobs.Transient",
+            HandlerError::Store(_) => "Jobs.StoreRefused",
+            HandlerError::KeyInProgress { .. } => "Jobs.Transient",
             HandlerError::StartExecution { .. } => "Jobs.Transient",
             HandlerError::Misconfigured(_) => "Jobs.Misconfigured",
+        }
+    }
+}
+
+impl From<StoreError> for HandlerError {
+    fn from(error: StoreError) -> Self {
+        match error {
+            StoreError::OutOfRange { field, message } => {
+                HandlerError::InvalidTime { field, message }
+            }
+            other => HandlerError::Store(other),
         }
     }
 }
@@ -55,14 +86,31 @@ impl From<HandlerError> for lambda_runtime::Diagnostic {
     }
 }
 
-/// An HTTP error answer: `{"error": "..."}`. Only [`ApiError::BadRequest`] carries detail,
-/// and that detail is about the client's own request.
+/// An HTTP error answer: `{"error": "..."}`. Only [`ApiError::BadRequest`] and
+/// [`ApiError::OverLimit`] carry detail, and that detail is about the client's own
+/// request.
+///
+/// Only [`ApiError::Unavailable`] (503) and [`ApiError::InProgress`] (409) tell the client
+/// to retry the same request: a request that cannot succeed as sent is a 4xx, a fault of
+/// the service that a retry does not cure is a 500.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum ApiError {
     Unauthorized,
     BadRequest(String),
+    /// A request over a documented limit: `413` for the body and its fields, `400` for
+    /// headers, the query string and the path.
+    OverLimit {
+        status: StatusCode,
+        field: String,
+        limit: usize,
+        message: String,
+    },
     NotFound,
-    /// A dependency (the bus, the JWKS) is down; the client may retry.
+    /// Another request with the same `Idempotency-Key` is still being handled; the
+    /// client retries after a moment and then gets its outcome.
+    InProgress,
+    /// A dependency (the bus, the table, the JWKS) is down or throttling; the client may
+    /// retry.
     Unavailable,
     Internal,
 }
@@ -82,11 +130,32 @@ impl ApiError {
         ApiError::BadRequest(format!("invalid request: field `{field}`: {message}"))
     }
 
+    /// `field` is `actual` long, over `limit` (`unit` says of what: bytes, characters).
+    pub(crate) fn over_limit(
+        status: StatusCode,
+        field: &str,
+        constant: &str,
+        limit: usize,
+        actual: usize,
+        unit: &str,
+    ) -> ApiError {
+        ApiError::OverLimit {
+            status,
+            field: field.to_string(),
+            limit,
+            message: format!(
+                "invalid request: field `{field}`: is {actual} {unit}, more than the limit of {limit} ({constant})"
+            ),
+        }
+    }
+
     pub fn status(&self) -> StatusCode {
         match self {
             ApiError::Unauthorized => StatusCode::UNAUTHORIZED,
             ApiError::BadRequest(_) => StatusCode::BAD_REQUEST,
+            ApiError::OverLimit { status, .. } => *status,
             ApiError::NotFound => StatusCode::NOT_FOUND,
+            ApiError::InProgress => StatusCode::CONFLICT,
             ApiError::Unavailable => StatusCode::SERVICE_UNAVAILABLE,
             ApiError::Internal => StatusCode::INTERNAL_SERVER_ERROR,
         }
@@ -96,7 +165,11 @@ impl ApiError {
         match self {
             ApiError::Unauthorized => "unauthorized",
             ApiError::BadRequest(message) => message,
+            ApiError::OverLimit { message, .. } => message,
             ApiError::NotFound => "not found",
+            ApiError::InProgress => {
+                "a request with this Idempotency-Key is in progress: retry after a moment to get its outcome"
+            }
             ApiError::Unavailable => "unavailable, try again later",
             ApiError::Internal => "internal error",
         }
@@ -105,12 +178,35 @@ impl ApiError {
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
-        let mut response = (self.status(), Json(ErrorBody::new(self.message()))).into_response();
-        if self == ApiError::Unauthorized {
-            response.headers_mut().insert(
-                axum::http::header::WWW_AUTHENTICATE,
-                axum::http::HeaderValue::from_static("Bearer"),
-            );
+        let body = match &self {
+            ApiError::OverLimit {
+                field,
+                limit,
+                message,
+                ..
+            } => ErrorBody::over_limit(
+                message.clone(),
+                field.clone(),
+                u64::try_from(*limit).unwrap_or(u64::MAX),
+            ),
+            other => ErrorBody::new(other.message()),
+        };
+        let mut response = (self.status(), Json(body)).into_response();
+        let headers = response.headers_mut();
+        match self {
+            ApiError::Unauthorized => {
+                headers.insert(
+                    axum::http::header::WWW_AUTHENTICATE,
+                    axum::http::HeaderValue::from_static("Bearer"),
+                );
+            }
+            ApiError::InProgress => {
+                headers.insert(
+                    axum::http::header::RETRY_AFTER,
+                    axum::http::HeaderValue::from_static(IN_PROGRESS_RETRY_AFTER),
+                );
+            }
+            _ => {}
         }
         response
     }

@@ -14,7 +14,12 @@
 //! and publishes the outcome; it does not touch the table, so the row has one writer
 //! per transition and the ordering rules live in one place ([`store`]).
 
+use std::fmt::Debug;
+use std::future::Future;
+use std::pin::Pin;
 use std::sync::Arc;
+
+use contracts::{Envelope, JobEvent};
 
 mod api;
 mod error;
@@ -22,14 +27,36 @@ mod requested;
 pub mod store;
 mod view;
 
-pub use api::app;
+pub use api::{
+    DEFAULT_PAGE_SIZE, IDEMPOTENCY_KEY, MAX_BODY_BYTES, MAX_NEXT_TOKEN_LEN, MAX_PAGE_SIZE,
+    MAX_QUERY_BYTES, app,
+};
 pub use error::{ApiError, HandlerError};
 pub use requested::{Started, handle_job_requested, job_id_for_event};
-pub use store::JobStore;
+pub use store::{CLAIM_LEASE, JobStore};
 pub use view::{ViewOutcome, handle_job_event};
 
 /// The producer name on events this service publishes.
 pub const PRODUCER: &str = "jobs";
+
+/// The port through which the HTTP API publishes `JobRequested`: a [`bus::Publisher`] in
+/// production; tests put a twin in front of one to make a publish fail at a chosen moment.
+pub trait RequestPublisher: Send + Sync + Debug {
+    /// Publishes one event; returns its EventBridge event id.
+    fn publish<'a>(
+        &'a self,
+        envelope: &'a Envelope<JobEvent>,
+    ) -> Pin<Box<dyn Future<Output = Result<String, bus::PublishError>> + Send + 'a>>;
+}
+
+impl<S: bus::EventSink + Debug> RequestPublisher for bus::Publisher<S> {
+    fn publish<'a>(
+        &'a self,
+        envelope: &'a Envelope<JobEvent>,
+    ) -> Pin<Box<dyn Future<Output = Result<String, bus::PublishError>> + Send + 'a>> {
+        Box::pin(bus::Publisher::publish(self, envelope))
+    }
+}
 
 /// Everything a handler needs, built once per process by the binaries.
 ///
@@ -41,7 +68,7 @@ pub struct Deps {
     pub dynamodb: aws_sdk_dynamodb::Client,
     pub sfn: aws_sdk_sfn::Client,
     /// Publishes `JobRequested` (the HTTP API).
-    pub publisher: Option<bus::Publisher>,
+    pub publisher: Option<Arc<dyn RequestPublisher>>,
     /// Verifies bearer tokens (the HTTP API).
     pub verifier: Option<Arc<auth::Verifier>>,
     /// The jobs table's physical name, `fleet-<stage>-jobs`.
@@ -63,8 +90,8 @@ impl Deps {
         }
     }
 
-    pub fn with_publisher(mut self, publisher: bus::Publisher) -> Deps {
-        self.publisher = Some(publisher);
+    pub fn with_publisher(mut self, publisher: impl RequestPublisher + 'static) -> Deps {
+        self.publisher = Some(Arc::new(publisher));
         self
     }
 

@@ -13,7 +13,7 @@ use time::OffsetDateTime;
 
 use crate::Deps;
 use crate::error::HandlerError;
-use crate::store::{Claim, NewJob};
+use crate::store::{Claim, ClaimState, NewJob};
 
 /// The namespace of job ids derived from event ids (UUID v5), fixed forever: changing it
 /// would give a redelivered event a second job.
@@ -67,10 +67,21 @@ pub async fn handle_job_requested(event: BusEvent, deps: &Deps) -> Result<Starte
     let job_id = match (&request.job_id, &request.idempotency_key) {
         (Some(id), _) => id.clone(),
         (None, Some(key)) => {
+            // The request is on the bus already: nothing can roll it back, so its claim
+            // is committed from the start.
             let derived = job_id_for_event(&envelope.meta.event_id);
-            match store.claim_key(&requested_by, key, &derived).await? {
+            match store
+                .claim_key(&requested_by, key, &derived, ClaimState::Committed)
+                .await?
+            {
                 Claim::Claimed => derived,
                 Claim::Taken(existing) => existing,
+                Claim::InProgress => {
+                    return Err(HandlerError::KeyInProgress {
+                        requested_by,
+                        key: key.clone(),
+                    });
+                }
             }
         }
         (None, None) => job_id_for_event(&envelope.meta.event_id),
@@ -85,6 +96,11 @@ pub async fn handle_job_requested(event: BusEvent, deps: &Deps) -> Result<Starte
             created_at: OffsetDateTime::now_utc(),
         })
         .await?;
+    if let (Some(id), Some(key)) = (&request.job_id, &request.idempotency_key) {
+        // The API's claim for this job, should the API have failed to commit it after
+        // publishing (a crash, a timeout): the event is here, so the job is real.
+        store.commit_key(&requested_by, key, id).await?;
+    }
 
     let input = SimulationJobInput {
         job_id: job_id.clone(),

@@ -8,9 +8,16 @@
 //!   (JSON text), `resultBucket`/`resultKey`/`resultBytes`, `error`/`cause`, `finishedAt`.
 //!   The `byRequester` index (`requestedBy`, `createdAt`) lists a caller's jobs.
 //! - An idempotency item: `jobId = idem#<requester>#<escaped key>`, `target` (the job
-//!   id the key maps to), `expiresAt` (epoch seconds, the table's TTL attribute). It has
-//!   no `requestedBy`, so the index never lists it; job ids cannot contain `#`, so it
-//!   never collides with a job.
+//!   id the key maps to), `expiresAt` (epoch seconds, the table's TTL attribute),
+//!   `claim` (`pending` while the request that claimed it has not published its
+//!   `JobRequested` yet, `committed` after; an item without one is committed) and
+//!   `leaseUntil` (epoch seconds: a pending claim older than that was abandoned by a
+//!   request that crashed, and may be taken over). It has no `requestedBy`, so the index
+//!   never lists it; job ids cannot contain `#`, so it never collides with a job.
+//!
+//! A pending claim is not an answer: a retry that finds one is told to retry later
+//! ([`Claim::InProgress`]), because the request holding it may still fail and roll it
+//! back. Only a committed claim sends a retry to the job ([`Claim::Taken`]).
 //!
 //! Timestamps are RFC 3339 UTC with exactly six fractional digits, so that their text
 //! order is their time order (the index sorts on it).
@@ -29,14 +36,21 @@ use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use contracts::jobs::{JobErrorView, JobResultView, JobStatus, JobView, ResultLocation};
 use contracts::{Envelope, JobEvent, JobId};
 use serde_json::{Map, Value};
-use time::OffsetDateTime;
 use time::format_description::well_known::Rfc3339;
 use time::macros::format_description;
+use time::{OffsetDateTime, PrimitiveDateTime};
 
 /// The index listing a requester's jobs, newest first.
 pub const BY_REQUESTER: &str = "byRequester";
 /// How long an idempotency key keeps pointing at its job.
 pub const IDEMPOTENCY_TTL: Duration = Duration::from_secs(24 * 3600);
+/// How long a pending idempotency claim holds off other requests with its key before it
+/// counts as abandoned: twice the API function's 30 s timeout, so that a request still
+/// running never loses its claim.
+pub const CLAIM_LEASE: Duration = Duration::from_secs(60);
+/// How many times [`JobStore::claim_key`] tries when the claim it found vanishes under it
+/// (released or taken over in between), before answering [`Claim::InProgress`].
+const CLAIM_ATTEMPTS: usize = 3;
 
 mod attr {
     pub const JOB_ID: &str = "jobId";
@@ -61,6 +75,14 @@ mod attr {
     pub const CAUSE: &str = "cause";
     pub const TARGET: &str = "target";
     pub const EXPIRES_AT: &str = "expiresAt";
+    pub const CLAIM: &str = "claim";
+    pub const LEASE_UNTIL: &str = "leaseUntil";
+}
+
+/// The values of an idempotency item's `claim`.
+mod claim {
+    pub const PENDING: &str = "pending";
+    pub const COMMITTED: &str = "committed";
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -70,6 +92,16 @@ pub enum StoreError {
         operation: &'static str,
         table: String,
         message: String,
+        /// Throttling, timeouts, 5xx: a later attempt can succeed. A refused request
+        /// (validation, a missing table, access) is not.
+        transient: bool,
+    },
+    /// A time that cannot be written as the table's timestamps (RFC 3339 UTC, a
+    /// four-digit year): it came from input, so retrying cannot help.
+    #[error("field `{field}`: {message}")]
+    OutOfRange {
+        field: &'static str,
+        message: String,
     },
     /// A row that does not read back as a job: written by something else, or corrupted.
     #[error("job row {job_id} is unreadable: attribute `{attribute}` {problem}")]
@@ -78,6 +110,19 @@ pub enum StoreError {
         attribute: &'static str,
         problem: String,
     },
+}
+
+impl StoreError {
+    /// Whether a later attempt of the same call can succeed.
+    pub fn is_transient(&self) -> bool {
+        matches!(
+            self,
+            StoreError::Dynamo {
+                transient: true,
+                ..
+            }
+        )
+    }
 }
 
 /// A new job, as the API or the `JobRequested` handler records it.
@@ -103,8 +148,20 @@ pub enum Created {
 pub enum Claim {
     /// The key now maps to the job id offered.
     Claimed,
-    /// The key already maps to this job.
+    /// The key already maps to this job, whose request was published.
     Taken(JobId),
+    /// Another request holds the key and has not published its job yet: it may still
+    /// fail and release the key, so nobody may be told its job id. Retry later.
+    InProgress,
+}
+
+/// How a new claim starts: [`ClaimState::Pending`] when the claimer has yet to publish
+/// (the HTTP API), [`ClaimState::Committed`] when the request is on the bus already (the
+/// `JobRequested` handler).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ClaimState {
+    Pending,
+    Committed,
 }
 
 /// What [`JobStore::apply`] did with an event.
@@ -163,11 +220,22 @@ impl Cursor {
         URL_SAFE_NO_PAD.encode(value.to_string())
     }
 
-    pub fn decode(token: &str) -> Option<Cursor> {
+    /// The cursor in `token`, if it is one this API could have returned: base64 of
+    /// `{"c": <a table timestamp>, "j": <a job id>}`, at most `max_len` characters.
+    pub fn decode(token: &str, max_len: usize) -> Option<Cursor> {
+        if token.len() > max_len {
+            return None;
+        }
         let bytes = URL_SAFE_NO_PAD.decode(token).ok()?;
         let value: Value = serde_json::from_slice(&bytes).ok()?;
+        let created_at = value.get("c")?.as_str()?;
+        // Only a time as the table writes it can be a start key of the index.
+        let parsed = PrimitiveDateTime::parse(created_at, TIMESTAMP_FORMAT).ok()?;
+        if timestamp(parsed.assume_utc(), "nextToken").ok()? != created_at {
+            return None;
+        }
         Some(Cursor {
-            created_at: value.get("c")?.as_str()?.to_string(),
+            created_at: created_at.to_string(),
             job_id: JobId::parse(value.get("j")?.as_str()?).ok()?.to_string(),
         })
     }
@@ -187,7 +255,7 @@ impl<'a> JobStore<'a> {
 
     /// Writes a QUEUED row unless one exists for the job id.
     pub async fn create(&self, job: &NewJob) -> Result<Created, StoreError> {
-        let now = timestamp(job.created_at);
+        let now = timestamp(job.created_at, "createdAt")?;
         let mut item = HashMap::from([
             (attr::JOB_ID.to_string(), s(job.job_id.as_str())),
             (attr::REQUESTED_BY.to_string(), s(&job.requested_by)),
@@ -247,68 +315,148 @@ impl<'a> JobStore<'a> {
         Ok(())
     }
 
-    /// Maps `requester`'s idempotency `key` to `job_id`, unless it already maps to a job
-    /// (and has not expired).
+    /// Maps `requester`'s idempotency `key` to `job_id` in `state`, unless another
+    /// request holds it: one that committed ([`Claim::Taken`], unless expired) or one
+    /// still pending within its [`CLAIM_LEASE`] ([`Claim::InProgress`]).
     pub async fn claim_key(
         &self,
         requester: &str,
         key: &str,
         job_id: &JobId,
+        state: ClaimState,
     ) -> Result<Claim, StoreError> {
         let id = idempotency_item_id(requester, key);
-        let now = OffsetDateTime::now_utc().unix_timestamp();
-        let expires = now + IDEMPOTENCY_TTL.as_secs() as i64;
+        for _ in 0..CLAIM_ATTEMPTS {
+            let now = OffsetDateTime::now_utc().unix_timestamp();
+            let expires = now.saturating_add(secs(IDEMPOTENCY_TTL));
+            let lease = now.saturating_add(secs(CLAIM_LEASE));
+            let claim_value = match state {
+                ClaimState::Pending => claim::PENDING,
+                ClaimState::Committed => claim::COMMITTED,
+            };
+            let result = self
+                .client
+                .put_item()
+                .table_name(self.table)
+                .item(attr::JOB_ID, s(&id))
+                .item(attr::TARGET, s(job_id.as_str()))
+                .item(attr::EXPIRES_AT, n(expires))
+                .item(attr::CLAIM, s(claim_value))
+                .item(attr::LEASE_UNTIL, n(lease))
+                // TTL deletion lags by up to two days: an expired item is free to claim,
+                // and so is a pending claim whose request is long gone.
+                .condition_expression(
+                    "attribute_not_exists(#id) OR #exp < :now OR (#claim = :pending AND #lease < :now)",
+                )
+                .expression_attribute_names("#id", attr::JOB_ID)
+                .expression_attribute_names("#exp", attr::EXPIRES_AT)
+                .expression_attribute_names("#claim", attr::CLAIM)
+                .expression_attribute_names("#lease", attr::LEASE_UNTIL)
+                .expression_attribute_values(":now", n(now))
+                .expression_attribute_values(":pending", s(claim::PENDING))
+                .send()
+                .await;
+            match result {
+                Ok(_) => return Ok(Claim::Claimed),
+                Err(e) if is_condition_failed(&e) => {}
+                Err(e) => return Err(self.error("PutItem", &e)),
+            }
+            let output = self
+                .client
+                .get_item()
+                .table_name(self.table)
+                .key(attr::JOB_ID, s(&id))
+                .consistent_read(true)
+                .send()
+                .await
+                .map_err(|e| self.error("GetItem", &e))?;
+            let Some(item) = output.item() else {
+                // Released in between (a failed publish): try to claim it again.
+                continue;
+            };
+            let text = |name: &str| item.get(name).and_then(|v| v.as_s().ok());
+            let number = |name: &str| {
+                item.get(name)
+                    .and_then(|v| v.as_n().ok())
+                    .and_then(|v| v.parse::<i64>().ok())
+            };
+            let target = text(attr::TARGET).and_then(|t| JobId::parse(t).ok());
+            let pending = text(attr::CLAIM).map(String::as_str) == Some(claim::PENDING);
+            let expired = number(attr::EXPIRES_AT).is_some_and(|exp| exp < now);
+            let abandoned = pending && number(attr::LEASE_UNTIL).is_none_or(|l| l < now);
+            match target {
+                // Expired or abandoned between the write and the read: claim it again.
+                _ if expired || abandoned => continue,
+                Some(_) if pending => return Ok(Claim::InProgress),
+                Some(target) => return Ok(Claim::Taken(target)),
+                None => {
+                    return Err(StoreError::Corrupt {
+                        job_id: id,
+                        attribute: attr::TARGET,
+                        problem: "is missing or not a job id".to_string(),
+                    });
+                }
+            }
+        }
+        Ok(Claim::InProgress)
+    }
+
+    /// Marks `requester`'s claim of `key` for `job_id` committed: its `JobRequested` is
+    /// on the bus, so retries may now be sent to the job. Does nothing if the key maps to
+    /// another job or to none (a claim taken over, or already released).
+    pub async fn commit_key(
+        &self,
+        requester: &str,
+        key: &str,
+        job_id: &JobId,
+    ) -> Result<(), StoreError> {
         let result = self
             .client
-            .put_item()
+            .update_item()
             .table_name(self.table)
-            .item(attr::JOB_ID, s(&id))
-            .item(attr::TARGET, s(job_id.as_str()))
-            .item(attr::EXPIRES_AT, n(expires))
-            // TTL deletion lags by up to two days: an expired item is free to claim.
-            .condition_expression("attribute_not_exists(#id) OR #exp < :now")
-            .expression_attribute_names("#id", attr::JOB_ID)
-            .expression_attribute_names("#exp", attr::EXPIRES_AT)
-            .expression_attribute_values(":now", n(now))
+            .key(attr::JOB_ID, s(&idempotency_item_id(requester, key)))
+            .update_expression("SET #claim = :committed REMOVE #lease")
+            .condition_expression("#target = :job")
+            .expression_attribute_names("#claim", attr::CLAIM)
+            .expression_attribute_names("#lease", attr::LEASE_UNTIL)
+            .expression_attribute_names("#target", attr::TARGET)
+            .expression_attribute_values(":committed", s(claim::COMMITTED))
+            .expression_attribute_values(":job", s(job_id.as_str()))
             .send()
             .await;
         match result {
-            Ok(_) => Ok(Claim::Claimed),
-            Err(e) if is_condition_failed(&e) => {
-                let output = self
-                    .client
-                    .get_item()
-                    .table_name(self.table)
-                    .key(attr::JOB_ID, s(&id))
-                    .consistent_read(true)
-                    .send()
-                    .await
-                    .map_err(|e| self.error("GetItem", &e))?;
-                let target = output
-                    .item()
-                    .and_then(|item| item.get(attr::TARGET))
-                    .and_then(|v| v.as_s().ok())
-                    .and_then(|t| JobId::parse(t).ok());
-                match target {
-                    Some(target) => Ok(Claim::Taken(target)),
-                    // Deleted in between (released after a failed publish): claim again.
-                    None => Box::pin(self.claim_key(requester, key, job_id)).await,
-                }
-            }
-            Err(e) => Err(self.error("PutItem", &e)),
+            Ok(_) => Ok(()),
+            Err(e) if is_condition_failed(&e) => Ok(()),
+            Err(e) => Err(self.error("UpdateItem", &e)),
         }
     }
 
-    /// Frees an idempotency key whose job could not be requested, so a retry can.
-    pub async fn release_key(&self, requester: &str, key: &str) -> Result<(), StoreError> {
-        self.client
+    /// Frees `requester`'s pending claim of `key` for `job_id`, whose job could not be
+    /// requested, so that a retry can. A claim that maps to another job (taken over after
+    /// its lease) or that is committed (the event got through after all) stays.
+    pub async fn release_key(
+        &self,
+        requester: &str,
+        key: &str,
+        job_id: &JobId,
+    ) -> Result<(), StoreError> {
+        let result = self
+            .client
             .delete_item()
             .table_name(self.table)
             .key(attr::JOB_ID, s(&idempotency_item_id(requester, key)))
+            .condition_expression("#target = :job AND #claim = :pending")
+            .expression_attribute_names("#target", attr::TARGET)
+            .expression_attribute_names("#claim", attr::CLAIM)
+            .expression_attribute_values(":job", s(job_id.as_str()))
+            .expression_attribute_values(":pending", s(claim::PENDING))
             .send()
-            .await
-            .map_err(|e| self.error("DeleteItem", &e))?;
-        Ok(())
+            .await;
+        match result {
+            Ok(_) => Ok(()),
+            Err(e) if is_condition_failed(&e) => Ok(()),
+            Err(e) => Err(self.error("DeleteItem", &e)),
+        }
     }
 
     /// `requester`'s jobs, newest first, optionally only those in `status`; at most
@@ -372,8 +520,10 @@ impl<'a> JobStore<'a> {
     /// forward: status by rank (QUEUED < RUNNING < SUCCEEDED|FAILED, a final status is
     /// never overwritten), progress only up, the attempt number only up.
     pub async fn apply(&self, envelope: &Envelope<JobEvent>) -> Result<Applied, StoreError> {
-        let at = timestamp(envelope.meta.occurred_at);
-        let now = timestamp(OffsetDateTime::now_utc());
+        // The event's time came from its producer: it may not be representable in UTC
+        // (e.g. year 9999 with a negative offset), which is the event's fault, for good.
+        let at = timestamp(envelope.meta.occurred_at, "meta.occurredAt")?;
+        let now = timestamp(OffsetDateTime::now_utc(), "updatedAt")?;
         let mut u = Update::default();
         let job_id = match &envelope.event {
             JobEvent::Requested(_) => return Ok(Applied::Stale),
@@ -464,6 +614,7 @@ impl<'a> JobStore<'a> {
             operation,
             table: self.table.to_string(),
             message: DisplayErrorContext(e).to_string(),
+            transient: is_transient(e),
         }
     }
 }
@@ -531,13 +682,39 @@ fn rank(status: JobStatus) -> u8 {
     }
 }
 
-/// RFC 3339 UTC with six fractional digits: text order is time order.
-pub(crate) fn timestamp(at: OffsetDateTime) -> String {
-    let format =
-        format_description!("[year]-[month]-[day]T[hour]:[minute]:[second].[subsecond digits:6]Z");
-    at.to_offset(time::UtcOffset::UTC)
-        .format(&format)
-        .unwrap_or_else(|_| at.unix_timestamp().to_string())
+/// The table's timestamps: RFC 3339 UTC with a four-digit year and six fractional
+/// digits, so that text order is time order.
+const TIMESTAMP_FORMAT: &[time::format_description::BorrowedFormatItem<'static>] =
+    format_description!("[year]-[month]-[day]T[hour]:[minute]:[second].[subsecond digits:6]Z");
+
+/// `at` as the table writes times, or an error naming `field` when `at` has no such
+/// text: its UTC instant is outside what `OffsetDateTime` holds (`to_offset` would panic),
+/// or its year is not four digits (text order would no longer be time order).
+pub(crate) fn timestamp(at: OffsetDateTime, field: &'static str) -> Result<String, StoreError> {
+    let out_of_range = || StoreError::OutOfRange {
+        field,
+        message: format!(
+            "{} is out of range: the jobs table holds times from year 0000 to 9999 in UTC",
+            at.format(&Rfc3339).unwrap_or_else(|_| format!(
+                "{} {} {}",
+                at.date(),
+                at.time(),
+                at.offset()
+            ))
+        ),
+    };
+    let utc = at
+        .checked_to_offset(time::UtcOffset::UTC)
+        .ok_or_else(out_of_range)?;
+    if !(0..=9999).contains(&utc.year()) {
+        return Err(out_of_range());
+    }
+    utc.format(TIMESTAMP_FORMAT).map_err(|_| out_of_range())
+}
+
+/// Whole seconds of a duration, for epoch arithmetic.
+fn secs(duration: Duration) -> i64 {
+    i64::try_from(duration.as_secs()).unwrap_or(i64::MAX)
 }
 
 fn s(text: &str) -> AttributeValue {
@@ -546,6 +723,29 @@ fn s(text: &str) -> AttributeValue {
 
 fn n(number: impl ToString) -> AttributeValue {
     AttributeValue::N(number.to_string())
+}
+
+/// Whether a failed call may succeed if tried again: the service was unreachable, slow,
+/// throttling or failing (5xx). A request the service refused (validation, a missing
+/// table, access denied) fails the same way every time.
+fn is_transient<E: ProvideErrorMetadata, R>(e: &SdkError<E, R>) -> bool {
+    const TRANSIENT_CODES: [&str; 7] = [
+        "ProvisionedThroughputExceededException",
+        "RequestLimitExceeded",
+        "ThrottlingException",
+        "InternalServerError",
+        "ServiceUnavailable",
+        "TransactionConflictException",
+        "LimitExceededException",
+    ];
+    match e {
+        SdkError::TimeoutError(_) | SdkError::DispatchFailure(_) | SdkError::ResponseError(_) => {
+            true
+        }
+        SdkError::ServiceError(_) => e.code().is_some_and(|code| TRANSIENT_CODES.contains(&code)),
+        // Construction failures (a request the SDK could not build) and anything new.
+        _ => false,
+    }
 }
 
 fn is_condition_failed<E: ProvideErrorMetadata, R>(e: &SdkError<E, R>) -> bool {
@@ -634,10 +834,30 @@ mod tests {
         let a = OffsetDateTime::from_unix_timestamp(1_800_000_000).unwrap();
         let b = a + time::Duration::microseconds(100);
         let c = a + time::Duration::seconds(1);
-        let (ta, tb, tc) = (timestamp(a), timestamp(b), timestamp(c));
+        let (ta, tb, tc) = (
+            timestamp(a, "a").unwrap(),
+            timestamp(b, "b").unwrap(),
+            timestamp(c, "c").unwrap(),
+        );
         assert_eq!(ta, "2027-01-15T08:00:00.000000Z");
         assert!(ta < tb && tb < tc, "{ta} {tb} {tc}");
         assert_eq!(OffsetDateTime::parse(&tb, &Rfc3339).unwrap(), b);
+    }
+
+    #[test]
+    fn unrepresentable_times_are_errors_naming_the_field() {
+        let year_10000 = time::macros::datetime!(9999-12-31 23:59:59 -1);
+        let error = timestamp(year_10000, "meta.occurredAt").unwrap_err();
+        assert!(matches!(
+            error,
+            StoreError::OutOfRange {
+                field: "meta.occurredAt",
+                ..
+            }
+        ));
+        assert!(error.to_string().contains("meta.occurredAt"), "{error}");
+        let last = time::macros::datetime!(9999-12-31 23:59:59.999999 UTC);
+        assert_eq!(timestamp(last, "t").unwrap(), "9999-12-31T23:59:59.999999Z");
     }
 
     #[test]
@@ -659,12 +879,22 @@ mod tests {
             created_at: "2027-01-15T08:00:00.000000Z".to_string(),
             job_id: "abc-1".to_string(),
         };
-        assert_eq!(Cursor::decode(&cursor.encode()), Some(cursor));
-        assert_eq!(Cursor::decode("not base64!"), None);
-        assert_eq!(Cursor::decode(&URL_SAFE_NO_PAD.encode("{\"c\":1}")), None);
+        let decode = |token: &str| Cursor::decode(token, 512);
+        assert_eq!(decode(&cursor.encode()), Some(cursor.clone()));
+        assert_eq!(Cursor::decode(&cursor.encode(), 10), None, "too long");
+        assert_eq!(decode("not base64!"), None);
+        assert_eq!(decode(&URL_SAFE_NO_PAD.encode("{\"c\":1}")), None);
         assert_eq!(
-            Cursor::decode(&URL_SAFE_NO_PAD.encode("{\"c\":\"x\",\"j\":\"no#pe\"}")),
+            decode(&URL_SAFE_NO_PAD.encode("{\"c\":\"x\",\"j\":\"no#pe\"}")),
             None
         );
+        for time in [
+            "yesterday",
+            "2027-01-15T08:00:00Z",
+            "2027-01-15T08:00:00.000000+01:00",
+        ] {
+            let token = URL_SAFE_NO_PAD.encode(format!("{{\"c\":\"{time}\",\"j\":\"abc-1\"}}"));
+            assert_eq!(decode(&token), None, "{time}");
+        }
     }
 }

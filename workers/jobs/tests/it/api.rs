@@ -1,5 +1,6 @@
 //! The HTTP API, driven in-process with `tower::ServiceExt::oneshot`.
 
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use axum::body::Body;
@@ -7,6 +8,7 @@ use axum::http::{Request, StatusCode, header};
 use contracts::jobs::JobStatus;
 use contracts::{BusEvent, Envelope, JobEvent};
 use serde_json::{Value, json};
+use tokio::sync::oneshot;
 use tower::ServiceExt as _;
 
 use crate::support::{self, Api, ISSUER, token};
@@ -14,6 +16,7 @@ use crate::support::{self, Api, ISSUER, token};
 struct Answer {
     status: StatusCode,
     location: Option<String>,
+    retry_after: Option<String>,
     body: Value,
 }
 
@@ -56,6 +59,11 @@ async fn call_with(
         .get(header::LOCATION)
         .and_then(|v| v.to_str().ok())
         .map(ToString::to_string);
+    let retry_after = response
+        .headers()
+        .get(header::RETRY_AFTER)
+        .and_then(|v| v.to_str().ok())
+        .map(ToString::to_string);
     let bytes = axum::body::to_bytes(response.into_body(), 1 << 20)
         .await
         .expect("a body");
@@ -68,6 +76,7 @@ async fn call_with(
     Answer {
         status,
         location,
+        retry_after,
         body,
     }
 }
@@ -176,11 +185,7 @@ async fn requests_without_a_good_token_are_unauthorized() {
 async fn another_users_job_is_not_found() {
     let api = support::api().await;
     let job_id = post_job(&api, "alice").await;
-    for uri in [
-        format!("/jobs/{job_id}"),
-        "/jobs/no-such-job".to_string(),
-        "/jobs/not%23valid".to_string(),
-    ] {
+    for uri in [format!("/jobs/{job_id}"), "/jobs/no-such-job".to_string()] {
         let answer = call(&api, "GET", &uri, Some(&token("bob")), None).await;
         assert_eq!(answer.status, StatusCode::NOT_FOUND, "{uri}");
         assert_eq!(answer.body, json!({"error": "not found"}));
@@ -465,6 +470,7 @@ async fn a_job_that_cannot_be_published_is_undone() {
         deps: std::sync::Arc::new(broken),
         sdk: api.sdk.clone(),
         requested_url: api.requested_url.clone(),
+        bus: api.bus.clone(),
     };
     let key = [("idempotency-key", "retry-me")];
     let failed = call_with(
@@ -505,4 +511,322 @@ async fn a_job_that_cannot_be_published_is_undone() {
     .await;
     assert_eq!(retried.status, StatusCode::ACCEPTED, "{}", retried.body);
     assert_eq!(published(&api).await.len(), 1);
+}
+
+/// How many items the jobs table holds (job rows and idempotency items alike).
+async fn table_items(api: &Api) -> usize {
+    let output = api
+        .deps
+        .dynamodb
+        .scan()
+        .table_name(&api.deps.table)
+        .send()
+        .await
+        .expect("scan the jobs table");
+    output.items().len()
+}
+
+/// A `POST /jobs` body whose params hold one string of `n` bytes: `{"x":"…"}` is `n + 8`
+/// bytes of params.
+fn body_with_params_of(n: usize) -> String {
+    json!({"model": "spin", "params": {"x": "a".repeat(n)}}).to_string()
+}
+
+/// Checks a refusal for a limit: the status, the field and limit in the body, and a
+/// message naming both.
+fn check_over_limit(answer: &Answer, status: StatusCode, field: &str, limit: usize) {
+    assert_eq!(answer.status, status, "{}", answer.body);
+    assert_eq!(answer.body["field"], field, "{}", answer.body);
+    assert_eq!(answer.body["limit"], limit, "{}", answer.body);
+    let message = answer.body["error"].as_str().unwrap_or_default();
+    assert!(message.contains(field), "names `{field}`: {message}");
+    assert!(
+        message.contains(&limit.to_string()),
+        "names the limit: {message}"
+    );
+}
+
+#[tokio::test]
+async fn oversized_params_are_refused_with_413_before_anything_is_written() {
+    let api = support::api().await;
+    let key = [("idempotency-key", "big-1")];
+    // ~300 KB used to answer 503 (the bus refused the entry), ~140 KB used to be accepted
+    // and then broke the job's WebSocket channel.
+    let huge = call_with(
+        &api,
+        "POST",
+        "/jobs",
+        Some(&token("alice")),
+        Some(&body_with_params_of(300_000)),
+        &key,
+    )
+    .await;
+    check_over_limit(
+        &huge,
+        StatusCode::PAYLOAD_TOO_LARGE,
+        "(body)",
+        jobs::MAX_BODY_BYTES,
+    );
+    let large = call_with(
+        &api,
+        "POST",
+        "/jobs",
+        Some(&token("alice")),
+        Some(&body_with_params_of(140_000)),
+        &key,
+    )
+    .await;
+    check_over_limit(
+        &large,
+        StatusCode::PAYLOAD_TOO_LARGE,
+        "(body)",
+        jobs::MAX_BODY_BYTES,
+    );
+    // A body under the body limit whose params are over theirs.
+    let params = contracts::jobs::MAX_PARAMS_BYTES;
+    let over = call_with(
+        &api,
+        "POST",
+        "/jobs",
+        Some(&token("alice")),
+        Some(&body_with_params_of(params - 7)),
+        &key,
+    )
+    .await;
+    check_over_limit(&over, StatusCode::PAYLOAD_TOO_LARGE, "params", params);
+    assert_eq!(table_items(&api).await, 0, "no row and no idempotency item");
+    assert!(published(&api).await.is_empty(), "nothing was published");
+
+    // Params of exactly the limit go through, and their event is within the bus's limit.
+    let at_limit = call_with(
+        &api,
+        "POST",
+        "/jobs",
+        Some(&token("alice")),
+        Some(&body_with_params_of(params - 8)),
+        &key,
+    )
+    .await;
+    assert_eq!(at_limit.status, StatusCode::ACCEPTED, "{}", at_limit.body);
+    let events = published(&api).await;
+    assert_eq!(events.len(), 1);
+    let JobEvent::Requested(requested) = &events[0].1 else {
+        panic!("expected JobRequested");
+    };
+    assert_eq!(contracts::jobs::params_bytes(&requested.params), params);
+}
+
+#[tokio::test]
+async fn overlong_headers_and_subjects_are_refused_naming_the_limit() {
+    let api = support::api().await;
+    let limit = contracts::jobs::MAX_IDEMPOTENCY_KEY_LEN;
+    let long_key = "k".repeat(limit + 1);
+    let answer = call_with(
+        &api,
+        "POST",
+        "/jobs",
+        Some(&token("alice")),
+        Some(SPIN),
+        &[("idempotency-key", &long_key)],
+    )
+    .await;
+    check_over_limit(&answer, StatusCode::BAD_REQUEST, "Idempotency-Key", limit);
+    let exact_key = "k".repeat(limit);
+    let answer = call_with(
+        &api,
+        "POST",
+        "/jobs",
+        Some(&token("alice")),
+        Some(SPIN),
+        &[("idempotency-key", &exact_key)],
+    )
+    .await;
+    assert_eq!(answer.status, StatusCode::ACCEPTED, "{}", answer.body);
+
+    // A subject too long for the table's keys used to answer 503 (DynamoDB refused the
+    // key); one merely longer than the events allow used to be accepted, and its
+    // JobRequested then dead-lettered.
+    let limit = contracts::jobs::MAX_REQUESTER_LEN;
+    for sub in ["s".repeat(3000), "s".repeat(limit + 1)] {
+        let answer = call_with(
+            &api,
+            "POST",
+            "/jobs",
+            Some(&token(&sub)),
+            Some(SPIN),
+            &[("idempotency-key", "sub-1")],
+        )
+        .await;
+        check_over_limit(&answer, StatusCode::BAD_REQUEST, "sub", limit);
+    }
+    let events = published(&api).await;
+    assert_eq!(events.len(), 1, "only the request with the longest key");
+}
+
+/// A publisher that holds its first publish until the test releases it, then fails it
+/// as a throttled bus would; later publishes go to the real bus.
+#[derive(Debug)]
+struct HeldThenFailed {
+    inner: bus::Publisher,
+    reached: Mutex<Option<oneshot::Sender<()>>>,
+    release: Mutex<Option<oneshot::Receiver<()>>>,
+}
+
+impl jobs::RequestPublisher for HeldThenFailed {
+    fn publish<'a>(
+        &'a self,
+        envelope: &'a Envelope<JobEvent>,
+    ) -> std::pin::Pin<
+        Box<dyn std::future::Future<Output = Result<String, bus::PublishError>> + Send + 'a>,
+    > {
+        Box::pin(async move {
+            let reached = self.reached.lock().expect("not poisoned").take();
+            if let Some(reached) = reached {
+                let release = self.release.lock().expect("not poisoned").take();
+                let _ = reached.send(());
+                if let Some(release) = release {
+                    let _ = release.await;
+                }
+                return Err(bus::PublishError::Rejected {
+                    code: "ThrottlingException".to_string(),
+                    message: "injected: the bus throttled this publish".to_string(),
+                });
+            }
+            self.inner.publish(envelope).await
+        })
+    }
+}
+
+#[tokio::test]
+async fn a_retry_while_the_first_request_is_in_flight_never_gets_a_job_that_rolls_back() {
+    let api = support::api().await;
+    let (reached_tx, reached_rx) = oneshot::channel();
+    let (release_tx, release_rx) = oneshot::channel();
+    let held = HeldThenFailed {
+        // The API's own bus, so that later publishes are captured.
+        inner: bus::Publisher::from_sdk(&api.sdk, api.bus.clone()),
+        reached: Mutex::new(Some(reached_tx)),
+        release: Mutex::new(Some(release_rx)),
+    };
+    let verifier = auth::Verifier::new(ISSUER.verifier_config().unwrap());
+    let held = Api {
+        deps: Arc::new(
+            jobs::Deps::new(&api.sdk, api.deps.table.clone())
+                .with_publisher(held)
+                .with_verifier(verifier),
+        ),
+        sdk: api.sdk.clone(),
+        requested_url: api.requested_url.clone(),
+        bus: api.bus.clone(),
+    };
+    let key = [("idempotency-key", "in-flight-1")];
+    let alice = token("alice");
+
+    let first = call_with(&held, "POST", "/jobs", Some(&alice), Some(SPIN), &key);
+    let retry = async {
+        // The first request has claimed the key and written its row, and now publishes.
+        reached_rx.await.expect("the first request publishes");
+        let retry = call_with(&held, "POST", "/jobs", Some(&alice), Some(SPIN), &key).await;
+        // Only now does the first request's publish fail, and the first roll back.
+        let _ = release_tx.send(());
+        retry
+    };
+    let (first, retry) = tokio::join!(first, retry);
+    assert_eq!(
+        first.status,
+        StatusCode::SERVICE_UNAVAILABLE,
+        "{}",
+        first.body
+    );
+    assert_eq!(
+        retry.status,
+        StatusCode::CONFLICT,
+        "a retry during the first request must not be promised its job: {}",
+        retry.body
+    );
+    assert!(retry.retry_after.is_some(), "a 409 says when to retry");
+    assert!(
+        retry.body["error"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("in progress"),
+        "{}",
+        retry.body
+    );
+    if let Some(promised) = retry.body["jobId"].as_str() {
+        panic!("the retry was given job {promised}, which was rolled back");
+    }
+
+    // Once the first request is over, a retry with the key is a job that exists.
+    let again = call_with(&held, "POST", "/jobs", Some(&alice), Some(SPIN), &key).await;
+    assert_eq!(again.status, StatusCode::ACCEPTED, "{}", again.body);
+    let job_id = again.body["jobId"].as_str().expect("a job id").to_string();
+    let view = call(&held, "GET", &format!("/jobs/{job_id}"), Some(&alice), None).await;
+    assert_eq!(view.status, StatusCode::OK, "{}", view.body);
+    let events = published(&api).await;
+    assert_eq!(events.len(), 1, "{events:?}");
+    assert_eq!(
+        events[0].1.job_id().map(|j| j.as_str()),
+        Some(job_id.as_str())
+    );
+    // And later retries get that same job.
+    let later = call_with(&held, "POST", "/jobs", Some(&alice), Some(SPIN), &key).await;
+    assert_eq!(later.status, StatusCode::ACCEPTED, "{}", later.body);
+    assert_eq!(later.body["jobId"], job_id.as_str());
+}
+
+#[tokio::test]
+async fn malformed_and_overlong_list_and_path_parameters_are_refused_naming_them() {
+    let api = support::api().await;
+    let alice = token("alice");
+    let long_token = "A".repeat(jobs::MAX_NEXT_TOKEN_LEN + 1);
+    let forged_time = base64_url(r#"{"c":"yesterday","j":"job-1"}"#);
+    let too_big = format!("{}", jobs::MAX_PAGE_SIZE + 1);
+    for (uri, field) in [
+        (format!("/jobs?nextToken={long_token}"), "nextToken"),
+        (format!("/jobs?nextToken={forged_time}"), "nextToken"),
+        (format!("/jobs?limit={too_big}"), "limit"),
+        ("/jobs/not%23valid".to_string(), "id"),
+        (format!("/jobs/{}", "j".repeat(81)), "id"),
+    ] {
+        let answer = call(&api, "GET", &uri, Some(&alice), None).await;
+        assert_eq!(
+            answer.status,
+            StatusCode::BAD_REQUEST,
+            "{uri}: {}",
+            answer.body
+        );
+        let message = answer.body["error"].as_str().unwrap_or_default();
+        assert!(
+            message.starts_with(&format!("invalid request: field `{field}`")),
+            "{uri}: {message}"
+        );
+    }
+    let answer = call(
+        &api,
+        "GET",
+        &format!("/jobs?nextToken={long_token}"),
+        Some(&alice),
+        None,
+    )
+    .await;
+    check_over_limit(
+        &answer,
+        StatusCode::BAD_REQUEST,
+        "nextToken",
+        jobs::MAX_NEXT_TOKEN_LEN,
+    );
+    let long_query = format!("/jobs?x={}", "q".repeat(jobs::MAX_QUERY_BYTES));
+    let answer = call(&api, "GET", &long_query, Some(&alice), None).await;
+    check_over_limit(
+        &answer,
+        StatusCode::BAD_REQUEST,
+        "(query string)",
+        jobs::MAX_QUERY_BYTES,
+    );
+}
+
+fn base64_url(text: &str) -> String {
+    use base64::Engine as _;
+    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(text)
 }

@@ -380,3 +380,57 @@ async fn the_view_decodes_the_contract_fixtures() {
     assert!(!error.is_retryable());
     assert!(error.to_string().contains("field `progress`"), "{error}");
 }
+
+/// `9999-12-31T23:59:59-01:00` is a valid local time whose UTC instant is in year 10000,
+/// which an `OffsetDateTime` cannot hold in UTC: converting it used to panic the handler.
+const YEAR_10000_UTC: &str = "9999-12-31T23:59:59-01:00";
+
+#[tokio::test]
+async fn a_job_event_from_year_10000_utc_fails_for_good_naming_meta_occurred_at() {
+    let sdk = support::sdk().await;
+    let deps = view_deps(&sdk).await;
+    let job_id = new_job(&deps).await;
+    let mut event = delivered(started(&job_id, 1), "simulation");
+    event.detail["meta"]["occurredAt"] = json!(YEAR_10000_UTC);
+    let error = jobs::handle_job_event(event, &deps)
+        .await
+        .expect_err("refused");
+    assert!(!error.is_retryable(), "{error}");
+    assert_eq!(error.error_type(), "Jobs.InvalidEvent");
+    assert!(error.to_string().contains("meta.occurredAt"), "{error}");
+    let row = deps.store().get(&job_id).await.unwrap().expect("a row");
+    assert_eq!(row.status, JobStatus::Queued, "the row is untouched");
+}
+
+#[tokio::test]
+async fn the_store_refuses_an_unrepresentable_time_without_relying_on_the_contracts() {
+    // An envelope built in code skips the contracts' bounds: the store's own arithmetic
+    // must still hold.
+    let sdk = support::sdk().await;
+    let deps = view_deps(&sdk).await;
+    let job_id = new_job(&deps).await;
+    let mut envelope = Envelope::new(JobEvent::from(started(&job_id, 1)), "simulation");
+    envelope.meta.occurred_at = time::macros::datetime!(9999-12-31 23:59:59 -1);
+    let error = deps.store().apply(&envelope).await.expect_err("refused");
+    assert!(error.to_string().contains("meta.occurredAt"), "{error}");
+    let error = HandlerError::from(error);
+    assert!(!error.is_retryable(), "{error}");
+    assert_eq!(error.error_type(), "Jobs.InvalidEvent");
+    let row = deps.store().get(&job_id).await.unwrap().expect("a row");
+    assert_eq!(row.status, JobStatus::Queued, "the row is untouched");
+
+    // So does a new job's creation time.
+    let error = deps
+        .store()
+        .create(&jobs::store::NewJob {
+            job_id: JobId::generate(),
+            requested_by: "alice".into(),
+            model: "spin".into(),
+            params: serde_json::Map::new(),
+            idempotency_key: None,
+            created_at: time::macros::datetime!(9999-12-31 23:59:59 -1),
+        })
+        .await
+        .expect_err("refused");
+    assert!(error.to_string().contains("createdAt"), "{error}");
+}

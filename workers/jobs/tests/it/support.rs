@@ -268,6 +268,8 @@ pub struct Api {
     pub sdk: SdkConfig,
     /// Receives every JobRequested the API publishes.
     pub requested_url: String,
+    /// The bus the API publishes on.
+    pub bus: String,
 }
 
 pub async fn api() -> Api {
@@ -276,11 +278,12 @@ pub async fn api() -> Api {
     let (bus, requested_url) = bus_captured(&sdk, json!({"detail-type": ["JobRequested"]})).await;
     let verifier = Verifier::new(ISSUER.verifier_config().expect("the dev JWKS is valid"));
     let deps = Deps::new(&sdk, table)
-        .with_publisher(bus::Publisher::from_sdk(&sdk, bus))
+        .with_publisher(bus::Publisher::from_sdk(&sdk, bus.clone()))
         .with_verifier(verifier);
     Api {
         deps: Arc::new(deps),
         sdk,
         requested_url,
+        bus,
     }
 }
