@@ -112,7 +112,7 @@ pub struct NotifierConfig {
 
 /// The longest `subscribe` ever waits for an unknown job's owner, whatever
 /// [`NotifierConfig::subscribe_owner_wait`] says.
-pub const MAX_SUBSCRIBE_OWNER_WAIT: Duration = Duration::from_secs(1);
+pub const MAX_SUBSCRIBE_OWNER_WAIT: Duration = Duration::from_secs(2);
 
 impl Default for NotifierConfig {
     fn default() -> Self {
@@ -125,7 +125,7 @@ impl Default for NotifierConfig {
             push_concurrency: 64,
             push_tasks: std::thread::available_parallelism().map_or(1, usize::from),
             owner_wait: Duration::from_secs(5),
-            subscribe_owner_wait: Duration::from_millis(400),
+            subscribe_owner_wait: Duration::from_secs(1),
         }
     }
 }

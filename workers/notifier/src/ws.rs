@@ -92,7 +92,7 @@ async fn message(
 ) -> Result<Frame, StoreError> {
     let message = match parse(body) {
         Ok(message) => message,
-        Err(frame) => return Ok(frame),
+        Err(frame) => return Ok(*frame),
     };
     match message {
         ClientMessage::Ping => {
@@ -118,11 +118,11 @@ async fn message(
 /// Every field is bounded: the body to [`MAX_CLIENT_MESSAGE_BYTES`] (refused before it
 /// is parsed), `channel` to [`MAX_CHANNEL_NAME_BYTES`], `since` to [`MAX_SINCE`]. No
 /// error frame echoes more than a short prefix of what the client sent.
-pub(crate) fn parse(body: Option<&str>) -> Result<ClientMessage, Frame> {
+pub(crate) fn parse(body: Option<&str>) -> Result<ClientMessage, Box<Frame>> {
     let example = r#"{"action":"subscribe","channel":"job:<id>","since":0}, {"action":"unsubscribe","channel":"job:<id>"} or {"action":"ping"}"#;
     let body = body.unwrap_or_default();
     if body.len() > MAX_CLIENT_MESSAGE_BYTES {
-        return Err(Frame::error(
+        return Err(error(
             "",
             "too_large",
             format!(
@@ -132,7 +132,7 @@ pub(crate) fn parse(body: Option<&str>) -> Result<ClientMessage, Frame> {
         ));
     }
     let value: serde_json::Value = serde_json::from_str(body).map_err(|e| {
-        Frame::error(
+        error(
             "",
             "bad_request",
             format!("the message is not JSON ({e}); send {example}"),
@@ -143,7 +143,7 @@ pub(crate) fn parse(body: Option<&str>) -> Result<ClientMessage, Frame> {
         .and_then(|a| a.as_str())
         .unwrap_or_default();
     if !matches!(action, "subscribe" | "unsubscribe" | "ping") {
-        return Err(Frame::error(
+        return Err(error(
             "",
             "unknown_action",
             format!(
@@ -154,7 +154,7 @@ pub(crate) fn parse(body: Option<&str>) -> Result<ClientMessage, Frame> {
     }
     let message: ClientMessage = serde_path_to_error::deserialize(&value).map_err(|e| {
         let path = e.path().to_string();
-        Frame::error(
+        error(
             "",
             "bad_request",
             format!("field `{path}`: {}; send {example}", e.inner()),
@@ -167,7 +167,7 @@ pub(crate) fn parse(body: Option<&str>) -> Result<ClientMessage, Frame> {
         ClientMessage::Ping => "",
     };
     if channel.len() > MAX_CHANNEL_NAME_BYTES {
-        return Err(Frame::error(
+        return Err(error(
             "",
             "bad_request",
             format!(
@@ -181,13 +181,18 @@ pub(crate) fn parse(body: Option<&str>) -> Result<ClientMessage, Frame> {
     } = &message
         && *since > MAX_SINCE
     {
-        return Err(Frame::error(
+        return Err(error(
             channel,
             "bad_request",
             format!("field `since` is {since}; it is an offset from 0 to {MAX_SINCE}"),
         ));
     }
     Ok(message)
+}
+
+/// An error frame, boxed: it is much larger than a message.
+fn error(channel: impl Into<String>, code: &str, message: impl Into<String>) -> Box<Frame> {
+    Box::new(Frame::error(channel, code, message))
 }
 
 /// At most the first 32 characters of `text`, for an error message.
@@ -304,6 +309,124 @@ fn refusal(status: i64, message: &str) -> ApiGatewayProxyResponse {
 mod tests {
     use super::*;
     use contracts::frames::kinds;
+    use proptest::prelude::*;
+
+    /// Any valid client message.
+    fn message() -> impl Strategy<Value = ClientMessage> {
+        let channel = prop_oneof![
+            "[a-zA-Z0-9_-]{1,80}".prop_map(|id| format!("job:{id}")),
+            proptest::collection::vec(any::<char>(), 0..=60).prop_map(|sub| {
+                let sub: String = sub.into_iter().collect();
+                let mut name = format!("user:{sub}");
+                while name.len() > MAX_CHANNEL_NAME_BYTES {
+                    name.pop();
+                }
+                name
+            }),
+        ];
+        let since = prop_oneof![Just(None), (0..=MAX_SINCE).prop_map(Some)];
+        prop_oneof![
+            (channel.clone(), since)
+                .prop_map(|(channel, since)| ClientMessage::Subscribe { channel, since }),
+            channel.prop_map(|channel| ClientMessage::Unsubscribe { channel }),
+            Just(ClientMessage::Ping),
+        ]
+    }
+
+    /// What an error frame may take, whatever the client sent.
+    const ERROR_FRAME_BYTES: usize = 1024;
+
+    proptest! {
+        #[test]
+        fn valid_messages_round_trip(message in message()) {
+            let text = serde_json::to_string(&message).unwrap_or_default();
+            prop_assert_eq!(parse(Some(&text)), Ok(message));
+        }
+
+        #[test]
+        fn no_input_panics_and_no_answer_echoes_it(body in any::<String>()) {
+            if let Err(frame) = parse(Some(&body)) {
+                prop_assert_eq!(frame.kind.as_str(), kinds::ERROR);
+                prop_assert!(frame.encoded_len() <= ERROR_FRAME_BYTES, "{}", frame.encoded_len());
+            }
+        }
+
+        #[test]
+        fn json_shaped_input_never_panics(
+            action in prop_oneof![
+                Just("subscribe".to_owned()),
+                Just("unsubscribe".to_owned()),
+                Just("ping".to_owned()),
+                any::<String>(),
+            ],
+            channel in prop_oneof![any::<String>(), "(job|user):.{0,300}"],
+            since in prop_oneof![
+                any::<u64>().prop_map(serde_json::Value::from),
+                any::<i64>().prop_map(serde_json::Value::from),
+                any::<f64>().prop_map(serde_json::Value::from),
+                any::<String>().prop_map(serde_json::Value::from),
+                Just(serde_json::Value::Null),
+            ],
+        ) {
+            let body = json!({ "action": action, "channel": channel, "since": since }).to_string();
+            match parse(Some(&body)) {
+                Ok(ClientMessage::Subscribe { channel, since }) => {
+                    prop_assert!(channel.len() <= MAX_CHANNEL_NAME_BYTES);
+                    prop_assert!(since.is_none_or(|s| s <= MAX_SINCE));
+                }
+                Ok(ClientMessage::Unsubscribe { channel }) => {
+                    prop_assert!(channel.len() <= MAX_CHANNEL_NAME_BYTES);
+                }
+                Ok(ClientMessage::Ping) => {}
+                Err(frame) => prop_assert!(frame.encoded_len() <= ERROR_FRAME_BYTES),
+            }
+        }
+    }
+
+    #[test]
+    fn every_field_of_a_client_message_is_bounded() {
+        let long = format!("user:{}", "a".repeat(MAX_CHANNEL_NAME_BYTES));
+        let refused = parse(Some(
+            &json!({"action": "subscribe", "channel": long}).to_string(),
+        ))
+        .expect_err("a channel name over the bound");
+        assert_eq!(refused.data["code"], "bad_request");
+        assert!(
+            refused.data["message"]
+                .as_str()
+                .unwrap_or_default()
+                .contains("channel"),
+            "{refused:?}"
+        );
+        let fits = format!("user:{}", "a".repeat(MAX_CHANNEL_NAME_BYTES - 5));
+        assert!(
+            parse(Some(
+                &json!({"action": "unsubscribe", "channel": fits}).to_string()
+            ))
+            .is_ok()
+        );
+        let far = json!({"action": "subscribe", "channel": "user:a", "since": MAX_SINCE + 1});
+        let refused = parse(Some(&far.to_string())).expect_err("since over the bound");
+        assert!(
+            refused.data["message"]
+                .as_str()
+                .unwrap_or_default()
+                .contains("since"),
+            "{refused:?}"
+        );
+        let padded = format!(
+            r#"{{"action":"ping","pad":"{}"}}"#,
+            "x".repeat(MAX_CLIENT_MESSAGE_BYTES)
+        );
+        let refused = parse(Some(&padded)).expect_err("a message over the bound");
+        assert_eq!(refused.data["code"], "too_large");
+        let shout = json!({ "action": "x".repeat(10_000) }).to_string();
+        let refused = parse(Some(&shout)).expect_err("unknown action");
+        assert!(
+            refused.encoded_len() < 1024,
+            "the action is not echoed whole"
+        );
+    }
 
     #[test]
     fn bad_messages_get_an_error_naming_the_field() {
