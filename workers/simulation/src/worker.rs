@@ -9,11 +9,18 @@
 //!    to time out.
 //! 2. Look the model up and validate the parameters; failures are answered with
 //!    `SendTaskFailure` (`Model.UnknownModel`, `Model.InvalidParams`) and acknowledged.
-//! 3. Publish `JobStarted`, then run the model on a blocking thread while sending
+//! 3. Check that the task token is live with one `SendTaskHeartbeat`: a closed token
+//!    (`TaskTimedOut`, `TaskDoesNotExist`, `InvalidToken`) means nobody waits for this
+//!    attempt, and the message is acknowledged without running anything or publishing
+//!    `JobStarted`.
+//! 4. Publish `JobStarted`, then run the model on a blocking thread while sending
 //!    `SendTaskHeartbeat` every [`WorkerConfig::heartbeat_interval`] and `JobProgress` at
 //!    most once per [`WorkerConfig::progress_interval`]. A model that asks for it
-//!    (`spin` in `hang` mode) gets neither heartbeats nor lease extensions.
-//! 4. Store the full result at `s3://<bucket>/results/<jobId>.json` (the same key on every
+//!    (`spin` in `hang` mode) gets neither heartbeats nor lease extensions. When the
+//!    runtime abandons the job (the drain deadline passed or the lease was lost: another
+//!    consumer or a newer attempt owns it now) the model is stopped and nothing more is
+//!    published or answered for it.
+//! 5. Store the full result at `s3://<bucket>/results/<jobId>.json` (the same key on every
 //!    attempt, so storing is idempotent) and answer `SendTaskSuccess` with a
 //!    [`TaskOutput`]; a model error is answered with `SendTaskFailure` and its name, and
 //!    the state machine decides about retries.
@@ -23,7 +30,9 @@
 //! retried by the runtime with backoff. Each Step Functions attempt carries a new task
 //! token, so the idempotency key is the job id with the token's fingerprint as its attempt:
 //! a redelivered message of a completed attempt is acknowledged without running, a new
-//! attempt runs.
+//! attempt runs. Attempts are ordered by the message's `SentTimestamp` (the state machine
+//! sends each attempt's message when it starts the attempt), so an older attempt's message
+//! delivered late never displaces a newer attempt's record ([`attempt_sequence`]).
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -112,6 +121,16 @@ impl SimulationHandler {
             tracing::warn!("model asked for no heartbeats: this job will look stuck");
             ctx.pause_heartbeat();
         }
+        // Nothing is started or published for an attempt nobody waits for any more (an
+        // older attempt delivered late, an execution that timed out or was stopped).
+        if let Some(done) = self.check_token(&task).await {
+            return done;
+        }
+        if ctx.abandoned().is_cancelled() {
+            return Err(HandlerError::retryable(
+                "the job was abandoned before it started",
+            ));
+        }
         tracing::info!(suppress_heartbeat, "job started");
         self.publish(JobStarted {
             job_id: task.job_id.clone(),
@@ -141,13 +160,18 @@ impl SimulationHandler {
                 .in_current_span(),
             )
         });
+        // An abandoned job stops its model, its heartbeats and its progress at once:
+        // someone else owns the work now.
         let watcher = tokio::spawn({
             let cancel = cancel.clone();
             let abandoned = ctx.abandoned().clone();
             let helpers = helpers.clone();
             async move {
                 tokio::select! {
-                    _ = abandoned.cancelled() => cancel.cancel(),
+                    _ = abandoned.cancelled() => {
+                        cancel.cancel();
+                        helpers.cancel();
+                    }
                     _ = helpers.cancelled() => {}
                 }
             }
@@ -188,6 +212,15 @@ impl SimulationHandler {
         }
         let _ = watcher.await;
 
+        if ctx.abandoned().is_cancelled() {
+            tracing::warn!(
+                lease_lost = ctx.lease_lost(),
+                "the job was abandoned; nothing is published or answered for it"
+            );
+            return Err(HandlerError::retryable(
+                "the job was abandoned: its lease was lost or the worker is stopping",
+            ));
+        }
         if gone.load(Ordering::Relaxed) {
             tracing::warn!("the execution no longer waits for this job; acknowledging");
             return Ok(());
@@ -208,6 +241,34 @@ impl SimulationHandler {
                 "the worker is shutting down; another worker will run the job",
             )),
             Err(e) => self.answer_failure(&task, &e).await,
+        }
+    }
+
+    /// Sends one `SendTaskHeartbeat` to learn whether anybody still waits on the task's
+    /// token. `None`: the token is live, run the job. `Some(Ok)`: the token is closed,
+    /// acknowledge the message without running. `Some(Err)`: Step Functions could not be
+    /// asked; retry the message later.
+    async fn check_token(&self, task: &SimulationTask) -> Option<Result<(), HandlerError>> {
+        let result = (|| async {
+            self.sfn
+                .send_task_heartbeat()
+                .task_token(&task.task_token)
+                .send()
+                .await
+        })
+        .retry(sfn_backoff())
+        .when(|e| !is_gone(e.code()))
+        .await;
+        match result {
+            Ok(_) => None,
+            Err(e) if is_gone(e.code()) => {
+                tracing::warn!(error = %DisplayErrorContext(&e), "the task token is closed: nobody waits for this attempt; acknowledging without running");
+                Some(Ok(()))
+            }
+            Err(e) => Some(Err(HandlerError::retryable(format!(
+                "could not check the task token with SendTaskHeartbeat: {}",
+                DisplayErrorContext(&e)
+            )))),
         }
     }
 
@@ -367,11 +428,27 @@ impl Handler for SimulationHandler {
 
     fn idempotency_key(&self, delivery: &Delivery) -> Option<IdempotencyKey> {
         let task = SimulationTask::from_body(&delivery.body).ok()?;
-        Some(IdempotencyKey::with_attempt(
-            task.job_id.to_string(),
-            fingerprint(&task.task_token),
-        ))
+        Some(
+            IdempotencyKey::with_attempt(task.job_id.to_string(), fingerprint(&task.task_token))
+                .ordered(attempt_sequence(delivery)),
+        )
     }
+}
+
+/// What orders the attempts of one job: the message's `SentTimestamp` in epoch
+/// milliseconds (0 when unknown, which orders nothing).
+///
+/// Step Functions sends a new message, with a new token, when it starts each attempt of
+/// the `Run` state, at least `IntervalSeconds` after the previous one failed, so a later
+/// attempt's message is always sent later. A redelivery keeps its `SentTimestamp`, so it
+/// stays the same attempt. (`SimulationTask` carries no attempt number; once it carries
+/// `$$.State.RetryCount`, that orders attempts without relying on clocks.)
+pub fn attempt_sequence(delivery: &Delivery) -> u64 {
+    delivery
+        .sent_at
+        .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
+        .and_then(|d| u64::try_from(d.as_millis()).ok())
+        .unwrap_or(0)
 }
 
 /// Sends `SendTaskHeartbeat` every `interval` until `stop`; when the execution is gone it
@@ -423,6 +500,10 @@ async fn publish_progress(
         let Some((fraction, message)) = progress.borrow_and_update().clone() else {
             continue;
         };
+        // A job abandoned while the model reported publishes nothing more.
+        if stop.is_cancelled() {
+            return last;
+        }
         let envelope = Envelope::new(
             JobEvent::from(JobProgress {
                 job_id: job_id.clone(),
@@ -487,6 +568,23 @@ mod tests {
         assert_eq!(fingerprint(""), "cbf29ce484222325");
         assert_eq!(fingerprint("a"), "af63dc4c8601ec8c");
         assert_ne!(fingerprint("token-1"), fingerprint("token-2"));
+    }
+
+    #[test]
+    fn later_sent_attempts_have_higher_sequences_and_redeliveries_keep_theirs() {
+        let delivery = |sent_ms: Option<u64>, receive_count: u32| Delivery {
+            message_id: "m".to_string(),
+            body: String::new(),
+            receive_count,
+            sent_at: sent_ms.map(|ms| std::time::UNIX_EPOCH + Duration::from_millis(ms)),
+            attributes: Default::default(),
+        };
+        let first = attempt_sequence(&delivery(Some(1_700_000_000_000), 1));
+        let redelivered = attempt_sequence(&delivery(Some(1_700_000_000_000), 3));
+        let retried = attempt_sequence(&delivery(Some(1_700_000_005_000), 1));
+        assert_eq!(first, redelivered);
+        assert!(retried > first);
+        assert_eq!(attempt_sequence(&delivery(None, 1)), 0);
     }
 
     #[test]

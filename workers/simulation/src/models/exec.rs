@@ -4,7 +4,12 @@
 //!
 //! - The command comes from [`RegistryConfig`](crate::models::RegistryConfig), never from a
 //!   message; it is started with its configured arguments in a process group of its own.
-//! - The job's params are written to its stdin as one JSON document, then stdin is closed.
+//! - Its environment is cleared: it sees only the variables in [`INHERITED_ENV`] that the
+//!   worker has (`PATH` above all; `PATH` defaults to [`DEFAULT_PATH`]) and
+//!   `FLEET_MODEL`, the model's name. Nothing else of the worker's environment (AWS
+//!   credentials, the container's task-role endpoint, configuration) reaches it.
+//! - The job's params are written to its stdin as one JSON document (at most
+//!   [`MAX_STDIN_BYTES`]), then stdin is closed.
 //! - It prints its result as JSON on stdout. `{"summary": S, "result": R}` (exactly those two
 //!   keys) gives the summary and result directly, and `S` must serialize to at most
 //!   [`MAX_SUMMARY_BYTES`]. Any other JSON is the result, and the summary is a digest of it:
@@ -14,7 +19,11 @@
 //!   messages.
 //! - A non-zero exit, death by a signal, stdout over [`MAX_STDOUT_BYTES`] or stdout that is not
 //!   JSON is [`ModelError::Failed`], whose message ends with the stderr tail.
-//! - On timeout or cancellation the whole process group is killed with `SIGKILL`.
+//! - It runs at most its configured timeout, [`DEFAULT_TIMEOUT`] when none is configured
+//!   and never more than [`MAX_TIMEOUT`]; on timeout or cancellation the whole process
+//!   group is killed with `SIGKILL`.
+//! - Its arguments come from the configuration, at most [`MAX_ARGS`] of at most
+//!   [`MAX_ARG_BYTES`] each (checked when the registry is built).
 //!
 //! The run ends when the command has exited *and* its stdout and stderr are closed, so a
 //! background process it leaves holding them keeps the run going until the timeout (if any)
@@ -36,12 +45,77 @@ pub const MAX_STDOUT_BYTES: usize = 64 << 20;
 pub const MAX_SUMMARY_BYTES: usize = 8 << 10;
 /// How much of the end of stderr is kept for error messages: 2 KiB.
 pub const STDERR_TAIL_BYTES: usize = 2 << 10;
+/// The most params (serialized as JSON) written to a command's stdin: 256 KiB, the size
+/// of the largest SQS message that could have carried them.
+pub const MAX_STDIN_BYTES: usize = 256 << 10;
+/// The most arguments an `exec` model may be configured with.
+pub const MAX_ARGS: usize = 256;
+/// The longest argument (in bytes) an `exec` model may be configured with: 4 KiB.
+pub const MAX_ARG_BYTES: usize = 4 << 10;
+/// How long a command runs when its model configures no timeout: one hour, the
+/// simulation-job state machine's `TimeoutSeconds` (nobody waits longer).
+pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(3600);
+/// The longest timeout an `exec` model may configure: 12 hours, SQS's ceiling on how
+/// long one receive of a message may be kept leased.
+pub const MAX_TIMEOUT: Duration = Duration::from_secs(12 * 3600);
+/// The variables of the worker's environment a command inherits (when the worker has
+/// them). Everything else is cleared.
+pub const INHERITED_ENV: &[&str] = &["PATH", "LANG", "LC_ALL", "TZ", "TMPDIR"];
+/// The `PATH` a command gets when the worker has none.
+pub const DEFAULT_PATH: &str = "/usr/local/bin:/usr/bin:/bin";
+/// The variable that tells a command which model it runs as.
+pub const MODEL_ENV: &str = "FLEET_MODEL";
+/// Longer stderr lines (in bytes) are never progress lines; they go straight to the tail.
+pub const MAX_PROGRESS_LINE: usize = 256;
 
 /// How often the worker checks the command, its timeout and the cancel flag. `std` has no
 /// wait-with-timeout for a child, so we poll; 10 ms is invisible next to a model run.
 const POLL_INTERVAL: Duration = Duration::from_millis(10);
-/// Longer stderr lines are never progress lines; they go straight to the tail.
-const MAX_PROGRESS_LINE: usize = 256;
+
+/// The environment a command starts with: the inherited variables the worker has (as
+/// `lookup` reads them), a `PATH` in any case, and [`MODEL_ENV`].
+pub fn child_env(
+    model: &str,
+    lookup: impl Fn(&str) -> Option<std::ffi::OsString>,
+) -> Vec<(String, std::ffi::OsString)> {
+    let mut env: Vec<(String, std::ffi::OsString)> = INHERITED_ENV
+        .iter()
+        .filter_map(|name| Some((name.to_string(), lookup(name)?)))
+        .collect();
+    if !env.iter().any(|(name, _)| name == "PATH") {
+        env.push(("PATH".to_string(), DEFAULT_PATH.into()));
+    }
+    env.push((MODEL_ENV.to_string(), model.into()));
+    env
+}
+
+/// The bounds [`MAX_ARGS`] and [`MAX_ARG_BYTES`] on a configured command; the error says
+/// which is exceeded.
+pub fn check_args(args: &[String]) -> Result<(), String> {
+    if args.len() > MAX_ARGS {
+        return Err(format!(
+            "has {} arguments, more than the {MAX_ARGS} allowed",
+            args.len()
+        ));
+    }
+    if let Some((index, arg)) = args
+        .iter()
+        .enumerate()
+        .find(|(_, arg)| arg.len() > MAX_ARG_BYTES)
+    {
+        return Err(format!(
+            "argument {index} is {} bytes, more than the {MAX_ARG_BYTES} allowed",
+            arg.len()
+        ));
+    }
+    Ok(())
+}
+
+/// The timeout a command runs under: its configured one, else [`DEFAULT_TIMEOUT`], never
+/// more than [`MAX_TIMEOUT`].
+pub fn effective_timeout(configured: Option<Duration>) -> Duration {
+    configured.unwrap_or(DEFAULT_TIMEOUT).min(MAX_TIMEOUT)
+}
 
 /// A model that runs an external command.
 #[derive(Debug, Clone)]
@@ -62,6 +136,20 @@ impl Model for ExecModel {
         &self.name
     }
 
+    /// Only the size is checked here: the command itself judges its params.
+    fn validate(&self, params: &Value) -> Result<(), ModelError> {
+        let bytes = params.to_string().len();
+        if bytes > MAX_STDIN_BYTES {
+            return Err(ModelError::invalid(
+                "params",
+                format!(
+                    "serialize to {bytes} bytes, more than the {MAX_STDIN_BYTES} an exec model takes"
+                ),
+            ));
+        }
+        Ok(())
+    }
+
     fn run(
         &self,
         params: &Value,
@@ -69,8 +157,21 @@ impl Model for ExecModel {
         cancel: &CancelFlag,
     ) -> Result<ModelOutput, ModelError> {
         let program = self.command.program.display().to_string();
+        let input = params.to_string().into_bytes();
+        if input.len() > MAX_STDIN_BYTES {
+            return Err(ModelError::invalid(
+                "params",
+                format!(
+                    "serialize to {} bytes, more than the {MAX_STDIN_BYTES} an exec model takes",
+                    input.len()
+                ),
+            ));
+        }
+        let timeout = effective_timeout(self.command.timeout);
         let mut child = Command::new(&self.command.program)
             .args(&self.command.args)
+            .env_clear()
+            .envs(child_env(&self.name, |name| std::env::var_os(name)))
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
@@ -90,8 +191,7 @@ impl Model for ExecModel {
                 source: io::Error::other("the child's pipes were not created"),
             });
         };
-        let input = params.to_string().into_bytes();
-        let deadline = self.command.timeout.map(|timeout| Instant::now() + timeout);
+        let deadline = Instant::now().checked_add(timeout);
 
         let ended = std::thread::scope(|scope| {
             let writer = scope.spawn(move || {
@@ -124,9 +224,7 @@ impl Model for ExecModel {
         let status = match outcome {
             Ended::Exited(status) => status,
             Ended::TimedOut => {
-                return Err(ModelError::TimedOut {
-                    after: self.command.timeout.unwrap_or_default(),
-                });
+                return Err(ModelError::TimedOut { after: timeout });
             }
             Ended::Cancelled => return Err(ModelError::Cancelled),
             Ended::WaitFailed(source) => {

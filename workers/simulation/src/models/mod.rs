@@ -209,7 +209,8 @@ pub struct ExecCommand {
     pub program: PathBuf,
     /// Its arguments.
     pub args: Vec<String>,
-    /// Kill the command (and its process group) when it runs longer than this.
+    /// Kill the command (and its process group) when it runs longer than this;
+    /// [`exec::DEFAULT_TIMEOUT`] when `None`, at most [`exec::MAX_TIMEOUT`].
     pub timeout: Option<Duration>,
 }
 
@@ -232,6 +233,15 @@ pub enum RegistryConfigError {
     /// An `exec` model has an empty program path.
     #[error("exec model `{0}` has an empty program")]
     EmptyProgram(String),
+    /// An `exec` model's arguments exceed [`exec::MAX_ARGS`] or [`exec::MAX_ARG_BYTES`].
+    #[error("exec model `{model}`: `args` {reason}")]
+    Args { model: String, reason: String },
+    /// An `exec` model's timeout is zero or over [`exec::MAX_TIMEOUT`].
+    #[error(
+        "exec model `{model}`: `timeoutSecs` is {secs}; use 1 to {} (12 hours)",
+        exec::MAX_TIMEOUT.as_secs()
+    )]
+    Timeout { model: String, secs: u64 },
 }
 
 /// The models a worker can run, by name: the built-ins plus the configured `exec` models.
@@ -263,6 +273,20 @@ impl Registry {
             }
             if models.contains_key(&name) {
                 return Err(RegistryConfigError::NameTaken(name));
+            }
+            if let Err(reason) = exec::check_args(&command.args) {
+                return Err(RegistryConfigError::Args {
+                    model: name,
+                    reason,
+                });
+            }
+            if let Some(timeout) = command.timeout
+                && (timeout.is_zero() || timeout > exec::MAX_TIMEOUT)
+            {
+                return Err(RegistryConfigError::Timeout {
+                    model: name,
+                    secs: timeout.as_secs(),
+                });
             }
             models.insert(name.clone(), Box::new(ExecModel::new(name, command)));
         }

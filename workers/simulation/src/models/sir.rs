@@ -46,6 +46,10 @@ pub const MAX_RATE_PER_STEP: f64 = 0.05;
 pub const MIN_STEPS_PER_DAY: u32 = 4;
 /// Most steps per day, however fast the rates: bounds the cost of extreme parameters.
 pub const MAX_STEPS_PER_DAY: u32 = 200;
+/// The most `days` a job may simulate: ten years.
+pub const MAX_DAYS: u32 = 3650;
+/// The most independent `runs` a job may ask for.
+pub const MAX_RUNS: u32 = 10_000;
 
 /// The percentiles reported for each day, with their JSON keys.
 const PERCENTILES: [(&str, f64); 5] = [
@@ -116,16 +120,16 @@ impl SirParams {
         if let Some(sigma) = self.sigma {
             check_rate("params.sigma", sigma)?;
         }
-        if !(1..=3650).contains(&self.days) {
+        if !(1..=MAX_DAYS).contains(&self.days) {
             return Err(ModelError::invalid(
                 "params.days",
-                format!("must be between 1 and 3650, got {}", self.days),
+                format!("must be between 1 and {MAX_DAYS}, got {}", self.days),
             ));
         }
-        if !(1..=10_000).contains(&self.runs) {
+        if !(1..=MAX_RUNS).contains(&self.runs) {
             return Err(ModelError::invalid(
                 "params.runs",
-                format!("must be between 1 and 10000, got {}", self.runs),
+                format!("must be between 1 and {MAX_RUNS}, got {}", self.runs),
             ));
         }
         Ok(())

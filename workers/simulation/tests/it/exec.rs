@@ -173,3 +173,119 @@ fn a_missing_program_is_an_io_error() {
         "{error}"
     );
 }
+
+/// The names of the variables a command sees, from a script that prints them as JSON.
+fn child_env_names(name: &str) -> Vec<String> {
+    let output = run_script(
+        name,
+        r#"printf '['; env | cut -d= -f1 | grep -E '^[A-Za-z_][A-Za-z0-9_]*$' | sed 's/.*/"&",/' | tr -d '\n'; printf '""]'"#,
+        json!({}),
+    )
+    .unwrap();
+    serde_json::from_value::<Vec<String>>(output.result)
+        .unwrap()
+        .into_iter()
+        .filter(|n| !n.is_empty())
+        .collect()
+}
+
+#[test]
+fn an_exec_child_sees_none_of_the_workers_environment_but_the_allow_list() {
+    use simulation::models::exec::{INHERITED_ENV, MODEL_ENV};
+
+    let seen = child_env_names("envnames");
+    // The shell itself sets a few of its own.
+    let shell_own = ["PWD", "OLDPWD", "SHLVL", "_"];
+    // Cargo gives this test process HOME, CARGO_* and more; none of it may reach the child.
+    let ours: Vec<String> = std::env::vars_os()
+        .filter_map(|(k, _)| k.into_string().ok())
+        .filter(|k| !INHERITED_ENV.contains(&k.as_str()) && !shell_own.contains(&k.as_str()))
+        .collect();
+    assert!(
+        ours.iter().any(|k| k.starts_with("CARGO")),
+        "the test needs variables to leak: {ours:?}"
+    );
+    let leaked: Vec<&String> = seen.iter().filter(|k| ours.contains(k)).collect();
+    assert!(leaked.is_empty(), "the child saw {leaked:?}");
+    assert!(seen.iter().any(|k| k == "PATH"), "{seen:?}");
+    assert!(seen.iter().any(|k| k == MODEL_ENV), "{seen:?}");
+    // Nothing else appears.
+    let unexpected: Vec<&String> = seen
+        .iter()
+        .filter(|k| {
+            !INHERITED_ENV.contains(&k.as_str())
+                && k.as_str() != MODEL_ENV
+                && !shell_own.contains(&k.as_str())
+        })
+        .collect();
+    assert!(unexpected.is_empty(), "{unexpected:?}");
+}
+
+#[test]
+fn exec_params_over_the_stdin_limit_are_refused_naming_params() {
+    use simulation::models::exec::MAX_STDIN_BYTES;
+
+    let registry = Registry::new(config("big", "cat", None)).unwrap();
+    let model = registry.get("big").unwrap();
+    let big = json!({"blob": "x".repeat(MAX_STDIN_BYTES)});
+    for result in [
+        model.validate(&big).map(|()| None),
+        model
+            .run(&big, &simulation::models::NoProgress, &CancelFlag::new())
+            .map(Some),
+    ] {
+        match result {
+            Err(ModelError::InvalidParams { field, reason }) => {
+                assert_eq!(field, "params");
+                assert!(reason.contains(&MAX_STDIN_BYTES.to_string()), "{reason}");
+            }
+            other => panic!("expected InvalidParams, got {other:?}"),
+        }
+    }
+    let fits = json!({"blob": "x".repeat(MAX_STDIN_BYTES - 100)});
+    assert!(model.validate(&fits).is_ok());
+}
+
+#[test]
+fn exec_model_arguments_and_timeouts_over_the_limits_are_refused() {
+    use simulation::models::RegistryConfigError;
+    use simulation::models::exec::{MAX_ARG_BYTES, MAX_ARGS, MAX_TIMEOUT};
+
+    let with = |args: Vec<String>, timeout: Option<Duration>| {
+        Registry::new(RegistryConfig {
+            exec: BTreeMap::from([(
+                "m".to_owned(),
+                ExecCommand {
+                    program: "/bin/true".into(),
+                    args,
+                    timeout,
+                },
+            )]),
+        })
+    };
+    let error = with(vec!["a".into(); MAX_ARGS + 1], None).unwrap_err();
+    assert!(
+        matches!(&error, RegistryConfigError::Args { model, .. } if model == "m"),
+        "{error}"
+    );
+    assert!(error.to_string().contains("`args`"), "{error}");
+    let error = with(vec!["a".repeat(MAX_ARG_BYTES + 1)], None).unwrap_err();
+    assert!(error.to_string().contains("argument 0"), "{error}");
+    for timeout in [Duration::ZERO, MAX_TIMEOUT + Duration::from_secs(1)] {
+        let error = with(vec![], Some(timeout)).unwrap_err();
+        assert!(error.to_string().contains("`timeoutSecs`"), "{error}");
+    }
+    assert!(with(vec!["a".repeat(MAX_ARG_BYTES); MAX_ARGS], Some(MAX_TIMEOUT)).is_ok());
+}
+
+#[test]
+fn an_exec_model_without_a_timeout_runs_under_the_default() {
+    use simulation::models::exec::{DEFAULT_TIMEOUT, MAX_TIMEOUT, effective_timeout};
+
+    assert_eq!(effective_timeout(None), DEFAULT_TIMEOUT);
+    assert_eq!(
+        effective_timeout(Some(Duration::from_secs(5))),
+        Duration::from_secs(5)
+    );
+    assert_eq!(effective_timeout(Some(Duration::MAX)), MAX_TIMEOUT);
+}

@@ -122,3 +122,139 @@ async fn an_invalid_task_goes_to_the_dead_letter_queue_naming_the_field() {
     assert!(reason.contains("`jobId`"), "{reason}");
     assert_eq!(stack.counts(&stack.queue).await, (0, 0));
 }
+
+#[tokio::test]
+async fn a_closed_task_token_is_acknowledged_without_running_the_job() {
+    use std::collections::BTreeMap;
+
+    use simulation::models::{ExecCommand, RegistryConfig};
+
+    let stack = Stack::new(30, 20).await;
+    // The model leaves a marker when it runs.
+    let marker = std::path::PathBuf::from(env!("CARGO_TARGET_TMPDIR"))
+        .join(format!("{}.ran", emulator::unique_name("marker")));
+    let config = simulation::WorkerConfig {
+        registry: RegistryConfig {
+            exec: BTreeMap::from([(
+                "marker".to_owned(),
+                ExecCommand {
+                    program: "/bin/sh".into(),
+                    args: vec![
+                        "-c".into(),
+                        format!("touch '{}'; echo '{{}}'", marker.display()),
+                    ],
+                    timeout: None,
+                },
+            )]),
+        },
+        ..stack.worker_config()
+    };
+    // A task whose token no execution waits on (an attempt that timed out, or a made-up one).
+    let body = json!({"taskToken": "no-execution-waits-on-this", "jobId": job_id(), "model": "marker", "params": {}})
+        .to_string();
+    stack
+        .sqs
+        .send_message()
+        .queue_url(stack.queue.as_str())
+        .message_body(&body)
+        .send()
+        .await
+        .unwrap();
+    let shutdown = CancellationToken::new();
+    let worker = tokio::spawn(simulation::run(config, shutdown.clone()));
+    eventually(
+        Duration::from_secs(20),
+        "the message is acknowledged",
+        || async { stack.counts(&stack.queue).await == (0, 0) },
+    )
+    .await;
+    shutdown.cancel();
+    let metrics = tokio::time::timeout(Duration::from_secs(20), worker)
+        .await
+        .expect("the worker stops")
+        .unwrap()
+        .unwrap();
+    assert!(!marker.exists(), "the model ran for a closed token");
+    assert_eq!(metrics.succeeded, 1, "{metrics:?}");
+    assert_eq!(stack.counts(&stack.dlq).await, (0, 0));
+    assert!(stack.result_keys().await.is_empty());
+}
+
+#[tokio::test]
+async fn a_job_whose_lease_a_newer_attempt_takes_over_stops_and_answers_nothing() {
+    use aws_sdk_dynamodb::types::AttributeValue;
+
+    let stack = Stack::new(4, 30).await;
+    let dynamo = aws_sdk_dynamodb::Client::new(&stack.sdk);
+    let job = job_id();
+    let execution = stack
+        .start(&job, "spin", json!({"durationMs": 120_000}))
+        .await;
+    let shutdown = CancellationToken::new();
+    let worker = tokio::spawn(simulation::run(stack.worker_config(), shutdown.clone()));
+    let record = || async {
+        dynamo
+            .get_item()
+            .table_name(&stack.table)
+            .key("jobId", AttributeValue::S(job.clone()))
+            .consistent_read(true)
+            .send()
+            .await
+            .unwrap()
+            .item
+    };
+    eventually(Duration::from_secs(20), "the job holds its key", || async {
+        record().await.is_some()
+    })
+    .await;
+    // A newer attempt of the job, on another worker, takes the record over.
+    let far = (std::time::SystemTime::now() + Duration::from_secs(3600))
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap();
+    dynamo
+        .put_item()
+        .table_name(&stack.table)
+        .item("jobId", AttributeValue::S(job.clone()))
+        .item("status", AttributeValue::S("in-progress".into()))
+        .item("owner", AttributeValue::S("other-worker:m".into()))
+        .item("attempt", AttributeValue::S("newer".into()))
+        .item("sequence", AttributeValue::N(u64::MAX.to_string()))
+        .item(
+            "leaseExpiresAt",
+            AttributeValue::N(far.as_millis().to_string()),
+        )
+        .send()
+        .await
+        .unwrap();
+    // The model stops long before its two minutes; the message comes back and is
+    // acknowledged as the older attempt it is.
+    eventually(
+        Duration::from_secs(30),
+        "the old attempt's message is settled",
+        || async { stack.counts(&stack.queue).await == (0, 0) },
+    )
+    .await;
+    shutdown.cancel();
+    let metrics = tokio::time::timeout(Duration::from_secs(20), worker)
+        .await
+        .expect("the worker stops: no model is left running")
+        .unwrap()
+        .unwrap();
+    assert_eq!(metrics.lease_lost, 1, "{metrics:?}");
+    assert_eq!(metrics.superseded, 1, "{metrics:?}");
+    assert_eq!(metrics.succeeded, 0, "{metrics:?}");
+    assert!(stack.result_keys().await.is_empty(), "no result stored");
+    assert_eq!(
+        stack.status(&execution).await,
+        ExecutionStatus::Running,
+        "the token was not answered"
+    );
+    let item = record().await.unwrap();
+    assert_eq!(item["owner"].as_s().unwrap(), "other-worker:m");
+    let _ = stack
+        .sfn
+        .stop_execution()
+        .execution_arn(&execution)
+        .send()
+        .await;
+}

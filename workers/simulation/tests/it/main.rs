@@ -7,6 +7,7 @@
 mod exec;
 mod jobs;
 mod process;
+mod props;
 mod registry;
 mod sir;
 mod spin;

@@ -191,3 +191,42 @@ async fn sigterm_past_the_drain_timeout_releases_the_job_at_once() {
         .await
         .unwrap();
 }
+
+#[tokio::test]
+async fn exec_children_do_not_see_the_workers_aws_credentials() {
+    let stack = Stack::new(30, 10).await;
+    // The model's result is the names of the variables it sees.
+    let script = r#"printf '['; env | cut -d= -f1 | grep -E '^[A-Za-z_][A-Za-z0-9_]*$' | sed 's/.*/"&",/' | tr -d '\n'; printf '""]'"#;
+    let models = json!({"envnames": {"program": "/bin/sh", "args": ["-c", script]}}).to_string();
+    let worker = WorkerProcess::spawn(
+        &stack,
+        &[
+            ("EXEC_MODELS", models.as_str()),
+            ("FLEET_TEST_SECRET", "hunter2"),
+        ],
+    );
+    let job = job_id();
+    let execution = stack.start(&job, "envnames", json!({})).await;
+    let finished = stack.finished(&execution, Duration::from_secs(30)).await;
+    assert_eq!(
+        finished.status,
+        ExecutionStatus::Succeeded,
+        "{finished:?}\n{}",
+        worker.log()
+    );
+    let names: Vec<String> =
+        serde_json::from_slice(&stack.result(&format!("results/{job}.json")).await).unwrap();
+    for secret in [
+        "AWS_SECRET_ACCESS_KEY",
+        "AWS_ACCESS_KEY_ID",
+        "AWS_ENDPOINT_URL",
+        "QUEUE_URL",
+        "FLEET_TEST_SECRET",
+    ] {
+        assert!(
+            !names.iter().any(|n| n == secret),
+            "the child saw {secret}: {names:?}"
+        );
+    }
+    assert!(names.iter().any(|n| n == "PATH"), "{names:?}");
+}
