@@ -9,4 +9,5 @@ mod dashboard;
 mod jobs;
 mod notifier;
 mod schedules;
+mod security;
 mod support;

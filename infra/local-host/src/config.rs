@@ -5,6 +5,10 @@ use std::net::{Ipv4Addr, SocketAddr};
 use std::num::NonZeroUsize;
 use std::time::Duration;
 
+/// API Gateway WebSocket APIs' largest message, in either direction (128 KB): the default
+/// of [`WebSocketConfig::max_message_bytes`].
+pub const MAX_MESSAGE_BYTES: usize = 128 * 1024;
+
 /// How the host runs. [`Config::default`] suits `fleet dev` and the tests.
 #[derive(Debug, Clone)]
 pub struct Config {
@@ -87,7 +91,7 @@ impl Default for WebSocketConfig {
             sse_path: "/sse".to_owned(),
             idle_timeout: Duration::from_secs(10 * 60),
             max_duration: Duration::from_secs(2 * 60 * 60),
-            max_message_bytes: 128 * 1024,
+            max_message_bytes: MAX_MESSAGE_BYTES,
             keep_alive_interval: Duration::from_secs(30),
             keep_alive_misses: 2,
             outbound_queue: 32,

@@ -47,7 +47,7 @@ pub fn router(
 }
 
 /// API Gateway's largest request payload for HTTP APIs.
-const MAX_REQUEST_BYTES: usize = 10 * 1024 * 1024;
+pub const MAX_REQUEST_BYTES: usize = 10 * 1024 * 1024;
 /// HTTP APIs give up on an integration after 30 seconds.
 const INTEGRATION_TIMEOUT: Duration = Duration::from_secs(30);
 /// The header API Gateway adds to every response.

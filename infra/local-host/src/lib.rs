@@ -57,10 +57,10 @@ mod sqs;
 mod ttl;
 mod websocket;
 
-pub use config::{Config, WebSocketConfig};
+pub use config::{Config, MAX_MESSAGE_BYTES, WebSocketConfig};
 pub use error::HostError;
 pub use function::{FunctionError, Functions, Invocation, LambdaFunction};
-pub use gateway::router;
+pub use gateway::{MAX_REQUEST_BYTES, router};
 pub use guard::local_only;
 pub use host::{Host, RunningHost, delivery_queue, delivery_target_id, run};
 pub use in_process::{InProcessClient, InProcessInterceptor};

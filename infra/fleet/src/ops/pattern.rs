@@ -9,6 +9,10 @@
 
 use serde_json::{Map, Value};
 
+/// The longest pattern accepted, in bytes of JSON: EventBridge's own limit on a rule's
+/// `EventPattern`.
+pub const MAX_PATTERN_LEN: usize = 4096;
+
 /// A validated event pattern.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Pattern(Map<String, Value>);
@@ -24,6 +28,15 @@ pub struct PatternError {
 impl Pattern {
     /// Parses and validates a pattern given as JSON text.
     pub fn parse(text: &str) -> Result<Pattern, PatternError> {
+        if text.len() > MAX_PATTERN_LEN {
+            return Err(error(
+                "(pattern)",
+                format!(
+                    "a pattern is at most {MAX_PATTERN_LEN} bytes, as EventBridge's, got {}",
+                    text.len()
+                ),
+            ));
+        }
         let value: Value = serde_json::from_str(text).map_err(|e| PatternError {
             path: "(pattern)".to_owned(),
             message: format!("not JSON: {e}"),
@@ -366,5 +379,58 @@ mod tests {
             assert_eq!(e.path, path, "{pattern}: {e}");
         }
         assert!(Pattern::parse("{not json").is_err());
+    }
+
+    fn json_value() -> impl proptest::strategy::Strategy<Value = Value> {
+        use proptest::prelude::*;
+        let leaf = prop_oneof![
+            Just(Value::Null),
+            any::<bool>().prop_map(Value::Bool),
+            any::<i32>().prop_map(|n| json!(n)),
+            "[a-z.$-]{0,8}".prop_map(Value::String),
+        ];
+        leaf.prop_recursive(4, 32, 4, |inner| {
+            prop_oneof![
+                proptest::collection::vec(inner.clone(), 0..4).prop_map(Value::Array),
+                proptest::collection::btree_map(
+                    prop_oneof![
+                        Just("prefix".to_owned()),
+                        Just("anything-but".to_owned()),
+                        Just("numeric".to_owned()),
+                        Just("exists".to_owned()),
+                        Just("$or".to_owned()),
+                        "[a-z-]{1,6}",
+                    ],
+                    inner,
+                    0..4
+                )
+                .prop_map(|m| Value::Object(m.into_iter().collect())),
+            ]
+        })
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn no_pattern_or_event_panics_and_valid_patterns_round_trip(
+            pattern in json_value(),
+            event in json_value(),
+        ) {
+            if let Ok(parsed) = Pattern::from_value(&pattern) {
+                let _ = parsed.matches(&event);
+                proptest::prop_assert_eq!(Pattern::parse(&parsed.to_json()), Ok(parsed));
+            }
+        }
+
+        #[test]
+        fn no_text_panics(text in ".{0,200}") {
+            let _ = Pattern::parse(&text);
+        }
+    }
+
+    #[test]
+    fn a_pattern_over_eventbridges_limit_is_refused() {
+        let long = format!("{{\"source\": [\"{}\"]}}", "a".repeat(MAX_PATTERN_LEN));
+        let e = Pattern::parse(&long).unwrap_err();
+        assert!(e.message.contains("4096"), "{e}");
     }
 }

@@ -292,7 +292,9 @@ async fn switchable_jwks() -> (String, Arc<std::sync::atomic::AtomicBool>, Arc<A
             }),
         )
     };
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("a port on 127.0.0.1");
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("a port on 127.0.0.1");
     let addr = listener.local_addr().expect("a bound address");
     tokio::spawn(async move { axum::serve(listener, app).await });
     (format!("http://{addr}/jwks.json"), down, hits)

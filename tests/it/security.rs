@@ -1,0 +1,173 @@
+//! `SECURITY.md`'s limits table is the code's: every row names the constant enforcing it,
+//! with its value.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+
+/// Every documented limit: the constant's path as the table writes it, and its value
+/// (sizes and counts as they are, durations in seconds, times as Unix seconds).
+fn limits() -> BTreeMap<&'static str, i128> {
+    use contracts::callbacks::signature;
+    use contracts::{frames, timestamp};
+    let n = |v: usize| v as i128;
+    let secs = |d: std::time::Duration| i128::from(d.as_secs());
+    BTreeMap::from([
+        ("jobs::MAX_BODY_BYTES", n(jobs::MAX_BODY_BYTES)),
+        ("jobs::MAX_QUERY_BYTES", n(jobs::MAX_QUERY_BYTES)),
+        ("jobs::MAX_NEXT_TOKEN_LEN", n(jobs::MAX_NEXT_TOKEN_LEN)),
+        ("jobs::MAX_PAGE_SIZE", n(jobs::MAX_PAGE_SIZE)),
+        (
+            "contracts::frames::GATEWAY_MESSAGE_BYTES",
+            n(frames::GATEWAY_MESSAGE_BYTES),
+        ),
+        (
+            "contracts::frames::MAX_FRAME_BYTES",
+            n(frames::MAX_FRAME_BYTES),
+        ),
+        (
+            "contracts::frames::MAX_CLIENT_MESSAGE_BYTES",
+            n(frames::MAX_CLIENT_MESSAGE_BYTES),
+        ),
+        (
+            "contracts::frames::MAX_CHANNEL_NAME_BYTES",
+            n(frames::MAX_CHANNEL_NAME_BYTES),
+        ),
+        (
+            "contracts::frames::MAX_SINCE",
+            i128::from(frames::MAX_SINCE),
+        ),
+        (
+            "contracts::frames::MAX_CHANNELS_PER_CONNECTION",
+            n(frames::MAX_CHANNELS_PER_CONNECTION),
+        ),
+        (
+            "contracts::callbacks::signature::MAX_HEADER_LEN",
+            n(signature::MAX_HEADER_LEN),
+        ),
+        (
+            "contracts::callbacks::signature::MAX_CANDIDATES",
+            n(signature::MAX_CANDIDATES),
+        ),
+        (
+            "contracts::callbacks::signature::CANDIDATE_HEX_LEN",
+            n(signature::CANDIDATE_HEX_LEN),
+        ),
+        (
+            "contracts::callbacks::signature::TOLERANCE",
+            secs(signature::TOLERANCE),
+        ),
+        (
+            "callbacks::DEFAULT_MAX_BODY_BYTES",
+            n(callbacks::DEFAULT_MAX_BODY_BYTES),
+        ),
+        (
+            "callbacks::MAX_CONFIGURABLE_BODY_BYTES",
+            n(callbacks::MAX_CONFIGURABLE_BODY_BYTES),
+        ),
+        (
+            "callbacks::MAX_DELIVERY_ID_LEN",
+            n(callbacks::MAX_DELIVERY_ID_LEN),
+        ),
+        (
+            "callbacks::MAX_EXTERNAL_ID_LEN",
+            n(callbacks::MAX_EXTERNAL_ID_LEN),
+        ),
+        ("callbacks::MAX_STATUS_LEN", n(callbacks::MAX_STATUS_LEN)),
+        (
+            "callbacks::secrets::MAX_PROVIDER_LEN",
+            n(callbacks::secrets::MAX_PROVIDER_LEN),
+        ),
+        (
+            "callbacks::secrets::SECRET_CACHE_FOR",
+            secs(callbacks::secrets::SECRET_CACHE_FOR),
+        ),
+        (
+            "callbacks::MAX_TASK_OUTPUT_BYTES",
+            n(callbacks::MAX_TASK_OUTPUT_BYTES),
+        ),
+        (
+            "callbacks::MAX_FAILURE_CAUSE_CHARS",
+            n(callbacks::MAX_FAILURE_CAUSE_CHARS),
+        ),
+        (
+            "callbacks::MAX_TASK_TOKEN_LEN",
+            n(callbacks::MAX_TASK_TOKEN_LEN),
+        ),
+        (
+            "callbacks::MAX_TIMEOUT_SECONDS",
+            i128::from(callbacks::MAX_TIMEOUT_SECONDS),
+        ),
+        (
+            "contracts::timestamp::MAX_TEXT_LEN",
+            n(timestamp::MAX_TEXT_LEN),
+        ),
+        (
+            "contracts::timestamp::EARLIEST",
+            i128::from(timestamp::EARLIEST.unix_timestamp()),
+        ),
+        (
+            "contracts::timestamp::LATEST",
+            i128::from(timestamp::LATEST.unix_timestamp()),
+        ),
+        ("auth::MAX_JWKS_BYTES", n(auth::MAX_JWKS_BYTES)),
+        ("auth::MAX_KEYS", n(auth::MAX_KEYS)),
+        (
+            "fleet::ops::pattern::MAX_PATTERN_LEN",
+            n(fleet::ops::pattern::MAX_PATTERN_LEN),
+        ),
+        (
+            "local_host::MAX_REQUEST_BYTES",
+            n(local_host::MAX_REQUEST_BYTES),
+        ),
+        (
+            "local_host::MAX_MESSAGE_BYTES",
+            n(local_host::MAX_MESSAGE_BYTES),
+        ),
+    ])
+}
+
+/// The table's rows: `| boundary | limit | value | `constant` |`.
+fn documented() -> BTreeMap<String, String> {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../SECURITY.md");
+    let text = std::fs::read_to_string(&path).expect("SECURITY.md is readable");
+    text.lines()
+        .filter_map(|line| {
+            let cells: Vec<&str> = line.trim().trim_matches('|').split('|').collect();
+            let [_, _, value, constant] = cells[..] else {
+                return None;
+            };
+            let constant = constant.trim().strip_prefix('`')?.strip_suffix('`')?;
+            constant
+                .contains("::")
+                .then(|| (constant.to_owned(), value.trim().to_owned()))
+        })
+        .collect()
+}
+
+#[test]
+fn the_limits_table_in_security_md_matches_the_code() {
+    let code = limits();
+    let table = documented();
+    let mut problems = Vec::new();
+    for (constant, value) in &code {
+        match table.get(*constant) {
+            None => problems.push(format!("{constant} ({value}) is missing from the table")),
+            Some(written) if *written != value.to_string() => problems.push(format!(
+                "{constant}: the table says {written}, the code {value}"
+            )),
+            Some(_) => {}
+        }
+    }
+    for constant in table.keys() {
+        if !code.contains_key(constant.as_str()) {
+            problems.push(format!(
+                "{constant} is in the table but not checked by tests/it/security.rs"
+            ));
+        }
+    }
+    assert!(
+        problems.is_empty(),
+        "SECURITY.md is stale:\n{}",
+        problems.join("\n")
+    );
+}
