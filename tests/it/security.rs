@@ -8,11 +8,57 @@ use std::path::Path;
 /// (sizes and counts as they are, durations in seconds, times as Unix seconds).
 fn limits() -> BTreeMap<&'static str, i128> {
     use contracts::callbacks::signature;
+    use contracts::jobs as cj;
     use contracts::{frames, timestamp};
+    use simulation::models::{exec, sir, spin};
     let n = |v: usize| v as i128;
     let secs = |d: std::time::Duration| i128::from(d.as_secs());
     BTreeMap::from([
         ("jobs::MAX_BODY_BYTES", n(jobs::MAX_BODY_BYTES)),
+        ("contracts::jobs::MAX_JOB_ID_LEN", n(cj::MAX_JOB_ID_LEN)),
+        ("contracts::jobs::MAX_MODEL_LEN", n(cj::MAX_MODEL_LEN)),
+        ("contracts::jobs::MAX_PARAMS_BYTES", n(cj::MAX_PARAMS_BYTES)),
+        (
+            "contracts::jobs::MAX_IDEMPOTENCY_KEY_LEN",
+            n(cj::MAX_IDEMPOTENCY_KEY_LEN),
+        ),
+        (
+            "contracts::jobs::MAX_REQUESTER_LEN",
+            n(cj::MAX_REQUESTER_LEN),
+        ),
+        (
+            "simulation::models::sir::MAX_DAYS",
+            i128::from(sir::MAX_DAYS),
+        ),
+        (
+            "simulation::models::sir::MAX_RUNS",
+            i128::from(sir::MAX_RUNS),
+        ),
+        (
+            "simulation::models::spin::MAX_DURATION_MS",
+            i128::from(spin::MAX_DURATION_MS),
+        ),
+        (
+            "simulation::models::exec::MAX_STDIN_BYTES",
+            n(exec::MAX_STDIN_BYTES),
+        ),
+        (
+            "simulation::models::exec::MAX_STDOUT_BYTES",
+            n(exec::MAX_STDOUT_BYTES),
+        ),
+        (
+            "simulation::models::exec::MAX_SUMMARY_BYTES",
+            n(exec::MAX_SUMMARY_BYTES),
+        ),
+        ("simulation::models::exec::MAX_ARGS", n(exec::MAX_ARGS)),
+        (
+            "simulation::models::exec::MAX_ARG_BYTES",
+            n(exec::MAX_ARG_BYTES),
+        ),
+        (
+            "simulation::models::exec::MAX_TIMEOUT",
+            secs(exec::MAX_TIMEOUT),
+        ),
         ("jobs::MAX_QUERY_BYTES", n(jobs::MAX_QUERY_BYTES)),
         ("jobs::MAX_NEXT_TOKEN_LEN", n(jobs::MAX_NEXT_TOKEN_LEN)),
         ("jobs::MAX_PAGE_SIZE", n(jobs::MAX_PAGE_SIZE)),
