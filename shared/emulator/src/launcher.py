@@ -3,45 +3,10 @@
 The parent may die without cleaning up (kill -9, a test binary that exits); polling the
 parent pid means the emulator never outlives the fleet process that owns it.
 
-Work moto does that changes none of its answers is spared, per request and per garbage
-collection:
-- it lists its own package directory to route each request (one `stat` per backend
-  module), so the list is read once;
-- `PutEvents` compiles the same JSONPath expressions again for every target of every
-  matching rule (building a parser each time: milliseconds per target), so compiled
-  expressions are kept;
-- werkzeug logs one access line per request, so only its warnings and errors are kept;
-- Python's full garbage collections scan every live object, and moto keeps every item,
-  message and execution as objects: with a few thousand connections' rows a full
-  collection paused the whole emulator for 180-310 ms, a stall in the middle of whatever
-  it was serving. Objects that survive a full collection (moto's modules at startup, then
-  whatever lived through the last one) are frozen (`gc.freeze`), so the next full
-  collection scans only what is newer: in a 2,000-connection bench the longest pause fell
-  to 80 ms. Reference counting still frees frozen objects; a reference cycle among them
-  that dies later is not collected and stays in memory until the emulator stops.
-
-One thing is made as AWS does it: DynamoDB applies each item write atomically, but moto
-serves requests on many threads and an `UpdateItem` on an item that does not exist yet
-creates it unguarded, so concurrent first writes (the first subscribers of a channel's
-shard) overwrote each other. Item writes are applied one at a time.
-
-And four task behaviours are made as AWS has them:
-- a task that misses its `HeartbeatSeconds` fails with `States.HeartbeatTimeout` (moto said
-  `States.Timeout`, so a `Retry` or `Catch` on the heartbeat never matched locally);
-- `SendTaskFailure` passes its `cause` on (moto's handler dropped it, so a failed job said
-  nothing of why);
-- a `.waitForTaskToken` task with `HeartbeatSeconds` takes an answer or a heartbeat that
-  arrives as soon as its message is out. moto sends the message first and only then starts
-  the heartbeat clock: a `SendTaskSuccess` in between was kept but not seen until the
-  heartbeat window ran out, and the task then failed with a heartbeat timeout; a
-  `SendTaskHeartbeat` in between was refused as an invalid token. The clock now starts
-  already ticked when either came first;
-- each attempt of a retried `.waitForTaskToken` task has a token of its own, and a token
-  whose attempt has ended is refused with `TaskTimedOut`, in a running execution or an
-  ended one. moto made one token for all attempts and never closed it, so a retry could
-  take the previous attempt's answer as its own (and hand the task out yet again), and a
-  late answer from a worker whose attempt had timed out completed the retry; once the
-  execution had ended it called the token invalid.
+Importing this file also patches moto: it spares work that changes none of moto's
+answers, and it makes a few behaviours (DynamoDB item writes, task heartbeats, failure
+causes and task tokens) as AWS has them. Each change, why, and the test that proves it
+are listed once, in docs/local-parity.md at the repository's root.
 
 Importing this file applies those changes and nothing else; run as a script, it also
 watches its parent and serves.
