@@ -10,26 +10,37 @@
 //!   nothing). The emulator's `Wait` counts whole seconds and may fire up to one second
 //!   early; an event that arrives before its time waits out the rest here (at most
 //!   [`MAX_EARLY`]), so a license never ends before its period.
+//!
+//! The handlers read and write licenses through [`LicenseStore`] ([`DynamoLicenses`] in
+//! the binaries, [`MemoryLicenses`] in unit tests) and publish through
+//! [`SchedulePublisher`].
 
+mod store;
+#[cfg(test)]
+mod tests;
+
+use std::future::Future;
 use std::time::Duration;
 
-use aws_sdk_dynamodb::types::AttributeValue;
 use contracts::licenses::{LicenseDeactivationDue, SubscriptionCancelled};
 use contracts::schedules::{ScheduleRequested, ScheduledEvent};
 use contracts::{BusEvent, Envelope, Event};
 use time::OffsetDateTime;
+
+pub use store::{ACTIVE_UNTIL, DynamoLicenses, INACTIVE, License, LicenseStore, MemoryLicenses};
 
 /// The most a deactivation waits for its time when it arrives early.
 pub const MAX_EARLY: Duration = Duration::from_secs(5);
 /// The producer name on published events.
 pub const PRODUCER: &str = "licenses";
 
-/// What the handlers need.
+/// What the handlers need: the licenses, and the bus the schedule requests go to. The
+/// binaries use [`Deps::new`] (DynamoDB and EventBridge); unit tests put
+/// [`MemoryLicenses`] and a recording publisher in their place.
 #[derive(Clone)]
-pub struct Deps {
-    pub dynamodb: aws_sdk_dynamodb::Client,
-    pub table: String,
-    pub publisher: bus::Publisher,
+pub struct Deps<S = DynamoLicenses, P = bus::Publisher> {
+    pub store: S,
+    pub publisher: P,
 }
 
 impl Deps {
@@ -39,10 +50,30 @@ impl Deps {
         bus: impl Into<String>,
     ) -> Deps {
         Deps {
-            dynamodb: aws_sdk_dynamodb::Client::new(sdk),
-            table: table.into(),
+            store: DynamoLicenses::new(aws_sdk_dynamodb::Client::new(sdk), table),
             publisher: bus::Publisher::from_sdk(sdk, bus),
         }
+    }
+}
+
+/// Where the handlers publish their `ScheduleRequested`: a [`bus::Publisher`] on the
+/// stage's bus.
+pub trait SchedulePublisher: Send + Sync {
+    fn publish_request(
+        &self,
+        envelope: &Envelope<ScheduleRequested>,
+    ) -> impl Future<Output = Result<(), LicensesError>> + Send;
+}
+
+impl<B: bus::EventSink> SchedulePublisher for bus::Publisher<B> {
+    async fn publish_request(
+        &self,
+        envelope: &Envelope<ScheduleRequested>,
+    ) -> Result<(), LicensesError> {
+        self.publish(envelope)
+            .await
+            .map(|_| ())
+            .map_err(|e| LicensesError::Publish(e.to_string()))
     }
 }
 
@@ -79,16 +110,6 @@ impl From<LicensesError> for lambda_runtime::Diagnostic {
     }
 }
 
-/// A license as the table holds it.
-#[derive(Debug, Clone, PartialEq)]
-pub struct License {
-    pub license_id: String,
-    /// `ACTIVE_UNTIL` or `INACTIVE`.
-    pub status: String,
-    pub active_until: Option<i64>,
-    pub deactivated_at: Option<i64>,
-}
-
 /// The schedule key for deactivating `license_id` at `end`.
 pub fn schedule_key(license_id: &str, end: OffsetDateTime) -> String {
     format!("license-{license_id}-{}", end.unix_timestamp())
@@ -99,6 +120,23 @@ pub async fn handle_subscription_cancelled(
     event: BusEvent,
     deps: &Deps,
 ) -> Result<(), LicensesError> {
+    subscription_cancelled(event, deps).await
+}
+
+/// Deactivates the license whose period ended.
+pub async fn handle_deactivation_due(event: BusEvent, deps: &Deps) -> Result<(), LicensesError> {
+    deactivation_due(event, deps).await
+}
+
+/// Reads a license.
+pub async fn license(deps: &Deps, license_id: &str) -> Result<Option<License>, LicensesError> {
+    deps.store.get(license_id).await
+}
+
+async fn subscription_cancelled<S: LicenseStore, P: SchedulePublisher>(
+    event: BusEvent,
+    deps: &Deps<S, P>,
+) -> Result<(), LicensesError> {
     let envelope = contracts::detail::decode::<SubscriptionCancelled>(
         &event.detail_type,
         &event.detail,
@@ -107,24 +145,13 @@ pub async fn handle_subscription_cancelled(
     )?;
     let cancelled = envelope.event;
     let end = cancelled.period_end;
-    deps.dynamodb
-        .update_item()
-        .table_name(&deps.table)
-        .key("licenseId", AttributeValue::S(cancelled.license_id.clone()))
-        .update_expression("SET #status = :status, activeUntil = :until, subscriptionId = :sub")
-        .expression_attribute_names("#status", "status")
-        .expression_attribute_values(":status", AttributeValue::S("ACTIVE_UNTIL".into()))
-        .expression_attribute_values(
-            ":until",
-            AttributeValue::N(end.unix_timestamp().to_string()),
+    deps.store
+        .keep_until(
+            &cancelled.license_id,
+            &cancelled.subscription_id,
+            end.unix_timestamp(),
         )
-        .expression_attribute_values(":sub", AttributeValue::S(cancelled.subscription_id.clone()))
-        .send()
-        .await
-        .map_err(|e| LicensesError::Table {
-            operation: "UpdateItem",
-            message: aws_sdk_dynamodb::error::DisplayErrorContext(&e).to_string(),
-        })?;
+        .await?;
     let due = LicenseDeactivationDue {
         license_id: cancelled.license_id.clone(),
         subscription_id: cancelled.subscription_id.clone(),
@@ -144,16 +171,15 @@ pub async fn handle_subscription_cancelled(
     request.validate()?;
     let mut envelope = Envelope::new(request, PRODUCER);
     envelope.meta.correlation_id = cancelled.license_id.clone();
-    deps.publisher
-        .publish(&envelope)
-        .await
-        .map_err(|e| LicensesError::Publish(e.to_string()))?;
+    deps.publisher.publish_request(&envelope).await?;
     tracing::info!(license_id = %cancelled.license_id, until = %end, "license kept until the period's end; deactivation scheduled");
     Ok(())
 }
 
-/// Deactivates the license whose period ended.
-pub async fn handle_deactivation_due(event: BusEvent, deps: &Deps) -> Result<(), LicensesError> {
+async fn deactivation_due<S: LicenseStore, P>(
+    event: BusEvent,
+    deps: &Deps<S, P>,
+) -> Result<(), LicensesError> {
     let envelope = contracts::detail::decode::<LicenseDeactivationDue>(
         &event.detail_type,
         &event.detail,
@@ -170,70 +196,14 @@ pub async fn handle_deactivation_due(event: BusEvent, deps: &Deps) -> Result<(),
         tokio::time::sleep(early).await;
     }
     let now = OffsetDateTime::now_utc().unix_timestamp();
-    let out = deps
-        .dynamodb
-        .update_item()
-        .table_name(&deps.table)
-        .key("licenseId", AttributeValue::S(due.license_id.clone()))
-        .update_expression("SET #status = :inactive, deactivatedAt = :now")
-        .condition_expression("activeUntil = :until")
-        .expression_attribute_names("#status", "status")
-        .expression_attribute_values(":inactive", AttributeValue::S("INACTIVE".into()))
-        .expression_attribute_values(":now", AttributeValue::N(now.to_string()))
-        .expression_attribute_values(
-            ":until",
-            AttributeValue::N(due.due.unix_timestamp().to_string()),
-        )
-        .send()
-        .await;
-    match out {
-        Ok(_) => {
-            tracing::info!(license_id = %due.license_id, "license deactivated");
-            Ok(())
-        }
-        Err(e)
-            if e.as_service_error()
-                .is_some_and(|e| e.is_conditional_check_failed_exception()) =>
-        {
-            tracing::info!(license_id = %due.license_id, "license no longer due for this end; left as is");
-            Ok(())
-        }
-        Err(e) => Err(LicensesError::Table {
-            operation: "UpdateItem",
-            message: aws_sdk_dynamodb::error::DisplayErrorContext(&e).to_string(),
-        }),
+    if deps
+        .store
+        .deactivate_if_due(&due.license_id, due.due.unix_timestamp(), now)
+        .await?
+    {
+        tracing::info!(license_id = %due.license_id, "license deactivated");
+    } else {
+        tracing::info!(license_id = %due.license_id, "license no longer due for this end; left as is");
     }
-}
-
-/// Reads a license.
-pub async fn license(deps: &Deps, license_id: &str) -> Result<Option<License>, LicensesError> {
-    let out = deps
-        .dynamodb
-        .get_item()
-        .table_name(&deps.table)
-        .key("licenseId", AttributeValue::S(license_id.to_string()))
-        .consistent_read(true)
-        .send()
-        .await
-        .map_err(|e| LicensesError::Table {
-            operation: "GetItem",
-            message: aws_sdk_dynamodb::error::DisplayErrorContext(&e).to_string(),
-        })?;
-    Ok(out.item.map(|item| {
-        let n = |name: &str| {
-            item.get(name)
-                .and_then(|v| v.as_n().ok())
-                .and_then(|v| v.parse().ok())
-        };
-        License {
-            license_id: license_id.to_string(),
-            status: item
-                .get("status")
-                .and_then(|v| v.as_s().ok())
-                .cloned()
-                .unwrap_or_default(),
-            active_until: n("activeUntil"),
-            deactivated_at: n("deactivatedAt"),
-        }
-    }))
+    Ok(())
 }

@@ -14,12 +14,21 @@
 //! stop, and the schedule still fires: publish the cancellation after the request was
 //! accepted (it is listed by [`pending`]), or make the consumer check its own state, as
 //! the licenses service does.
+//!
+//! The handlers make their Step Functions calls through [`Executions`] ([`Deps`] is the
+//! SDK adapter); [`MemoryExecutions`] is its in-memory twin for unit tests.
+
+mod executions;
+#[cfg(test)]
+mod tests;
 
 use aws_sdk_sfn::error::DisplayErrorContext;
 use aws_sdk_sfn::types::ExecutionStatus;
 use contracts::BusEvent;
 use contracts::schedules::{ScheduleCancelled, ScheduleInput, ScheduleRequested};
 use time::OffsetDateTime;
+
+pub use executions::{Executions, MemoryExecution, MemoryExecutions, Start};
 
 /// What the handlers need.
 #[derive(Clone, Debug)]
@@ -80,6 +89,20 @@ impl From<SchedulerError> for lambda_runtime::Diagnostic {
 
 /// Starts the execution that fires `ScheduleRequested`'s event at its time.
 pub async fn handle_requested(event: BusEvent, deps: &Deps) -> Result<(), SchedulerError> {
+    requested(event, deps).await
+}
+
+/// Stops the schedule named by `ScheduleCancelled`, if it still waits.
+pub async fn handle_cancelled(event: BusEvent, deps: &Deps) -> Result<(), SchedulerError> {
+    cancelled(event, deps).await
+}
+
+/// Stops the schedule `key`; a no-op when it is unknown or no longer running.
+pub async fn cancel(key: &str, deps: &Deps) -> Result<(), SchedulerError> {
+    cancel_in(key, deps).await
+}
+
+async fn requested(event: BusEvent, executions: &impl Executions) -> Result<(), SchedulerError> {
     let envelope = contracts::detail::decode::<ScheduleRequested>(
         &event.detail_type,
         &event.detail,
@@ -93,97 +116,43 @@ pub async fn handle_requested(event: BusEvent, deps: &Deps) -> Result<(), Schedu
         operation: "StartExecution",
         message: format!("the input does not serialize: {e}"),
     })?;
-    let out = deps
-        .sfn
-        .start_execution()
-        .state_machine_arn(&deps.state_machine_arn)
-        .name(&request.key)
-        .input(input)
-        .send()
-        .await;
-    match out {
-        Ok(_) => {
+    match executions.start(&request.key, &input).await? {
+        Start::Started => {
             tracing::info!(key = %request.key, at = %request.at, detail_type = %request.event.detail_type, "schedule started");
-            Ok(())
         }
-        Err(e)
-            if e.as_service_error()
-                .is_some_and(|e| e.is_execution_already_exists()) =>
-        {
+        Start::NameTaken => {
             tracing::error!(key = %request.key, "a schedule with this key exists with other content; keys are single-use, request dropped");
-            Ok(())
         }
-        Err(e) => Err(SchedulerError::StepFunctions {
-            operation: "StartExecution",
-            message: DisplayErrorContext(&e).to_string(),
-        }),
     }
+    Ok(())
 }
 
-/// Stops the schedule named by `ScheduleCancelled`, if it still waits.
-pub async fn handle_cancelled(event: BusEvent, deps: &Deps) -> Result<(), SchedulerError> {
+async fn cancelled(event: BusEvent, executions: &impl Executions) -> Result<(), SchedulerError> {
     let envelope = contracts::detail::decode::<ScheduleCancelled>(
         &event.detail_type,
         &event.detail,
         &event.received(),
         |e| Some(e.key.clone()),
     )?;
-    cancel(&envelope.event.key, deps).await
+    cancel_in(&envelope.event.key, executions).await
 }
 
-/// Stops the schedule `key`; a no-op when it is unknown or no longer running.
-pub async fn cancel(key: &str, deps: &Deps) -> Result<(), SchedulerError> {
-    let arn = deps.execution_arn(key);
-    let described = deps
-        .sfn
-        .describe_execution()
-        .execution_arn(&arn)
-        .send()
-        .await;
-    match described {
-        Ok(d) if d.status == ExecutionStatus::Running => {}
-        Ok(d) => {
-            tracing::info!(key, status = %d.status, "schedule already over, nothing to cancel");
+async fn cancel_in(key: &str, executions: &impl Executions) -> Result<(), SchedulerError> {
+    match executions.status(key).await? {
+        Some(ExecutionStatus::Running) => {}
+        Some(status) => {
+            tracing::info!(key, status = %status, "schedule already over, nothing to cancel");
             return Ok(());
         }
-        Err(e)
-            if e.as_service_error()
-                .is_some_and(|e| e.is_execution_does_not_exist()) =>
-        {
+        None => {
             tracing::info!(key, "no such schedule, nothing to cancel");
             return Ok(());
         }
-        Err(e) => {
-            return Err(SchedulerError::StepFunctions {
-                operation: "DescribeExecution",
-                message: DisplayErrorContext(&e).to_string(),
-            });
-        }
     }
-    match deps
-        .sfn
-        .stop_execution()
-        .execution_arn(&arn)
-        .error("Schedule.Cancelled")
-        .cause("ScheduleCancelled")
-        .send()
-        .await
-    {
-        Ok(_) => {
-            tracing::info!(key, "schedule cancelled");
-            Ok(())
-        }
-        Err(e)
-            if e.as_service_error()
-                .is_some_and(|e| e.is_execution_does_not_exist()) =>
-        {
-            Ok(())
-        }
-        Err(e) => Err(SchedulerError::StepFunctions {
-            operation: "StopExecution",
-            message: DisplayErrorContext(&e).to_string(),
-        }),
+    if executions.stop(key).await? {
+        tracing::info!(key, "schedule cancelled");
     }
+    Ok(())
 }
 
 /// A schedule still waiting.

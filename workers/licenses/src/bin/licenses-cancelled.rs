@@ -14,7 +14,7 @@ async fn main() -> Result<(), lambda_runtime::Error> {
     let stage = env("STAGE")?;
     let sdk = aws_config::load_from_env().await;
     let deps = Deps::new(&sdk, env("LICENSES_TABLE")?, env("BUS")?);
-    tracing::info!(stage = %stage, table = %deps.table, "licenses-cancelled starting");
+    tracing::info!(stage = %stage, table = %deps.store.table(), "licenses-cancelled starting");
     let deps = &deps;
     lambda_runtime::run(service_fn(move |event: LambdaEvent<BusEvent>| async move {
         licenses::handle_subscription_cancelled(event.payload, deps).await
