@@ -21,8 +21,9 @@ use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD as BASE64;
 use http::header::{CONTENT_TYPE, COOKIE, HOST, SET_COOKIE, USER_AGENT};
 use http::{HeaderMap, HeaderName, HeaderValue, Method, StatusCode};
+use provision::DeployReport;
 use serde_json::{Map, Value, json};
-use topology::{DeployReport, FunctionKind, Topology};
+use topology::{FunctionKind, Topology};
 
 use crate::error::HostError;
 use crate::function::Functions;

@@ -9,10 +9,11 @@ use std::sync::Arc;
 use aws_config::SdkConfig;
 use axum::Router;
 use axum::serve::ListenerExt as _;
+use provision::DeployReport;
 use tokio::sync::Semaphore;
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
-use topology::{BusRef, DeployReport, FunctionKind, Names, Target, Topology};
+use topology::{BusRef, FunctionKind, Names, Target, Topology};
 
 use crate::asynchronous::{self, Delivery, RuleRef};
 use crate::config::Config;

@@ -1,9 +1,9 @@
 //! The local stand-in for what the emulator cannot do: running Lambda functions.
 //!
-//! moto hosts the queues, topics, bus and rules that [`topology::deploy`] creates, but it
+//! moto hosts the queues, topics, bus and rules that [`provision::deploy`] creates, but it
 //! can neither invoke a Lambda function nor deliver an EventBridge event to one; its
 //! EventBridge delivers only to SQS targets. This crate fills exactly those gaps, from the
-//! same [`topology::Topology`] and [`topology::DeployReport`], and nothing more:
+//! same [`topology::Topology`] and [`provision::DeployReport`], and nothing more:
 //!
 //! - **EventBridge rule → Lambda (asynchronous invocation).** For each function a rule
 //!   targets, a local-only *delivery queue* `fleet-<stage>-local-<function>` is created and

@@ -20,12 +20,11 @@ use aws_smithy_types::error::display::DisplayErrorContext;
 use aws_smithy_types::error::metadata::ProvideErrorMetadata;
 use serde_json::{Value, json};
 
-use crate::model::{
-    BusRef, DefinitionError, Queue, ResourceKind, Rule, StateMachine, Table, Target, Topology,
-    ValueRef,
+use topology::TopologyError;
+use topology::{
+    BusRef, Queue, ResourceKind, Rule, StateMachine, Table, Target, Topology, ValueRef,
 };
-use crate::names::{Names, Stage};
-use crate::validate::TopologyError;
+use topology::{Names, Stage};
 
 /// What a deployment did, resource by resource, and where each resource is.
 #[derive(Debug, Clone)]
@@ -78,7 +77,7 @@ pub enum DeployError {
     #[error(transparent)]
     Invalid(#[from] TopologyError),
     #[error(transparent)]
-    Definition(#[from] DefinitionError),
+    Definition(#[from] crate::DefinitionError),
     #[error("{kind} {name}: {operation} failed: {detail}")]
     Sdk {
         kind: ResourceKind,
@@ -743,7 +742,7 @@ impl Deployer<'_> {
             operation: "build request",
             detail: e.to_string(),
         };
-        let key_schema = |pk: &crate::model::Key, sk: Option<&crate::model::Key>| {
+        let key_schema = |pk: &topology::Key, sk: Option<&topology::Key>| {
             let mut keys = vec![(pk.name.clone(), ddb::KeyType::Hash)];
             if let Some(sk) = sk {
                 keys.push((sk.name.clone(), ddb::KeyType::Range));
@@ -999,7 +998,7 @@ impl Deployer<'_> {
     async fn state_machine(&mut self, m: &StateMachine) -> Result<(), DeployError> {
         let kind = ResourceKind::StateMachine;
         let physical = self.names.state_machine(&m.name);
-        let mut text = self.topology.definition(m)?.to_string();
+        let mut text = crate::definition(self.topology, m)?.to_string();
         for (key, value) in &m.substitutions {
             let value = self.resolve(value);
             // The definition is JSON: substitute the value as the inside of a JSON string.

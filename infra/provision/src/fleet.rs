@@ -5,16 +5,13 @@ use std::time::Duration;
 
 use serde_json::json;
 
-use crate::model::{
-    Bucket, EventBus, FargateService, Function, Gsi, Key, Method, Queue, ResourceRef, Route, Rule,
-    Scaling, Service, Sources, StateMachine, Table, Target, Topic, Topology, ValueRef,
+use contracts::jobs::SOURCE as JOBS_SOURCE;
+use contracts::{callbacks as cb, campaigns as cp, jobs as jb, licenses as li, schedules as sc};
+use topology::Stage;
+use topology::{
+    Bucket, FargateService, Function, Gsi, Key, Method, Queue, ResourceRef, Route, Rule, Scaling,
+    Service, Sources, StateMachine, Table, Target, Topology, ValueRef, core,
 };
-use crate::names::Stage;
-
-/// The jobs service's `source`. Consumers trust it (the notifier takes job owners only
-/// from it), so only the jobs service's roles (its API, its state machine, the simulation
-/// worker that runs its jobs) may put it: the IAM `events:source` condition.
-pub const JOBS_SOURCE: &str = "fleet.jobs";
 
 /// The fleet for `stage`.
 pub fn fleet(stage: &Stage) -> Topology {
@@ -31,22 +28,6 @@ pub fn fleet(stage: &Stage) -> Topology {
             licenses(),
         ],
     )
-}
-
-/// The topic every asynchronous function names as its dead letter, and the queue that
-/// collects its messages.
-pub const FAILURES: &str = "failures";
-
-/// What every service shares: the bus, and the failures topic with its queue.
-///
-/// The failures queue subscribes with raw message delivery off, so each message keeps
-/// the SNS envelope whose `MessageAttributes` carry Lambda's `RequestID`, `ErrorCode`
-/// and `ErrorMessage`.
-pub fn core() -> Service {
-    Service::new("core")
-        .with(EventBus)
-        .with(Queue::new(FAILURES).with_retention(Queue::DLQ_RETENTION))
-        .with(Topic::new(FAILURES).subscribe(FAILURES))
 }
 
 /// The simulation workers: a queue with its DLQ, an idempotency table, a results bucket
@@ -205,7 +186,7 @@ pub fn jobs() -> Service {
             // Any source: upstream services request jobs with their own `source`.
             Rule::new(
                 "job-requested",
-                json!({ "source": [{ "prefix": "" }], "detail-type": ["JobRequested"] }),
+                json!({ "source": [{ "prefix": "" }], "detail-type": [jb::REQUESTED] }),
             )
             .target(Target::Function("jobs-requested".into())),
         )
@@ -213,8 +194,8 @@ pub fn jobs() -> Service {
             Rule::new(
                 "job-view",
                 json!({
-                    "source": ["fleet.jobs"],
-                    "detail-type": ["JobStarted", "JobProgress", "JobSucceeded", "JobFailed"],
+                    "source": [JOBS_SOURCE],
+                    "detail-type": [jb::STARTED, jb::PROGRESS, jb::SUCCEEDED, jb::FAILED],
                 }),
             )
             .target(Target::Function("jobs-view".into())),
@@ -283,7 +264,7 @@ pub fn notifier() -> Service {
             // anyone may publish a JobRequested, and an owner is who may watch a job.
             Rule::new(
                 "notifier-requested",
-                json!({ "source": [JOBS_SOURCE], "detail-type": ["JobRequested"] }),
+                json!({ "source": [JOBS_SOURCE], "detail-type": [jb::REQUESTED] }),
             )
             .target(Target::Function("notifier-events".into())),
         )
@@ -291,8 +272,8 @@ pub fn notifier() -> Service {
             Rule::new(
                 "notifier-job-events",
                 json!({
-                    "source": ["fleet.jobs"],
-                    "detail-type": ["JobStarted", "JobProgress", "JobSucceeded", "JobFailed"],
+                    "source": [JOBS_SOURCE],
+                    "detail-type": [jb::STARTED, jb::PROGRESS, jb::SUCCEEDED, jb::FAILED],
                 }),
             )
             .target(Target::Function("notifier-events".into())),
@@ -360,7 +341,7 @@ pub fn callbacks() -> Service {
             // Any source: every service's state machines wait through this one.
             Rule::new(
                 "callback-awaited",
-                json!({ "source": [{ "prefix": "" }], "detail-type": ["CallbackAwaited"] }),
+                json!({ "source": [{ "prefix": "" }], "detail-type": [cb::AWAITED] }),
             )
             .target(Target::Function("callbacks-awaited".into())),
         )
@@ -403,7 +384,7 @@ pub fn campaigns() -> Service {
         .with(
             StateMachine::new(MACHINE, "campaign-delivery.asl.json")
                 .substitute("EventBusName", ValueRef::BusName)
-                .publish(Sources::Only(vec!["fleet.campaigns"])),
+                .publish(Sources::Only(vec![cp::SOURCE])),
         )
         .with(requested)
         .with(send)
@@ -411,21 +392,21 @@ pub fn campaigns() -> Service {
         .with(
             Rule::new(
                 "campaign-requested",
-                json!({ "source": [{ "prefix": "" }], "detail-type": ["CampaignRequested"] }),
+                json!({ "source": [{ "prefix": "" }], "detail-type": [cp::REQUESTED] }),
             )
             .target(Target::Function("campaigns-requested".into())),
         )
         .with(
             Rule::new(
                 "campaign-send-requested",
-                json!({ "source": ["fleet.campaigns"], "detail-type": ["CampaignSendRequested"] }),
+                json!({ "source": [cp::SOURCE], "detail-type": [cp::SEND_REQUESTED] }),
             )
             .target(Target::Function("campaigns-send".into())),
         )
         .with(
             Rule::new(
                 "campaign-outcome",
-                json!({ "source": ["fleet.campaigns"], "detail-type": ["CampaignSent", "CampaignFailed"] }),
+                json!({ "source": [cp::SOURCE], "detail-type": [cp::SENT, cp::FAILED] }),
             )
             .target(Target::Function("campaigns-outcome".into())),
         )
@@ -468,14 +449,14 @@ pub fn scheduler() -> Service {
         .with(
             Rule::new(
                 "schedule-requested",
-                json!({ "source": [{ "prefix": "" }], "detail-type": ["ScheduleRequested"] }),
+                json!({ "source": [{ "prefix": "" }], "detail-type": [sc::REQUESTED] }),
             )
             .target(Target::Function("scheduler-requested".into())),
         )
         .with(
             Rule::new(
                 "schedule-cancelled",
-                json!({ "source": [{ "prefix": "" }], "detail-type": ["ScheduleCancelled"] }),
+                json!({ "source": [{ "prefix": "" }], "detail-type": [sc::CANCELLED] }),
             )
             .target(Target::Function("scheduler-cancelled".into())),
         )
@@ -492,7 +473,7 @@ pub fn licenses() -> Service {
         .env("BUS", ValueRef::BusName)
         .allow(&["dynamodb:UpdateItem"], ResourceRef::Table(TABLE.into()))
         // ScheduleRequested for the deactivation.
-        .publish(Sources::Only(vec!["fleet.schedules"]));
+        .publish(Sources::Only(vec![sc::SOURCE]));
     let deactivate = Function::asynchronous("licenses-deactivate")
         .env("STAGE", ValueRef::Stage)
         .env("LICENSES_TABLE", ValueRef::TableName(TABLE.into()))
@@ -505,14 +486,14 @@ pub fn licenses() -> Service {
         .with(
             Rule::new(
                 "subscription-cancelled",
-                json!({ "source": [{ "prefix": "" }], "detail-type": ["SubscriptionCancelled"] }),
+                json!({ "source": [{ "prefix": "" }], "detail-type": [li::SUBSCRIPTION_CANCELLED] }),
             )
             .target(Target::Function("licenses-cancelled".into())),
         )
         .with(
             Rule::new(
                 "license-deactivation-due",
-                json!({ "source": ["fleet.licenses"], "detail-type": ["LicenseDeactivationDue"] }),
+                json!({ "source": [li::SOURCE], "detail-type": [li::DEACTIVATION_DUE] }),
             )
             .target(Target::Function("licenses-deactivate".into())),
         )
@@ -521,7 +502,7 @@ pub fn licenses() -> Service {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::model::DeadLetterSource;
+    use topology::{DeadLetterSource, FAILURES};
 
     #[test]
     fn the_fleet_is_valid() {

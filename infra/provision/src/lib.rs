@@ -1,6 +1,6 @@
-//! The fleet's infrastructure, defined once as typed Rust.
+//! The fleet's infrastructure, defined once as typed Rust, made real.
 //!
-//! [`fleet`] returns THE [`Topology`]: services (`core`, `simulation`, ...) owning typed
+//! The vocabulary is `shared/topology` (re-exported here). [`fleet`] returns THE [`Topology`]: services (`core`, `simulation`, ...) owning typed
 //! resources. From it, [`synth`] produces one CloudFormation template per service for AWS,
 //! and [`deploy`] creates the same resources through the AWS SDK at any endpoint (locally,
 //! the moto emulator), idempotently.
@@ -15,25 +15,20 @@
 //!
 //! Physical names always come from [`Names`]: `fleet-<stage>-<name>`.
 
+mod definition;
 mod deploy;
 mod fleet;
-mod model;
-mod names;
 mod synth;
-mod validate;
+
+// The vocabulary (`shared/topology`), so one import serves those who deploy.
+pub use topology::*;
+
+pub use definition::{DefinitionError, definition};
 
 pub use deploy::{DeployError, DeployReport, Deployed, LambdaTarget, Outcome, deploy};
-pub use fleet::{FAILURES, JOBS_SOURCE, core, fleet, jobs, simulation};
-pub use model::{
-    Bucket, BusRef, DeadLetter, DeadLetterSource, DefinitionError, Dlq, EventBus, FargateService,
-    Function, FunctionKind, Gsi, Key, KeyKind, Method, Permission, Queue, Resource, ResourceKind,
-    ResourceRef, Route, Rule, Scaling, Service, Sources, StateMachine, TASK_TOKEN_ACTIONS, Table,
-    Target, TokenSetting, Topic, Topology, ValueRef, default_definitions_dir,
-};
-pub use names::{Names, Stage, StageError};
+pub use fleet::{callbacks, campaigns, fleet, jobs, licenses, notifier, scheduler, simulation};
 pub use synth::{
     LAMBDA_ARCHITECTURE, LAMBDA_RUNTIME, PARAM_ARTIFACT_BUCKET, PARAM_ARTIFACT_PREFIX,
     PARAM_ASSIGN_PUBLIC_IP, PARAM_SUBNETS, PARAM_VPC, PARAM_WORKER_IMAGE, SynthError, Template,
     synth, write,
 };
-pub use validate::{CORE, TopologyError};

@@ -10,12 +10,12 @@ use std::path::{Path, PathBuf};
 
 use serde_json::{Map, Value, json};
 
-use crate::model::{
-    BusRef, DefinitionError, FargateService, Function, FunctionKind, Permission, Queue, Resource,
-    ResourceRef, Rule, Sources, StateMachine, Table, Target, TokenSetting, Topology, ValueRef,
+use topology::Names;
+use topology::{
+    BusRef, FargateService, Function, FunctionKind, Permission, Queue, Resource, ResourceRef, Rule,
+    Sources, StateMachine, Table, Target, TokenSetting, Topology, ValueRef,
 };
-use crate::names::Names;
-use crate::validate::{Owners, RefKind, TopologyError, camel};
+use topology::{Owners, RefKind, TopologyError, camel};
 
 /// One CloudFormation stack's template.
 #[derive(Debug, Clone, PartialEq)]
@@ -29,7 +29,7 @@ pub enum SynthError {
     #[error(transparent)]
     Invalid(#[from] TopologyError),
     #[error(transparent)]
-    Definition(#[from] DefinitionError),
+    Definition(#[from] crate::DefinitionError),
     #[error("stack {stack}: two resources would both have the logical id {id}")]
     DuplicateLogicalId { stack: String, id: String },
     #[error("cannot write the template {}: {source}", path.display())]
@@ -445,7 +445,7 @@ impl<'a> Synth<'a> {
     }
 
     fn table(&mut self, at: usize, t: &Table) {
-        let key_schema = |pk: &crate::model::Key, sk: Option<&crate::model::Key>| {
+        let key_schema = |pk: &topology::Key, sk: Option<&topology::Key>| {
             let mut keys = vec![json!({ "AttributeName": pk.name, "KeyType": "HASH" })];
             if let Some(sk) = sk {
                 keys.push(json!({ "AttributeName": sk.name, "KeyType": "RANGE" }));
@@ -486,7 +486,7 @@ impl<'a> Synth<'a> {
     }
 
     fn state_machine(&mut self, at: usize, m: &StateMachine) -> Result<(), SynthError> {
-        let definition = self.topology.definition(m)?;
+        let definition = crate::definition(self.topology, m)?;
         let id = Kind::StateMachine.logical_id(&m.name);
         let role = format!("{id}Role");
         let statements = self.statements(at, &m.permissions);
@@ -1051,7 +1051,7 @@ impl<'a> Synth<'a> {
         }
     }
 
-    fn topics(&self) -> Vec<(usize, &'a crate::model::Topic)> {
+    fn topics(&self) -> Vec<(usize, &'a topology::Topic)> {
         self.topology
             .services
             .iter()

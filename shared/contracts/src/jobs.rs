@@ -12,6 +12,16 @@ use crate::error::{ContractError, from_value};
 
 /// The bus `source` of every job event.
 pub const SOURCE: &str = "fleet.jobs";
+/// The `detail-type` of [`JobRequested`].
+pub const REQUESTED: &str = "JobRequested";
+/// The `detail-type` of [`JobStarted`].
+pub const STARTED: &str = "JobStarted";
+/// The `detail-type` of [`JobProgress`].
+pub const PROGRESS: &str = "JobProgress";
+/// The `detail-type` of [`JobSucceeded`].
+pub const SUCCEEDED: &str = "JobSucceeded";
+/// The `detail-type` of [`JobFailed`].
+pub const FAILED: &str = "JobFailed";
 
 /// The longest job id: a Step Functions execution name has at most 80 characters.
 pub const MAX_JOB_ID_LEN: usize = 80;
@@ -174,13 +184,7 @@ pub enum JobEvent {
 
 impl JobEvent {
     /// Every job detail-type, in lifecycle order.
-    pub const DETAIL_TYPES: [&'static str; 5] = [
-        "JobRequested",
-        "JobStarted",
-        "JobProgress",
-        "JobSucceeded",
-        "JobFailed",
-    ];
+    pub const DETAIL_TYPES: [&'static str; 5] = [REQUESTED, STARTED, PROGRESS, SUCCEEDED, FAILED];
 
     /// The job's id (a `JobRequested` may not have one yet).
     pub fn job_id(&self) -> Option<&JobId> {
@@ -203,13 +207,13 @@ impl JobEvent {
         let what = format!("`{detail_type}` detail");
         let (meta, payload) = envelope::split_detail(&what, detail)?;
         let event = match detail_type {
-            "JobRequested" => {
+            REQUESTED => {
                 let e: JobRequested = from_value(&what, &payload)?;
                 e.validate(&what)?;
                 JobEvent::Requested(e)
             }
-            "JobStarted" => JobEvent::Started(from_value(&what, &payload)?),
-            "JobProgress" => {
+            STARTED => JobEvent::Started(from_value(&what, &payload)?),
+            PROGRESS => {
                 let e: JobProgress = from_value(&what, &payload)?;
                 if !(0.0..=1.0).contains(&e.progress) {
                     return Err(ContractError::invalid(
@@ -220,8 +224,8 @@ impl JobEvent {
                 }
                 JobEvent::Progress(e)
             }
-            "JobSucceeded" => JobEvent::Succeeded(from_value(&what, &payload)?),
-            "JobFailed" => JobEvent::Failed(from_value(&what, &payload)?),
+            SUCCEEDED => JobEvent::Succeeded(from_value(&what, &payload)?),
+            FAILED => JobEvent::Failed(from_value(&what, &payload)?),
             other => {
                 return Err(ContractError::UnknownDetailType {
                     source_name: SOURCE.to_string(),
@@ -342,11 +346,11 @@ impl Event for JobEvent {
     }
     fn detail_type(&self) -> &'static str {
         match self {
-            JobEvent::Requested(_) => "JobRequested",
-            JobEvent::Started(_) => "JobStarted",
-            JobEvent::Progress(_) => "JobProgress",
-            JobEvent::Succeeded(_) => "JobSucceeded",
-            JobEvent::Failed(_) => "JobFailed",
+            JobEvent::Requested(_) => REQUESTED,
+            JobEvent::Started(_) => STARTED,
+            JobEvent::Progress(_) => PROGRESS,
+            JobEvent::Succeeded(_) => SUCCEEDED,
+            JobEvent::Failed(_) => FAILED,
         }
     }
     fn correlation_id(&self) -> Option<String> {

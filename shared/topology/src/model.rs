@@ -578,46 +578,11 @@ impl Topology {
         out
     }
 
-    /// The definition of a state machine, read from [`Topology::definitions_dir`].
-    pub fn definition(&self, machine: &StateMachine) -> Result<Value, DefinitionError> {
-        let path = self.definitions_dir.join(&machine.definition_file);
-        let text =
-            std::fs::read_to_string(&path).map_err(|source| DefinitionError::Unreadable {
-                machine: machine.name.clone(),
-                path: path.clone(),
-                source,
-            })?;
-        serde_json::from_str(&text).map_err(|source| DefinitionError::NotJson {
-            machine: machine.name.clone(),
-            path,
-            source,
-        })
-    }
-
     fn owner_of_queue(&self, name: &str) -> Option<&Service> {
         self.resources()
             .find(|(_, r)| matches!(r, Resource::Queue(q) if q.name == name))
             .map(|(s, _)| s)
     }
-}
-
-/// A state machine definition that cannot be used.
-#[derive(Debug, thiserror::Error)]
-pub enum DefinitionError {
-    #[error("state machine {machine}: cannot read its definition {}: {source}", path.display())]
-    Unreadable {
-        machine: String,
-        path: PathBuf,
-        #[source]
-        source: std::io::Error,
-    },
-    #[error("state machine {machine}: its definition {} is not JSON: {source}", path.display())]
-    NotJson {
-        machine: String,
-        path: PathBuf,
-        #[source]
-        source: serde_json::Error,
-    },
 }
 
 impl Service {
@@ -905,7 +870,7 @@ impl Function {
     /// An EventBridge-invoked function; failed invocations go to the failures topic.
     pub fn asynchronous(name: impl Into<String>) -> Self {
         let mut f = Function::new(name, FunctionKind::Async);
-        f.dead_letter = Some(crate::fleet::FAILURES.to_owned());
+        f.dead_letter = Some(crate::core::FAILURES.to_owned());
         f
     }
 

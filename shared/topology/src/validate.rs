@@ -4,7 +4,7 @@
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::time::Duration;
 
-use crate::fleet::FAILURES;
+use crate::core::FAILURES;
 use crate::model::{
     FargateService, Function, FunctionKind, Permission, Queue, Resource, ResourceRef, Rule,
     StateMachine, TASK_TOKEN_ACTIONS, Table, Target, Topology, ValueRef,
@@ -23,7 +23,7 @@ pub const CORE: &str = "core";
 
 /// The kinds of resource that references can name.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub(crate) enum RefKind {
+pub enum RefKind {
     Queue,
     Topic,
     Table,
@@ -38,12 +38,13 @@ pub(crate) enum RefKind {
 
 /// Which service (by index) owns each named resource.
 #[derive(Debug, Default)]
-pub(crate) struct Owners {
+pub struct Owners {
     map: HashMap<(RefKind, String), usize>,
 }
 
 impl Owners {
-    pub(crate) fn new(topology: &Topology) -> Self {
+    /// Indexes every named resource of `topology` by its owning service.
+    pub fn new(topology: &Topology) -> Self {
         let mut map = HashMap::new();
         for (index, service) in topology.services.iter().enumerate() {
             for resource in &service.resources {
@@ -71,12 +72,13 @@ impl Owners {
         Owners { map }
     }
 
-    pub(crate) fn get(&self, kind: RefKind, name: &str) -> Option<usize> {
+    /// The index of the service owning the resource of `kind` named `name`.
+    pub fn get(&self, kind: RefKind, name: &str) -> Option<usize> {
         self.map.get(&(kind, name.to_owned())).copied()
     }
 
     /// The owner of what a reference names; the bus belongs to `core` (index 0).
-    pub(crate) fn of_ref(&self, r: &ResourceRef) -> Option<usize> {
+    pub fn of_ref(&self, r: &ResourceRef) -> Option<usize> {
         match r {
             // Parameter paths are names, not resources of a stack: anyone may name one.
             ResourceRef::Bus | ResourceRef::TaskTokens | ResourceRef::Parameters(_) => Some(0),
@@ -92,7 +94,8 @@ impl Owners {
         }
     }
 
-    pub(crate) fn of_value(&self, v: &ValueRef) -> Option<usize> {
+    /// The owner of what a value names; stage-wide values belong to `core` (index 0).
+    pub fn of_value(&self, v: &ValueRef) -> Option<usize> {
         match v {
             ValueRef::Literal(_)
             | ValueRef::Stage
@@ -116,7 +119,7 @@ impl Owners {
 }
 
 /// `simulation-jobs` → `SimulationJobs`: the stem of CloudFormation logical ids.
-pub(crate) fn camel(name: &str) -> String {
+pub fn camel(name: &str) -> String {
     name.split('-')
         .map(|part| {
             let mut chars = part.chars();

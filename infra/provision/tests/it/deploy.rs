@@ -5,8 +5,8 @@ use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use aws_config::SdkConfig;
+use provision::{DeployReport, Outcome, ResourceKind, Stage, Topology, deploy, fleet};
 use serde_json::{Value, json};
-use topology::{DeployReport, Outcome, ResourceKind, Stage, Topology, deploy, fleet};
 
 use crate::samples;
 

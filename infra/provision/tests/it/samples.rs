@@ -4,11 +4,11 @@
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use serde_json::json;
-use topology::{
+use provision::{
     Bucket, BusRef, Function, Gsi, Key, Method, Queue, ResourceRef, Route, Rule, Service, Sources,
     Stage, StateMachine, Table, Target, Topic, Topology, ValueRef, core,
 };
+use serde_json::json;
 
 /// The folder of test-only state machine definitions.
 pub fn fixtures() -> PathBuf {

@@ -2,8 +2,8 @@
 
 use std::process::Command;
 
+use provision::{Stage, TASK_TOKEN_ACTIONS, Template, fleet, synth, write};
 use serde_json::Value;
-use topology::{Stage, TASK_TOKEN_ACTIONS, Template, fleet, synth, write};
 
 use crate::samples;
 
@@ -142,7 +142,7 @@ fn roles_that_may_put(templates: &[Template], source: &str) -> Vec<String> {
 #[test]
 fn only_the_jobs_services_roles_may_speak_as_fleet_jobs() {
     let templates = synth(&fleet(&Stage::default())).expect("fleet() synthesizes");
-    let roles = roles_that_may_put(&templates, topology::JOBS_SOURCE);
+    let roles = roles_that_may_put(&templates, contracts::jobs::SOURCE);
     // The API (JobRequested), the simulation-job machine (JobSucceeded/JobFailed), the
     // worker that runs the jobs (JobStarted/JobProgress); not the scheduler, which
     // publishes whatever anyone scheduled.
@@ -181,7 +181,7 @@ fn the_notifier_takes_job_owners_only_from_the_jobs_service() {
         .expect("the notifier's JobRequested rule");
     assert_eq!(
         rule["Properties"]["EventPattern"]["source"],
-        serde_json::json!([topology::JOBS_SOURCE])
+        serde_json::json!([contracts::jobs::SOURCE])
     );
 }
 

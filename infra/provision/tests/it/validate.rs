@@ -2,7 +2,7 @@
 
 use std::time::Duration;
 
-use topology::{
+use provision::{
     EventBus, Function, Permission, Queue, Resource, ResourceRef, Service, Stage, Topology, fleet,
 };
 
@@ -118,7 +118,7 @@ fn bucket_names_stay_within_63_characters() {
         |t| {
             simulation(t)
                 .resources
-                .push(topology::Bucket::new("a".repeat(41)).into())
+                .push(provision::Bucket::new("a".repeat(41)).into())
         },
         "too long",
     );
