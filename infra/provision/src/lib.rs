@@ -26,7 +26,7 @@ pub use topology::*;
 pub use definition::{DefinitionError, definition};
 
 pub use deploy::{DeployError, DeployReport, Deployed, LambdaTarget, Outcome, deploy};
-pub use fleet::{callbacks, campaigns, fleet, jobs, licenses, notifier, scheduler, simulation};
+pub use fleet::fleet;
 pub use synth::{
     LAMBDA_ARCHITECTURE, LAMBDA_RUNTIME, PARAM_ARTIFACT_BUCKET, PARAM_ARTIFACT_PREFIX,
     PARAM_ASSIGN_PUBLIC_IP, PARAM_SUBNETS, PARAM_VPC, PARAM_WORKER_IMAGE, SynthError, Template,

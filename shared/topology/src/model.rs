@@ -905,9 +905,15 @@ impl Function {
     /// `JWT_ISSUER`, `JWT_AUDIENCE` and `JWKS_URL`, as `shared/auth`'s verifier reads
     /// them, from the stack's parameters.
     pub fn with_token_settings(self) -> Self {
-        self.env("JWT_ISSUER", ValueRef::Token(TokenSetting::Issuer))
-            .env("JWT_AUDIENCE", ValueRef::Token(TokenSetting::Audience))
-            .env("JWKS_URL", ValueRef::Token(TokenSetting::JwksUrl))
+        self.env(
+            crate::env::JWT_ISSUER,
+            ValueRef::Token(TokenSetting::Issuer),
+        )
+        .env(
+            crate::env::JWT_AUDIENCE,
+            ValueRef::Token(TokenSetting::Audience),
+        )
+        .env(crate::env::JWKS_URL, ValueRef::Token(TokenSetting::JwksUrl))
     }
 
     pub fn allow(mut self, actions: &[&'static str], resource: ResourceRef) -> Self {

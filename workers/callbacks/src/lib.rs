@@ -55,6 +55,7 @@
 //! (`contracts::callbacks::signature::{MAX_HEADER_LEN, MAX_CANDIDATES, CANDIDATE_HEX_LEN}`).
 
 pub mod secrets;
+pub mod service;
 pub mod store;
 mod webhook;
 

@@ -22,6 +22,7 @@
 //! [`fake`] is a provider for local runs and tests.
 
 pub mod fake;
+pub mod service;
 
 use std::time::Duration;
 

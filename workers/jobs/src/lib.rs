@@ -24,6 +24,7 @@ use contracts::{Envelope, JobEvent};
 mod api;
 mod error;
 mod requested;
+pub mod service;
 pub mod store;
 mod view;
 

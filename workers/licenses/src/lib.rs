@@ -15,6 +15,7 @@
 //! the binaries, [`MemoryLicenses`] in unit tests) and publish through
 //! [`SchedulePublisher`].
 
+pub mod service;
 mod store;
 #[cfg(test)]
 mod tests;

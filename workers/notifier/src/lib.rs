@@ -68,6 +68,7 @@ mod channel;
 mod error;
 mod events;
 mod push;
+pub mod service;
 pub mod store;
 mod ws;
 

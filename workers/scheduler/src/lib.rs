@@ -19,6 +19,7 @@
 //! SDK adapter); [`MemoryExecutions`] is its in-memory twin for unit tests.
 
 mod executions;
+pub mod service;
 #[cfg(test)]
 mod tests;
 

@@ -7,6 +7,7 @@
 
 pub mod config;
 pub mod models;
+pub mod service;
 pub mod worker;
 
 use sqs_worker::{Config, IdempotencyConfig, MetricsSnapshot, Worker, WorkerError};

@@ -51,12 +51,18 @@ async fn main() -> anyhow::Result<()> {
 
 async fn serve() -> anyhow::Result<()> {
     let sdk = aws_config::load_defaults(aws_config::BehaviorVersion::latest()).await;
-    let queue_url = QueueUrl::parse(required("QUEUE_URL")?).context("QUEUE_URL")?;
-    let mut config = WorkerConfig::new(sdk, queue_url, required("BUCKET")?, required("BUS")?);
-    if let Some(stage) = optional("STAGE") {
+    let queue_url =
+        QueueUrl::parse(required(simulation::service::env::QUEUE_URL)?).context("QUEUE_URL")?;
+    let mut config = WorkerConfig::new(
+        sdk,
+        queue_url,
+        required(simulation::service::env::BUCKET)?,
+        required(topology::env::BUS)?,
+    );
+    if let Some(stage) = optional(topology::env::STAGE) {
         config.stage = stage;
     }
-    config.table = optional("TABLE");
+    config.table = optional(simulation::service::env::TABLE);
     if let Some(id) = optional("WORKER_ID") {
         config.worker_id = id;
     }

@@ -13,12 +13,12 @@ use lambda_shell::{env, init_tracing};
 #[tokio::main]
 async fn main() -> Result<(), lambda_runtime::Error> {
     init_tracing();
-    let stage = env("STAGE")?;
+    let stage = env(topology::env::STAGE)?;
     let sdk = aws_config::load_from_env().await;
     // This function never verifies webhooks: it needs no secrets.
     let deps = Deps::new(
         &sdk,
-        env("CALLBACKS_TABLE")?,
+        env(callbacks::service::env::CALLBACKS_TABLE)?,
         SecretSource::memory(BTreeMap::new()),
     );
     tracing::info!(stage = %stage, table = %deps.store.table, "callbacks-awaited starting");

@@ -19,27 +19,32 @@ use lambda_shell::{env, init_tracing};
 #[tokio::main]
 async fn main() -> Result<(), lambda_http::Error> {
     init_tracing();
-    let stage = env("STAGE")?;
+    let stage = env(topology::env::STAGE)?;
     let sdk = aws_config::load_from_env().await;
-    let secrets = if let Ok(prefix) = std::env::var("CALLBACK_SECRETS_SSM_PREFIX") {
-        SecretSource::ssm(aws_sdk_ssm::Client::new(&sdk), prefix)
-    } else if let Ok(dir) = std::env::var("CALLBACK_SECRETS_DIR") {
-        SecretSource::files(dir)
-    } else {
-        let secrets: BTreeMap<String, Secret> = std::env::vars()
-            .filter_map(|(name, value)| {
-                let provider = name.strip_prefix("CALLBACK_SECRET_")?;
-                Some((
-                    provider.to_ascii_lowercase().replace('_', "-"),
-                    Secret::new(value),
-                ))
-            })
-            .collect();
-        SecretSource::memory(secrets)
-    };
+    let secrets =
+        if let Ok(prefix) = std::env::var(callbacks::service::env::CALLBACK_SECRETS_SSM_PREFIX) {
+            SecretSource::ssm(aws_sdk_ssm::Client::new(&sdk), prefix)
+        } else if let Ok(dir) = std::env::var("CALLBACK_SECRETS_DIR") {
+            SecretSource::files(dir)
+        } else {
+            let secrets: BTreeMap<String, Secret> = std::env::vars()
+                .filter_map(|(name, value)| {
+                    let provider = name.strip_prefix("CALLBACK_SECRET_")?;
+                    Some((
+                        provider.to_ascii_lowercase().replace('_', "-"),
+                        Secret::new(value),
+                    ))
+                })
+                .collect();
+            SecretSource::memory(secrets)
+        };
     let listed = secrets.listed_providers().is_some();
-    let mut deps = Deps::new(&sdk, env("CALLBACKS_TABLE")?, secrets);
-    match std::env::var("CALLBACK_PROVIDERS") {
+    let mut deps = Deps::new(
+        &sdk,
+        env(callbacks::service::env::CALLBACKS_TABLE)?,
+        secrets,
+    );
+    match std::env::var(callbacks::service::env::CALLBACK_PROVIDERS) {
         Ok(list) => {
             let providers = callbacks::parse_providers(&list)
                 .map_err(|e| format!("environment variable CALLBACK_PROVIDERS: {e}"))?;

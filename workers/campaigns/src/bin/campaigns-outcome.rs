@@ -11,10 +11,10 @@ use lambda_shell::{env, init_tracing};
 #[tokio::main]
 async fn main() -> Result<(), lambda_runtime::Error> {
     init_tracing();
-    let stage = env("STAGE")?;
+    let stage = env(topology::env::STAGE)?;
     let sdk = aws_config::load_from_env().await;
-    let mut deps = Deps::new(&sdk, env("CAMPAIGNS_TABLE")?);
-    if let Ok(arn) = std::env::var("STATE_MACHINE_ARN") {
+    let mut deps = Deps::new(&sdk, env(campaigns::service::env::CAMPAIGNS_TABLE)?);
+    if let Ok(arn) = std::env::var(topology::env::STATE_MACHINE_ARN) {
         deps = deps.with_state_machine(arn);
     }
     if let (Ok(name), Ok(url)) = (

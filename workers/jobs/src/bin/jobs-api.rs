@@ -11,15 +11,15 @@ use lambda_shell::{env, init_tracing};
 #[tokio::main]
 async fn main() -> Result<(), lambda_http::Error> {
     init_tracing();
-    let stage = env("STAGE")?;
+    let stage = env(topology::env::STAGE)?;
     let sdk = aws_config::load_from_env().await;
     let verifier = Verifier::new(VerifierConfig {
-        issuer: env("JWT_ISSUER")?,
-        audience: env("JWT_AUDIENCE")?,
-        jwks: Jwks::from_url(env("JWKS_URL")?)?,
+        issuer: env(topology::env::JWT_ISSUER)?,
+        audience: env(topology::env::JWT_AUDIENCE)?,
+        jwks: Jwks::from_url(env(topology::env::JWKS_URL)?)?,
     });
-    let deps = Deps::new(&sdk, env("JOBS_TABLE")?)
-        .with_publisher(bus::Publisher::from_sdk(&sdk, env("BUS")?))
+    let deps = Deps::new(&sdk, env(jobs::service::env::JOBS_TABLE)?)
+        .with_publisher(bus::Publisher::from_sdk(&sdk, env(topology::env::BUS)?))
         .with_verifier(verifier);
     tracing::info!(stage = %stage, table = %deps.table, "jobs-api starting");
     lambda_http::run(jobs::app(Arc::new(deps))).await

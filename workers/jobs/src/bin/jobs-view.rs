@@ -11,9 +11,9 @@ use lambda_shell::{env, init_tracing};
 #[tokio::main]
 async fn main() -> Result<(), lambda_runtime::Error> {
     init_tracing();
-    let stage = env("STAGE")?;
+    let stage = env(topology::env::STAGE)?;
     let sdk = aws_config::load_from_env().await;
-    let deps = Deps::new(&sdk, env("JOBS_TABLE")?);
+    let deps = Deps::new(&sdk, env(jobs::service::env::JOBS_TABLE)?);
     tracing::info!(stage = %stage, table = %deps.table, "jobs-view starting");
     let deps = &deps;
     lambda_runtime::run(service_fn(move |event: LambdaEvent<BusEvent>| async move {

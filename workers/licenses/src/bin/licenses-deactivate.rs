@@ -11,9 +11,13 @@ use licenses::Deps;
 #[tokio::main]
 async fn main() -> Result<(), lambda_runtime::Error> {
     init_tracing();
-    let stage = env("STAGE")?;
+    let stage = env(topology::env::STAGE)?;
     let sdk = aws_config::load_from_env().await;
-    let deps = Deps::new(&sdk, env("LICENSES_TABLE")?, env("BUS")?);
+    let deps = Deps::new(
+        &sdk,
+        env(licenses::service::env::LICENSES_TABLE)?,
+        env(topology::env::BUS)?,
+    );
     tracing::info!(stage = %stage, table = %deps.store.table(), "licenses-deactivate starting");
     let deps = &deps;
     lambda_runtime::run(service_fn(move |event: LambdaEvent<BusEvent>| async move {

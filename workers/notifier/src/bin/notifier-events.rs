@@ -11,12 +11,12 @@ use notifier::{Deps, NotifierConfig};
 #[tokio::main]
 async fn main() -> Result<(), lambda_runtime::Error> {
     init_tracing();
-    let stage = env("STAGE")?;
+    let stage = env(topology::env::STAGE)?;
     let sdk = aws_config::load_from_env().await;
     let deps = Deps::new(
         &sdk,
-        env("NOTIFIER_TABLE")?,
-        &env("CONNECTIONS_ENDPOINT")?,
+        env(notifier::service::env::NOTIFIER_TABLE)?,
+        &env(notifier::service::env::CONNECTIONS_ENDPOINT)?,
         NotifierConfig::default(),
     );
     tracing::info!(stage = %stage, table = %deps.store.table(), "notifier-events starting");

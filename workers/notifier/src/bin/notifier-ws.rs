@@ -12,17 +12,17 @@ use notifier::{Deps, NotifierConfig};
 #[tokio::main]
 async fn main() -> Result<(), lambda_runtime::Error> {
     init_tracing();
-    let stage = env("STAGE")?;
+    let stage = env(topology::env::STAGE)?;
     let sdk = aws_config::load_from_env().await;
     let verifier = Verifier::new(VerifierConfig {
-        issuer: env("JWT_ISSUER")?,
-        audience: env("JWT_AUDIENCE")?,
-        jwks: Jwks::from_url(env("JWKS_URL")?)?,
+        issuer: env(topology::env::JWT_ISSUER)?,
+        audience: env(topology::env::JWT_AUDIENCE)?,
+        jwks: Jwks::from_url(env(topology::env::JWKS_URL)?)?,
     });
     let deps = Deps::new(
         &sdk,
-        env("NOTIFIER_TABLE")?,
-        &env("CONNECTIONS_ENDPOINT")?,
+        env(notifier::service::env::NOTIFIER_TABLE)?,
+        &env(notifier::service::env::CONNECTIONS_ENDPOINT)?,
         NotifierConfig::default(),
     )
     .with_verifier(verifier);

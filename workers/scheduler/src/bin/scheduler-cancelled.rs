@@ -11,9 +11,9 @@ use scheduler::Deps;
 #[tokio::main]
 async fn main() -> Result<(), lambda_runtime::Error> {
     init_tracing();
-    let stage = env("STAGE")?;
+    let stage = env(topology::env::STAGE)?;
     let sdk = aws_config::load_from_env().await;
-    let deps = Deps::new(&sdk, env("STATE_MACHINE_ARN")?);
+    let deps = Deps::new(&sdk, env(topology::env::STATE_MACHINE_ARN)?);
     tracing::info!(stage = %stage, machine = %deps.state_machine_arn, "scheduler-cancelled starting");
     let deps = &deps;
     lambda_runtime::run(service_fn(move |event: LambdaEvent<BusEvent>| async move {
