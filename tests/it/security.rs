@@ -158,8 +158,8 @@ fn limits() -> BTreeMap<&'static str, i128> {
         ("auth::MAX_JWKS_BYTES", n(auth::MAX_JWKS_BYTES)),
         ("auth::MAX_KEYS", n(auth::MAX_KEYS)),
         (
-            "fleet::ops::pattern::MAX_PATTERN_LEN",
-            n(fleet::ops::pattern::MAX_PATTERN_LEN),
+            "fleet_ops::pattern::MAX_PATTERN_LEN",
+            n(fleet_ops::pattern::MAX_PATTERN_LEN),
         ),
         (
             "local_host::MAX_REQUEST_BYTES",

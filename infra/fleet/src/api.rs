@@ -1,5 +1,4 @@
-//! `fleet jobs submit|status|ls` and `fleet auth token`: the jobs HTTP API as a user
-//! calls it, with a bearer token.
+//! The jobs HTTP API as a user calls it, with a bearer token: what `fleet jobs` uses.
 
 use std::time::Duration;
 
@@ -153,22 +152,4 @@ async fn answer(response: reqwest::Response) -> anyhow::Result<Value> {
         404 => bail!("not found: no such job for this user"),
         _ => bail!("the API answered {status}: {message}"),
     }
-}
-
-/// One line per job, for humans.
-pub fn render(view: &JobView) -> String {
-    let mut line = format!(
-        "{}  {:<9}  {:<6}  {:>3.0}%",
-        view.job_id,
-        view.status.as_str(),
-        view.model,
-        view.progress * 100.0
-    );
-    if let Some(result) = &view.result {
-        line.push_str(&format!("  {}  {}", result.summary, result.location.uri()));
-    }
-    if let Some(error) = &view.error {
-        line.push_str(&format!("  {}: {}", error.error, error.cause));
-    }
-    line
 }

@@ -1,18 +1,28 @@
-//! The `fleet` command as a library: each subcommand is a module, so the end-to-end tests
-//! drive the same code the binary runs. `main.rs` only parses arguments and wires signals.
+//! The `fleet` command as a library, so the end-to-end tests drive the same code the
+//! binary runs. `cmd` holds one module per command (its arguments and how it renders);
+//! the operations themselves live in `fleet-ops`; `dev`, `local` and `workers` wire the
+//! local stack; `bench` holds the benchmarks. `main.rs` only parses and dispatches.
 
-pub mod bench_notifier;
+pub mod api;
+pub mod bench;
+pub mod cmd;
 pub mod dev;
 pub mod events;
 pub mod infra;
-pub mod jobs_cmd;
 pub mod local;
-pub mod ops;
-pub mod schedules_cmd;
+pub mod render;
 pub mod watch;
 pub mod workers;
 
 use std::fmt;
+
+/// The jobs API client under its former name, for `tests/` (which names it so).
+pub use api as jobs_cmd;
+
+/// `fleet schedules` under its former name, for `tests/` (which names it so).
+pub mod schedules_cmd {
+    pub use crate::cmd::schedules::{pending, render, to_json};
+}
 
 /// A mistake in what the user asked for: the binary exits with code 2.
 #[derive(Debug)]

@@ -14,7 +14,7 @@ use contracts::jobs::JobStatus;
 use futures::{SinkExt as _, StreamExt as _};
 use tokio_tungstenite::tungstenite::Message;
 
-use crate::jobs_cmd::Api;
+use crate::api::Api;
 
 /// How a watched job ended.
 #[derive(Debug, Clone, PartialEq)]

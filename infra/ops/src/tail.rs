@@ -1,78 +1,27 @@
-//! `fleet events tail`: live events on the bus, without taking them from anyone.
+//! A live tail of the bus (`fleet events tail`), without taking them from anyone.
 //!
 //! A consumer's queue is never read: the tail adds a temporary rule of its own on the bus
-//! and a temporary queue as the rule's only target, prints what arrives there, and removes
+//! and a temporary queue as the rule's only target, hands on what arrives there, and removes
 //! both on exit, on Ctrl-C (SIGINT) and on SIGTERM alike. Both are named
 //! `fleet-<stage>-tail-<random>`, so anything a killed tail (SIGKILL) left behind is easy
 //! to find.
 
 use std::future::Future;
-use std::io::Write;
 
 use aws_sdk_sqs::types::{DeleteMessageBatchRequestEntry, QueueAttributeName};
-use clap::Args;
 use serde_json::{Value, json};
-use topology::Stage;
 
-use super::pattern::Pattern;
-use super::{Ops, aws_error};
-use crate::UsageError;
-
-/// `fleet events tail ...`
-#[derive(Debug, Clone, Args)]
-pub struct TailArgs {
-    /// Only events matching this EventBridge event pattern, e.g.
-    /// '{"source": ["fleet.jobs"], "detail-type": [{"prefix": "Job"}]}' (default: every
-    /// event).
-    #[arg(long)]
-    pub pattern: Option<String>,
-    /// The bus (default: fleet-<stage>).
-    #[arg(long)]
-    pub bus: Option<String>,
-}
+use crate::error::aws_error;
+use crate::pattern::Pattern;
+use crate::{Ops, OpsError};
 
 /// The pattern matching every event: EventBridge has no "match all", but every event has
 /// a source, and every source starts with the empty string.
-const EVERY_EVENT: &str = r#"{"source": [{"prefix": ""}]}"#;
+pub const EVERY_EVENT: &str = r#"{"source": [{"prefix": ""}]}"#;
 /// The id of the rule's only target.
 const TARGET_ID: &str = "fleet-tail";
 /// How long a receive waits; the shutdown signal interrupts it at once.
 const RECEIVE_WAIT_SECONDS: i32 = 10;
-
-/// Runs `fleet events tail` until Ctrl-C or SIGTERM; prints one JSON event per line.
-pub async fn run_tail(
-    stage: &Stage,
-    sdk: &aws_config::SdkConfig,
-    args: TailArgs,
-    _json: bool,
-) -> anyhow::Result<()> {
-    use tokio::signal::unix::{SignalKind, signal};
-    // Installed before anything is created, so a signal during setup is not lost: it
-    // ends the tail as soon as setup is done, and cleanup runs.
-    let mut interrupt = signal(SignalKind::interrupt())?;
-    let mut terminate = signal(SignalKind::terminate())?;
-    let shutdown = async move {
-        tokio::select! {
-            _ = interrupt.recv() => {}
-            _ = terminate.recv() => {}
-        }
-    };
-    let ops = Ops::for_stage(stage, sdk);
-    let bus = args.bus.unwrap_or_else(|| ops.names.bus());
-    let pattern = match &args.pattern {
-        Some(text) => Pattern::parse(text).map_err(|e| UsageError(format!("--pattern: {e}")))?,
-        None => Pattern::parse(EVERY_EVENT)
-            .map_err(|e| anyhow::anyhow!("the match-all pattern is valid: {e}"))?,
-    };
-    let mut stdout = std::io::stdout();
-    tail(&ops, &bus, &pattern, shutdown, &mut stdout, |t| {
-        eprintln!(
-            "tailing bus {} through the temporary rule {} and queue {}; Ctrl-C stops and removes them",
-            t.bus, t.rule, t.queue
-        );
-    })
-    .await
-}
 
 /// The temporary rule and queue of one tail.
 #[derive(Debug, Clone)]
@@ -85,17 +34,19 @@ pub struct TailResources {
     target_added: bool,
 }
 
-/// Creates the temporary rule and queue, writes every event arriving there to `out` (one
-/// JSON object per line) until `shutdown` completes, then removes both. `ready` is called
-/// once events flow.
+/// Creates the temporary rule and queue, hands every event arriving there to `on_event`
+/// (as compact JSON text, or the body as it is when it is not JSON) until `shutdown`
+/// completes, then removes both. `ready` is called once events flow. An error from
+/// `on_event` ends the tail with that error, except a broken pipe (the reader went
+/// away), which ends it quietly.
 pub async fn tail(
     ops: &Ops,
     bus: &str,
     pattern: &Pattern,
     shutdown: impl Future<Output = ()>,
-    out: &mut dyn Write,
+    mut on_event: impl FnMut(&str) -> std::io::Result<()>,
     ready: impl FnOnce(&TailResources),
-) -> anyhow::Result<()> {
+) -> Result<(), OpsError> {
     let suffix = &uuid::Uuid::new_v4().simple().to_string()[..8];
     let name = format!("{}-tail-{suffix}", ops.names.prefix());
     let mut resources = TailResources {
@@ -110,18 +61,21 @@ pub async fn tail(
         setup(ops, &mut resources, pattern).await?;
         ready(&resources);
         let url = resources.queue_url.clone().unwrap_or_default();
-        pump(ops, &url, shutdown, out).await
+        pump(ops, &url, shutdown, &mut on_event).await
     }
     .await;
     let cleaned = cleanup(ops, &resources).await;
     match (result, cleaned) {
-        (Err(e), Err(c)) => Err(e.context(format!("and cleaning up failed too: {c:#}"))),
+        (Err(e), Err(c)) => Err(OpsError::CleanupFailed {
+            cleanup: c.to_string(),
+            error: Box::new(e),
+        }),
         (Err(e), Ok(())) | (Ok(()), Err(e)) => Err(e),
         (Ok(()), Ok(())) => Ok(()),
     }
 }
 
-async fn setup(ops: &Ops, r: &mut TailResources, pattern: &Pattern) -> anyhow::Result<()> {
+async fn setup(ops: &Ops, r: &mut TailResources, pattern: &Pattern) -> Result<(), OpsError> {
     let url = ops
         .sqs
         .create_queue()
@@ -180,7 +134,7 @@ async fn setup(ops: &Ops, r: &mut TailResources, pattern: &Pattern) -> anyhow::R
         .id(TARGET_ID)
         .arn(&queue_arn)
         .build()
-        .map_err(|e| anyhow::anyhow!("the tail's rule target: {e}"))?;
+        .map_err(|e| OpsError::Failed(format!("the tail's rule target: {e}")))?;
     let put = ops
         .events
         .put_targets()
@@ -196,7 +150,11 @@ async fn setup(ops: &Ops, r: &mut TailResources, pattern: &Pattern) -> anyhow::R
             .iter()
             .filter_map(|e| e.error_message())
             .collect();
-        anyhow::bail!("PutTargets on rule {} failed: {}", r.rule, why.join(", "));
+        return Err(OpsError::Failed(format!(
+            "PutTargets on rule {} failed: {}",
+            r.rule,
+            why.join(", ")
+        )));
     }
     r.target_added = true;
     Ok(())
@@ -206,8 +164,8 @@ async fn pump(
     ops: &Ops,
     url: &str,
     shutdown: impl Future<Output = ()>,
-    out: &mut dyn Write,
-) -> anyhow::Result<()> {
+    on_event: &mut impl FnMut(&str) -> std::io::Result<()>,
+) -> Result<(), OpsError> {
     let mut shutdown = std::pin::pin!(shutdown);
     loop {
         let received = tokio::select! {
@@ -229,7 +187,7 @@ async fn pump(
             let body = m.body().unwrap_or_default();
             let line = serde_json::from_str::<Value>(body)
                 .map_or_else(|_| body.to_owned(), |v| v.to_string());
-            if let Err(e) = writeln!(out, "{line}").and_then(|()| out.flush()) {
+            if let Err(e) = on_event(&line) {
                 if e.kind() == std::io::ErrorKind::BrokenPipe {
                     // The reader went away (`fleet events tail | head`): stop quietly.
                     return Ok(());
@@ -260,7 +218,7 @@ async fn pump(
 }
 
 /// Removes what [`setup`] created, each step tried even when another fails.
-async fn cleanup(ops: &Ops, r: &TailResources) -> anyhow::Result<()> {
+async fn cleanup(ops: &Ops, r: &TailResources) -> Result<(), OpsError> {
     let mut failures = Vec::new();
     if r.target_added
         && let Err(e) = ops
@@ -272,7 +230,7 @@ async fn cleanup(ops: &Ops, r: &TailResources) -> anyhow::Result<()> {
             .send()
             .await
     {
-        failures.push(format!("{:#}", aws_error("RemoveTargets", &r.rule, e)));
+        failures.push(aws_error("RemoveTargets", &r.rule, e).to_string());
     }
     if r.rule_created
         && let Err(e) = ops
@@ -283,20 +241,20 @@ async fn cleanup(ops: &Ops, r: &TailResources) -> anyhow::Result<()> {
             .send()
             .await
     {
-        failures.push(format!("{:#}", aws_error("DeleteRule", &r.rule, e)));
+        failures.push(aws_error("DeleteRule", &r.rule, e).to_string());
     }
     if let Some(url) = &r.queue_url
         && let Err(e) = ops.sqs.delete_queue().queue_url(url).send().await
     {
-        failures.push(format!("{:#}", aws_error("DeleteQueue", &r.queue, e)));
+        failures.push(aws_error("DeleteQueue", &r.queue, e).to_string());
     }
     if failures.is_empty() {
         tracing::info!(rule = %r.rule, queue = %r.queue, "tail stopped; temporary rule and queue removed");
         Ok(())
     } else {
-        Err(anyhow::anyhow!(
+        Err(OpsError::Failed(format!(
             "could not remove everything the tail created: {}",
             failures.join("; ")
-        ))
+        )))
     }
 }

@@ -1,4 +1,4 @@
-//! `fleet tokens`: executions waiting on a task token (`.waitForTaskToken`), and
+//! Executions waiting on a task token (`fleet tokens`) (`.waitForTaskToken`), and
 //! answering for the worker that holds one (`SendTaskSuccess`, `SendTaskFailure`,
 //! `SendTaskHeartbeat`).
 //!
@@ -6,58 +6,14 @@
 //! record heartbeats, so the heartbeat time left is a lower bound measured from when the
 //! wait began: a worker that heartbeats has more.
 
-use std::io::Read as _;
-use std::time::Duration;
-
 use aws_sdk_sfn::types::ExecutionStatus;
 use aws_smithy_types::error::metadata::ProvideErrorMetadata as _;
-use clap::Subcommand;
 use serde::Serialize;
 use serde_json::Value;
 use time::OffsetDateTime;
-use topology::Stage;
 
-use super::table::Table;
-use super::{Ops, aws_error, human_duration, human_time_opt, print_json};
-use crate::UsageError;
-
-/// `fleet tokens ...`
-#[derive(Debug, Subcommand)]
-pub enum TokensCommand {
-    /// Running executions whose current state waits on a task token: the state, how long
-    /// it has waited, the time left before its heartbeat (a lower bound: heartbeats are
-    /// not recorded) and its timeout, and the token.
-    Ls {
-        /// Only this state machine (name with or without the `fleet-<stage>-` prefix, or
-        /// ARN).
-        #[arg(long)]
-        machine: Option<String>,
-    },
-    /// Complete the task successfully (SendTaskSuccess).
-    Succeed {
-        /// The task token, or `-` to read it from stdin.
-        token: String,
-        /// The task's output: a JSON value.
-        #[arg(long, default_value = "{}")]
-        output: String,
-    },
-    /// Fail the task (SendTaskFailure); the state's Retry and Catch match on the error.
-    Fail {
-        /// The task token, or `-` to read it from stdin.
-        token: String,
-        /// The error name, e.g. Model.Failed or Worker.Transient.
-        #[arg(long)]
-        error: Option<String>,
-        /// A human-readable cause.
-        #[arg(long)]
-        cause: Option<String>,
-    },
-    /// Tell Step Functions the task is still being worked on (SendTaskHeartbeat).
-    Heartbeat {
-        /// The task token, or `-` to read it from stdin.
-        token: String,
-    },
-}
+use crate::error::aws_error;
+use crate::{Ops, OpsError};
 
 /// An execution waiting on a task token.
 #[derive(Debug, Clone, Serialize)]
@@ -79,73 +35,10 @@ pub struct WaitingTask {
     pub token: Option<String>,
 }
 
-/// Runs `fleet tokens ...` for `stage` against the endpoint `sdk` names.
-pub async fn run_tokens(
-    stage: &Stage,
-    sdk: &aws_config::SdkConfig,
-    command: TokensCommand,
-    json: bool,
-) -> anyhow::Result<()> {
-    let ops = Ops::for_stage(stage, sdk);
-    match command {
-        TokensCommand::Ls { machine } => {
-            let waiting = list(&ops, machine.as_deref()).await?;
-            if json {
-                print_json(&waiting)
-            } else {
-                print!("{}", ls_table(&waiting));
-                Ok(())
-            }
-        }
-        TokensCommand::Succeed { token, output } => {
-            let token = read_token(&token)?;
-            succeed(&ops, &token, &output).await?;
-            done(json, "succeeded")
-        }
-        TokensCommand::Fail {
-            token,
-            error,
-            cause,
-        } => {
-            let token = read_token(&token)?;
-            fail(&ops, &token, error.as_deref(), cause.as_deref()).await?;
-            done(json, "failed")
-        }
-        TokensCommand::Heartbeat { token } => {
-            let token = read_token(&token)?;
-            heartbeat(&ops, &token).await?;
-            done(json, "heartbeat sent")
-        }
-    }
-}
-
-fn done(json: bool, what: &str) -> anyhow::Result<()> {
-    if json {
-        print_json(&serde_json::json!({"result": what}))
-    } else {
-        println!("task {what}");
-        Ok(())
-    }
-}
-
-fn read_token(arg: &str) -> anyhow::Result<String> {
-    let token = if arg == "-" {
-        let mut text = String::new();
-        std::io::stdin().read_to_string(&mut text)?;
-        text.trim().to_owned()
-    } else {
-        arg.trim().to_owned()
-    };
-    if token.is_empty() {
-        return Err(UsageError("the task token is empty".to_owned()).into());
-    }
-    Ok(token)
-}
-
 /// Every running execution of the stage (or of `machine`) waiting on a task token.
-pub async fn list(ops: &Ops, machine: Option<&str>) -> anyhow::Result<Vec<WaitingTask>> {
+pub async fn list(ops: &Ops, machine: Option<&str>) -> Result<Vec<WaitingTask>, OpsError> {
     let now = OffsetDateTime::now_utc();
-    let running = super::runs::list(
+    let running = crate::runs::list(
         ops,
         machine,
         Some(ExecutionStatus::Running),
@@ -155,8 +48,8 @@ pub async fn list(ops: &Ops, machine: Option<&str>) -> anyhow::Result<Vec<Waitin
     .await?;
     let mut out = Vec::new();
     for run in running {
-        let events = super::runs::history(ops, &run.arn).await?;
-        let (steps, _) = super::runs::timeline(&events, true, now);
+        let events = crate::runs::history(ops, &run.arn).await?;
+        let (steps, _) = crate::runs::timeline(&events, true, now);
         let mut definition: Option<Value> = None;
         for step in steps {
             let Some(wait) = step.token_wait.filter(|w| w.until.is_none()) else {
@@ -239,13 +132,12 @@ pub fn find_state<'a>(definition: &'a Value, name: &str) -> Option<&'a Value> {
     })
 }
 
-/// Completes a task with `output` (JSON text).
-pub async fn succeed(ops: &Ops, token: &str, output: &str) -> anyhow::Result<()> {
+/// Completes a task with `output` (JSON text, checked before anything is sent).
+pub async fn succeed(ops: &Ops, token: &str, output: &str) -> Result<(), OpsError> {
     if serde_json::from_str::<Value>(output).is_err() {
-        return Err(UsageError(format!(
-            "--output {output:?} is not JSON; pass e.g. --output '{{\"ok\": true}}'"
-        ))
-        .into());
+        return Err(OpsError::Invalid(format!(
+            "the task's output {output:?} is not JSON"
+        )));
     }
     ops.sfn
         .send_task_success()
@@ -263,7 +155,7 @@ pub async fn fail(
     token: &str,
     error: Option<&str>,
     cause: Option<&str>,
-) -> anyhow::Result<()> {
+) -> Result<(), OpsError> {
     ops.sfn
         .send_task_failure()
         .task_token(token)
@@ -275,7 +167,7 @@ pub async fn fail(
     Ok(())
 }
 
-pub async fn heartbeat(ops: &Ops, token: &str) -> anyhow::Result<()> {
+pub async fn heartbeat(ops: &Ops, token: &str) -> Result<(), OpsError> {
     ops.sfn
         .send_task_heartbeat()
         .task_token(token)
@@ -285,7 +177,7 @@ pub async fn heartbeat(ops: &Ops, token: &str) -> anyhow::Result<()> {
     Ok(())
 }
 
-fn token_error<E, R>(operation: &str, e: aws_sdk_sfn::error::SdkError<E, R>) -> anyhow::Error
+fn token_error<E, R>(operation: &str, e: aws_sdk_sfn::error::SdkError<E, R>) -> OpsError
 where
     E: std::error::Error
         + aws_smithy_types::error::metadata::ProvideErrorMetadata
@@ -303,53 +195,11 @@ where
         }
         _ => "",
     };
-    anyhow::anyhow!("{:#}{hint}", aws_error(operation, "the task token", e))
-}
-
-fn ls_table(waiting: &[WaitingTask]) -> String {
-    if waiting.is_empty() {
-        return "no execution is waiting on a task token\n".to_owned();
+    let mut error = aws_error(operation, "the task token", e);
+    if let OpsError::Aws { hint: h, .. } = &mut error {
+        *h = hint.to_owned();
     }
-    let secs = |s: Option<i64>| {
-        s.and_then(|s| u64::try_from(s).ok())
-            .map(|s| human_duration(Duration::from_secs(s)))
-    };
-    let mut table = Table::new(&[
-        "execution",
-        "machine",
-        "state",
-        "since",
-        "waited",
-        "heartbeat",
-        "timeout",
-        "token",
-    ])
-    .unlimited(7);
-    for w in waiting {
-        let heartbeat = match (w.heartbeat_seconds, secs(w.heartbeat_left_seconds)) {
-            (None, _) => "-".to_owned(),
-            (Some(_), Some(left)) => format!(">={left} left"),
-            (Some(h), None) => format!("every {h}s"),
-        };
-        let timeout = secs(w.timeout_left_seconds)
-            .map(|left| format!("{left} left"))
-            .unwrap_or_else(|| "-".to_owned());
-        table.row(vec![
-            w.execution.clone(),
-            w.machine.clone(),
-            w.state.clone(),
-            human_time_opt(w.waiting_since),
-            w.waited_seconds
-                .map(|d| human_duration(Duration::from_secs_f64(d)))
-                .unwrap_or_else(|| "-".to_owned()),
-            heartbeat,
-            timeout,
-            w.token
-                .clone()
-                .unwrap_or_else(|| "(not in the task's parameters)".to_owned()),
-        ]);
-    }
-    table.to_string()
+    error
 }
 
 #[cfg(test)]

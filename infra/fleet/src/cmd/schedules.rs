@@ -1,40 +1,43 @@
 //! `fleet schedules ls`: the scheduler's pending schedules (running executions of the
 //! stage's `schedule` state machine), soonest first.
 
-use anyhow::Context as _;
+use clap::Subcommand;
+use fleet_ops::schedules::Pending;
 use serde_json::json;
 use time::format_description::well_known::Rfc3339;
 use topology::Stage;
 
-use crate::ops::table::Table;
+use super::Globals;
+use crate::render::{Table, print_json};
 
-/// The pending schedules of `stage`.
-pub async fn pending(
-    stage: &Stage,
-    sdk: &aws_config::SdkConfig,
-) -> anyhow::Result<Vec<scheduler::Pending>> {
-    let sfn = aws_sdk_sfn::Client::new(sdk);
-    let name = topology::fleet(stage).names().state_machine("schedule");
-    let mut arn = None;
-    let mut pages = sfn.list_state_machines().into_paginator().send();
-    while let Some(page) = pages.next().await {
-        let page = page.context("listing state machines")?;
-        if let Some(m) = page.state_machines().iter().find(|m| m.name() == name) {
-            arn = Some(m.state_machine_arn().to_owned());
-            break;
+#[derive(Debug, Subcommand)]
+pub enum SchedulesCommand {
+    /// Pending schedules: key, due time, event (`--json` for scripts).
+    Ls,
+}
+
+pub async fn run(command: SchedulesCommand, globals: &Globals) -> anyhow::Result<()> {
+    match command {
+        SchedulesCommand::Ls => {
+            let pending = pending(&globals.stage, &crate::aws_from_env().await).await?;
+            if globals.json {
+                print_json(&to_json(&pending))
+            } else {
+                print!("{}", render(&pending));
+                Ok(())
+            }
         }
     }
-    let arn =
-        arn.with_context(|| format!("no state machine {name}: is stage {stage} deployed?"))?;
-    let deps = scheduler::Deps {
-        sfn,
-        state_machine_arn: arn,
-    };
-    Ok(scheduler::pending(&deps).await?)
+}
+
+/// The pending schedules of `stage`, on the endpoint `sdk` names.
+pub async fn pending(stage: &Stage, sdk: &aws_config::SdkConfig) -> anyhow::Result<Vec<Pending>> {
+    let ops = fleet_ops::Ops::new(topology::fleet(stage), sdk);
+    Ok(fleet_ops::schedules::pending(&ops).await?)
 }
 
 /// `KEY  DUE  EVENT` (the event as `source/detail-type`).
-pub fn render(pending: &[scheduler::Pending]) -> String {
+pub fn render(pending: &[Pending]) -> String {
     let mut table = Table::new(&["key", "due", "event"]);
     for p in pending {
         table.row(vec![
@@ -47,7 +50,7 @@ pub fn render(pending: &[scheduler::Pending]) -> String {
 }
 
 /// The same as JSON lines' array, for scripts.
-pub fn to_json(pending: &[scheduler::Pending]) -> serde_json::Value {
+pub fn to_json(pending: &[Pending]) -> serde_json::Value {
     pending
         .iter()
         .map(|p| {
@@ -61,7 +64,7 @@ pub fn to_json(pending: &[scheduler::Pending]) -> serde_json::Value {
         .collect()
 }
 
-fn due(p: &scheduler::Pending) -> String {
+fn due(p: &Pending) -> String {
     p.due
         .and_then(|d| d.format(&Rfc3339).ok())
         .unwrap_or_else(|| "?".to_string())

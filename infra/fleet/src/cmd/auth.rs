@@ -1,0 +1,34 @@
+//! `fleet auth token`: tokens of the local dev issuer.
+
+use std::path::PathBuf;
+
+use clap::Subcommand;
+
+#[derive(Debug, Subcommand)]
+pub enum AuthCommand {
+    /// Print a token of the local dev issuer, valid only for the local stack.
+    Token {
+        #[arg(long)]
+        sub: String,
+        #[arg(long, default_value_t = 3600)]
+        ttl_secs: u64,
+        #[arg(long, env = "FLEET_HOME")]
+        home: Option<PathBuf>,
+    },
+}
+
+pub fn run(command: AuthCommand) -> anyhow::Result<()> {
+    match command {
+        AuthCommand::Token {
+            sub,
+            ttl_secs,
+            home,
+        } => {
+            let home = home.unwrap_or_else(emulator::default_home);
+            let token = crate::local::dev_issuer(&home)?
+                .issue(&sub, std::time::Duration::from_secs(ttl_secs))?;
+            println!("{token}");
+            Ok(())
+        }
+    }
+}
