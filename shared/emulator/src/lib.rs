@@ -17,6 +17,8 @@ use aws_config::{BehaviorVersion, Region, SdkConfig};
 use aws_credential_types::Credentials;
 use tokio::sync::OnceCell;
 
+pub mod testing;
+
 /// The requirements installed into the virtualenv, pinned.
 pub const REQUIREMENTS: &str = include_str!("../requirements.txt");
 /// moto's default account id: the account every ARN in the emulator carries.

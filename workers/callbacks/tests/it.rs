@@ -3,12 +3,9 @@
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use aws_config::SdkConfig;
-use aws_sdk_dynamodb::types::{
-    AttributeDefinition, BillingMode, KeySchemaElement, KeyType, ScalarAttributeType,
-};
 use aws_sdk_sfn::types::ExecutionStatus;
 use aws_smithy_runtime_api::box_error::BoxError;
 use aws_smithy_runtime_api::client::interceptors::Intercept;
@@ -22,6 +19,7 @@ use axum::http::Request;
 use callbacks::{Config, Deps, ProviderConfig, Secret, SecretSource, Store};
 use contracts::BusEvent;
 use contracts::callbacks::signature;
+use emulator::testing::{self, TableKey};
 use serde_json::{Value, json};
 use tower::ServiceExt as _;
 
@@ -93,28 +91,7 @@ struct Fixture {
 /// `callbacks-awaited`).
 async fn fixture() -> Fixture {
     let sdk = emulator::test_emulator().await.sdk_config();
-    let table = emulator::unique_name("callbacks");
-    aws_sdk_dynamodb::Client::new(&sdk)
-        .create_table()
-        .table_name(&table)
-        .billing_mode(BillingMode::PayPerRequest)
-        .key_schema(
-            KeySchemaElement::builder()
-                .attribute_name("pk")
-                .key_type(KeyType::Hash)
-                .build()
-                .expect("key schema"),
-        )
-        .attribute_definitions(
-            AttributeDefinition::builder()
-                .attribute_name("pk")
-                .attribute_type(ScalarAttributeType::S)
-                .build()
-                .expect("attribute definition"),
-        )
-        .send()
-        .await
-        .expect("create the callbacks table");
+    let table = testing::table(&sdk, "callbacks", TableKey::partition("pk")).await;
     let lose_record = LoseDeliveryRecord::default();
     let lose_answer = LoseSfnAnswer::default();
     let dynamodb = aws_sdk_dynamodb::Client::from_conf(
@@ -139,15 +116,7 @@ async fn fixture() -> Fixture {
         },
     });
 
-    let sqs = aws_sdk_sqs::Client::new(&sdk);
-    let queue_url = sqs
-        .create_queue()
-        .queue_name(emulator::unique_name("waits"))
-        .send()
-        .await
-        .expect("create the queue")
-        .queue_url
-        .expect("a queue url");
+    let queue_url = testing::queue(&sdk, "waits").await.url;
     let wait = |next: Value| {
         let mut state = json!({
             "Type": "Task",
@@ -167,16 +136,8 @@ async fn fixture() -> Fixture {
             "Second": wait(json!({"ResultPath": "$.second", "End": true})),
         }
     });
+    let machine = testing::state_machine(&sdk, "two-waits", &definition.to_string()).await;
     let sfn = aws_sdk_sfn::Client::new(&sdk);
-    let machine = sfn
-        .create_state_machine()
-        .name(emulator::unique_name("two-waits"))
-        .definition(definition.to_string())
-        .role_arn(format!("arn:aws:iam::{}:role/test", emulator::ACCOUNT_ID))
-        .send()
-        .await
-        .expect("create the state machine")
-        .state_machine_arn;
     let execution = sfn
         .start_execution()
         .state_machine_arn(machine)
@@ -199,26 +160,12 @@ async fn fixture() -> Fixture {
 impl Fixture {
     /// The next wait's token, registered as `callbacks-awaited` registers it.
     async fn next_wait(&self) -> String {
-        let sqs = aws_sdk_sqs::Client::new(&self.sdk);
-        let token = within("a wait's token on the queue", || async {
-            let received = sqs
-                .receive_message()
-                .queue_url(&self.queue_url)
-                .wait_time_seconds(1)
-                .send()
-                .await
-                .expect("receive");
-            let message = received.messages().first()?;
-            sqs.delete_message()
-                .queue_url(&self.queue_url)
-                .receipt_handle(message.receipt_handle()?)
-                .send()
-                .await
-                .expect("delete");
-            let body: Value = serde_json::from_str(message.body()?).expect("the task is JSON");
-            body["taskToken"].as_str().map(ToString::to_string)
+        let (message, token) = testing::receive_until(&self.sdk, &self.queue_url, LIMIT, |m| {
+            let body: Value = serde_json::from_str(m.body()?).expect("the task is JSON");
+            Some((m.clone(), body["taskToken"].as_str()?.to_string()))
         })
         .await;
+        testing::delete(&self.sdk, &self.queue_url, &message).await;
         let event = BusEvent::from_json(
             &json!({
                 "id": emulator::unique_name("event"),
@@ -317,15 +264,8 @@ impl Fixture {
 }
 
 /// Polls `probe` until it gives a value, failing the test after [`LIMIT`].
-async fn within<T, F: Future<Output = Option<T>>>(what: &str, mut probe: impl FnMut() -> F) -> T {
-    let deadline = Instant::now() + LIMIT;
-    loop {
-        if let Some(value) = probe().await {
-            return value;
-        }
-        assert!(Instant::now() < deadline, "waited {LIMIT:?} for {what}");
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+async fn within<T, F: Future<Output = Option<T>>>(what: &str, probe: impl FnMut() -> F) -> T {
+    testing::wait_for(what, LIMIT, probe).await
 }
 
 #[tokio::test]

@@ -1,16 +1,14 @@
 //! The campaigns service's handlers against the emulator.
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use aws_config::SdkConfig;
-use aws_sdk_dynamodb::types::{
-    AttributeDefinition, BillingMode, KeySchemaElement, KeyType, ScalarAttributeType,
-};
 use aws_sdk_sfn::types::ExecutionStatus;
 use campaigns::fake::{FakeConfig, FakeProvider};
 use campaigns::{Deps, ProviderConfig};
 use contracts::BusEvent;
 use contracts::campaigns::{CampaignAccepted, SEND_REQUESTED};
+use emulator::testing::{self, TableKey};
 use serde_json::{Value, json};
 
 const LIMIT: Duration = Duration::from_secs(30);
@@ -21,44 +19,14 @@ async fn sdk() -> SdkConfig {
 
 /// A table shaped like the topology's campaigns table (key `pk`).
 async fn table(sdk: &SdkConfig) -> String {
-    let name = emulator::unique_name("campaigns");
-    aws_sdk_dynamodb::Client::new(sdk)
-        .create_table()
-        .table_name(&name)
-        .billing_mode(BillingMode::PayPerRequest)
-        .key_schema(
-            KeySchemaElement::builder()
-                .attribute_name("pk")
-                .key_type(KeyType::Hash)
-                .build()
-                .expect("key schema"),
-        )
-        .attribute_definitions(
-            AttributeDefinition::builder()
-                .attribute_name("pk")
-                .attribute_type(ScalarAttributeType::S)
-                .build()
-                .expect("attribute definition"),
-        )
-        .send()
-        .await
-        .expect("create the campaigns table");
-    name
+    testing::table(sdk, "campaigns", TableKey::partition("pk")).await
 }
 
 /// An execution waiting on a task token, as the campaign-delivery machine's `AskProvider`
 /// waits (the token goes to a queue here: the test plays EventBridge). Returns the
 /// execution's ARN and the token.
 async fn waiting_task(sdk: &SdkConfig) -> (String, String) {
-    let sqs = aws_sdk_sqs::Client::new(sdk);
-    let queue_url = sqs
-        .create_queue()
-        .queue_name(emulator::unique_name("ask-provider"))
-        .send()
-        .await
-        .expect("create the queue")
-        .queue_url
-        .expect("a queue url");
+    let queue_url = testing::queue(sdk, "ask-provider").await.url;
     let definition = json!({
         "StartAt": "AskProvider",
         "States": {"AskProvider": {
@@ -69,16 +37,8 @@ async fn waiting_task(sdk: &SdkConfig) -> (String, String) {
             "End": true
         }}
     });
+    let machine = testing::state_machine(sdk, "campaign-delivery", &definition.to_string()).await;
     let sfn = aws_sdk_sfn::Client::new(sdk);
-    let machine = sfn
-        .create_state_machine()
-        .name(emulator::unique_name("campaign-delivery"))
-        .definition(definition.to_string())
-        .role_arn(format!("arn:aws:iam::{}:role/test", emulator::ACCOUNT_ID))
-        .send()
-        .await
-        .expect("create the state machine")
-        .state_machine_arn;
     let execution = sfn
         .start_execution()
         .state_machine_arn(machine)
@@ -86,16 +46,8 @@ async fn waiting_task(sdk: &SdkConfig) -> (String, String) {
         .await
         .expect("start the execution")
         .execution_arn;
-    let token = within("a task on the queue", || async {
-        let received = sqs
-            .receive_message()
-            .queue_url(&queue_url)
-            .wait_time_seconds(1)
-            .send()
-            .await
-            .expect("receive");
-        let body = received.messages().first()?.body()?;
-        let body: Value = serde_json::from_str(body).expect("the task is JSON");
+    let token = testing::receive_until(sdk, &queue_url, LIMIT, |m| {
+        let body: Value = serde_json::from_str(m.body()?).expect("the task is JSON");
         Some(
             body["taskToken"]
                 .as_str()
@@ -110,7 +62,7 @@ async fn waiting_task(sdk: &SdkConfig) -> (String, String) {
 /// The execution's output once it has ended.
 async fn ended(sdk: &SdkConfig, execution: &str) -> (ExecutionStatus, Option<String>) {
     let sfn = aws_sdk_sfn::Client::new(sdk);
-    within("the execution to end", || async {
+    testing::wait_for("the execution to end", LIMIT, || async {
         let out = sfn
             .describe_execution()
             .execution_arn(execution)
@@ -121,18 +73,6 @@ async fn ended(sdk: &SdkConfig, execution: &str) -> (ExecutionStatus, Option<Str
             .then(|| (out.status().clone(), out.output().map(ToString::to_string)))
     })
     .await
-}
-
-/// Polls `probe` until it gives a value, failing the test after [`LIMIT`].
-async fn within<T, F: Future<Output = Option<T>>>(what: &str, mut probe: impl FnMut() -> F) -> T {
-    let deadline = Instant::now() + LIMIT;
-    loop {
-        if let Some(value) = probe().await {
-            return value;
-        }
-        assert!(Instant::now() < deadline, "waited {LIMIT:?} for {what}");
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
 }
 
 fn send_requested(token: &str, campaign_id: &str) -> BusEvent {

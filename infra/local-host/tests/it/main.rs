@@ -8,12 +8,13 @@ use std::collections::HashMap;
 use std::net::{Ipv4Addr, SocketAddr};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use aws_config::SdkConfig;
 use axum::Json;
 use axum::extract::{Path, Query, Request};
 use axum::routing::{get, post};
+use emulator::testing;
 use http::{HeaderMap, StatusCode};
 use lambda_http::RequestExt as _;
 use lambda_http::request::RequestContext;
@@ -108,33 +109,16 @@ async fn put_event(
         .to_owned()
 }
 
-/// Receives from `url` until a message body satisfies `wanted`; returns that body.
+/// Receives from `url` until a message body satisfies `wanted`; returns that message.
 async fn receive_until(
     sdk: &SdkConfig,
     url: &str,
     wanted: impl Fn(&str) -> bool,
 ) -> aws_sdk_sqs::types::Message {
-    let sqs = aws_sdk_sqs::Client::new(sdk);
-    let start = Instant::now();
-    let mut seen = Vec::new();
-    while start.elapsed() < DEADLINE {
-        let out = sqs
-            .receive_message()
-            .queue_url(url)
-            .max_number_of_messages(10)
-            .wait_time_seconds(1)
-            .send()
-            .await
-            .expect("ReceiveMessage");
-        for message in out.messages.unwrap_or_default() {
-            let body = message.body().unwrap_or_default().to_owned();
-            if wanted(&body) {
-                return message;
-            }
-            seen.push(body);
-        }
-    }
-    panic!("no wanted message in {url} within {DEADLINE:?}; saw {seen:?}");
+    testing::receive_until(sdk, url, DEADLINE, |message| {
+        wanted(message.body().unwrap_or_default()).then(|| message.clone())
+    })
+    .await
 }
 
 /// Waits for the next item of a channel, within the deadline.
@@ -806,14 +790,10 @@ async fn items_past_their_ttl_are_deleted_as_dynamodb_does_and_no_others() {
         names.sort_unstable();
         names
     };
-    let start = Instant::now();
-    while remaining().await.iter().any(|n| n == "expired") {
-        assert!(
-            start.elapsed() < DEADLINE,
-            "the expired item is still there after {DEADLINE:?}"
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    testing::wait_until("the expired item to be deleted", DEADLINE, || async {
+        !remaining().await.iter().any(|n| n == "expired")
+    })
+    .await;
     assert_eq!(remaining().await, ["ancient", "fresh", "no-ttl", "text"]);
     host.shutdown().await.expect("a clean shutdown");
 }

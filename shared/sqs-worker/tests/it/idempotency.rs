@@ -2,15 +2,13 @@
 
 use std::time::Duration;
 
-use aws_sdk_dynamodb::types::{
-    AttributeDefinition, AttributeValue, BillingMode, KeySchemaElement, KeyType,
-    ScalarAttributeType,
-};
+use aws_sdk_dynamodb::types::AttributeValue;
+use emulator::testing::{self, TableKey, wait_until};
 use sqs_worker::{
     Config, Delivery, Handler, HandlerError, IdempotencyConfig, IdempotencyKey, JobContext,
 };
 
-use crate::{Recorder, eventually, queues, start};
+use crate::{Recorder, queues, start};
 
 /// Keys each message by its body.
 struct ByBody(Recorder);
@@ -27,30 +25,8 @@ impl Handler for ByBody {
 
 async fn table() -> (aws_sdk_dynamodb::Client, String) {
     let sdk = emulator::test_emulator().await.sdk_config();
-    let dynamo = aws_sdk_dynamodb::Client::new(&sdk);
-    let name = emulator::unique_name("jobs");
-    dynamo
-        .create_table()
-        .table_name(&name)
-        .attribute_definitions(
-            AttributeDefinition::builder()
-                .attribute_name("jobId")
-                .attribute_type(ScalarAttributeType::S)
-                .build()
-                .unwrap(),
-        )
-        .key_schema(
-            KeySchemaElement::builder()
-                .attribute_name("jobId")
-                .key_type(KeyType::Hash)
-                .build()
-                .unwrap(),
-        )
-        .billing_mode(BillingMode::PayPerRequest)
-        .send()
-        .await
-        .unwrap();
-    (dynamo, name)
+    let name = testing::table(&sdk, "jobs", TableKey::partition("jobId")).await;
+    (aws_sdk_dynamodb::Client::new(&sdk), name)
 }
 
 #[tokio::test]
@@ -67,15 +43,15 @@ async fn a_message_for_a_completed_key_is_acknowledged_without_running() {
     )
     .await;
     q.send("job-1").await;
-    eventually(
-        Duration::from_secs(20),
+    wait_until(
         "first delivery handled",
+        Duration::from_secs(20),
         || async { worker.metrics.snapshot().succeeded == 1 },
     )
     .await;
     q.send("job-1").await;
     q.send("job-2").await;
-    eventually(Duration::from_secs(20), "the rest settled", || async {
+    wait_until("the rest settled", Duration::from_secs(20), || async {
         let s = worker.metrics.snapshot();
         s.succeeded == 2 && s.duplicates == 1 && q.counts(&q.queue).await == (0, 0)
     })

@@ -8,57 +8,35 @@ mod idempotency;
 mod outcomes;
 mod shutdown;
 
-use std::future::Future;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use aws_sdk_sqs::types::QueueAttributeName;
+use emulator::testing;
 use sqs_worker::{Config, Delivery, Handler, HandlerError, JobContext, QueueUrl, RetryPolicy};
 use tokio_util::sync::CancellationToken;
 
 /// A queue with a dead-letter queue, unique to one test.
 struct Queues {
+    sdk: aws_config::SdkConfig,
     sqs: aws_sdk_sqs::Client,
     queue: QueueUrl,
     dlq: QueueUrl,
 }
 
 async fn queues(visibility_s: u32, max_receive_count: u32) -> Queues {
-    let emulator = emulator::test_emulator().await;
-    let sqs = aws_sdk_sqs::Client::new(&emulator.sdk_config());
-    let name = emulator::unique_name("worker");
-    let dlq = sqs
-        .create_queue()
-        .queue_name(format!("{name}-dlq"))
-        .send()
-        .await
-        .unwrap()
-        .queue_url
-        .unwrap();
-    let dlq_arn = format!(
-        "arn:aws:sqs:{}:{}:{name}-dlq",
-        emulator::REGION,
-        emulator::ACCOUNT_ID
-    );
-    let redrive =
-        serde_json::json!({"deadLetterTargetArn": dlq_arn, "maxReceiveCount": max_receive_count});
-    let queue = sqs
-        .create_queue()
-        .queue_name(&name)
-        .attributes(
-            QueueAttributeName::VisibilityTimeout,
-            visibility_s.to_string(),
-        )
-        .attributes(QueueAttributeName::RedrivePolicy, redrive.to_string())
-        .send()
-        .await
-        .unwrap()
-        .queue_url
-        .unwrap();
+    let sdk = emulator::test_emulator().await.sdk_config();
+    let (queue, dlq) = testing::queue_with_dlq(
+        &sdk,
+        "worker",
+        Duration::from_secs(visibility_s.into()),
+        max_receive_count,
+    )
+    .await;
     Queues {
-        sqs,
-        queue: QueueUrl::parse(queue).unwrap(),
-        dlq: QueueUrl::parse(dlq).unwrap(),
+        sqs: aws_sdk_sqs::Client::new(&sdk),
+        sdk,
+        queue: QueueUrl::parse(queue.url).unwrap(),
+        dlq: QueueUrl::parse(dlq.url).unwrap(),
     }
 }
 
@@ -75,48 +53,12 @@ impl Queues {
 
     /// (visible, in flight) on `url`.
     async fn counts(&self, url: &QueueUrl) -> (u64, u64) {
-        let out = self
-            .sqs
-            .get_queue_attributes()
-            .queue_url(url.as_str())
-            .attribute_names(QueueAttributeName::ApproximateNumberOfMessages)
-            .attribute_names(QueueAttributeName::ApproximateNumberOfMessagesNotVisible)
-            .send()
-            .await
-            .unwrap();
-        let get = |name: QueueAttributeName| {
-            out.attributes()
-                .and_then(|a| a.get(&name))
-                .and_then(|v| v.parse().ok())
-                .unwrap_or(0)
-        };
-        (
-            get(QueueAttributeName::ApproximateNumberOfMessages),
-            get(QueueAttributeName::ApproximateNumberOfMessagesNotVisible),
-        )
+        testing::counts(&self.sdk, url.as_str()).await
     }
 
     /// Waits for one message on the dead-letter queue and takes it.
     async fn dead_letter(&self, within: Duration) -> aws_sdk_sqs::types::Message {
-        let deadline = Instant::now() + within;
-        loop {
-            let out = self
-                .sqs
-                .receive_message()
-                .queue_url(self.dlq.as_str())
-                .wait_time_seconds(1)
-                .message_attribute_names("All")
-                .send()
-                .await
-                .unwrap();
-            if let Some(m) = out.messages().first() {
-                return m.clone();
-            }
-            assert!(
-                Instant::now() < deadline,
-                "nothing reached the dead-letter queue within {within:?}"
-            );
-        }
+        testing::receive_until(&self.sdk, self.dlq.as_str(), within, |m| Some(m.clone())).await
     }
 
     fn config(&self) -> Config {
@@ -129,19 +71,6 @@ impl Queues {
             },
             ..Config::new(self.queue.clone(), emulator::unique_name("w"))
         }
-    }
-}
-
-/// Waits until `condition` holds, checking every 100 ms, failing after `within`.
-async fn eventually<F, Fut>(within: Duration, what: &str, mut condition: F)
-where
-    F: FnMut() -> Fut,
-    Fut: Future<Output = bool>,
-{
-    let deadline = Instant::now() + within;
-    while !condition().await {
-        assert!(Instant::now() < deadline, "{what}: not within {within:?}");
-        tokio::time::sleep(Duration::from_millis(100)).await;
     }
 }
 

@@ -2,9 +2,10 @@
 
 use std::time::Duration;
 
+use emulator::testing::wait_until;
 use sqs_worker::{Config, HandlerError, attributes};
 
-use crate::{Recorder, eventually, queues, start};
+use crate::{Recorder, queues, start};
 
 #[tokio::test]
 async fn handled_messages_are_deleted() {
@@ -14,9 +15,9 @@ async fn handled_messages_are_deleted() {
     }
     let handler = Recorder::new(|_| (Duration::ZERO, Ok(())));
     let worker = start(q.config(), handler.clone()).await;
-    eventually(
-        Duration::from_secs(20),
+    wait_until(
         "all handled and deleted",
+        Duration::from_secs(20),
         || async { handler.calls().len() == 3 && q.counts(&q.queue).await == (0, 0) },
     )
     .await;
@@ -112,9 +113,9 @@ async fn a_job_longer_than_several_leases_is_delivered_once() {
     };
     let first = start(config(), handler.clone()).await;
     let second = start(config(), handler.clone()).await;
-    eventually(
-        Duration::from_secs(25),
+    wait_until(
         "the long job finished and was deleted",
+        Duration::from_secs(25),
         || async {
             first.metrics.snapshot().succeeded + second.metrics.snapshot().succeeded == 1
                 && q.counts(&q.queue).await == (0, 0)

@@ -2,9 +2,10 @@
 
 use std::time::{Duration, Instant};
 
+use emulator::testing::wait_until;
 use sqs_worker::Config;
 
-use crate::{Recorder, eventually, queues, start};
+use crate::{Recorder, queues, start};
 
 #[tokio::test]
 async fn shutdown_finishes_running_jobs_and_releases_prefetched_ones() {
@@ -30,21 +31,21 @@ async fn shutdown_finishes_running_jobs_and_releases_prefetched_ones() {
     for _ in 0..5 {
         q.send("quick").await;
     }
-    eventually(Duration::from_secs(20), "warm-up done", || async {
+    wait_until("warm-up done", Duration::from_secs(20), || async {
         handler.calls().len() == 5
     })
     .await;
     q.send("slow").await;
-    eventually(Duration::from_secs(20), "slow job started", || async {
+    wait_until("slow job started", Duration::from_secs(20), || async {
         handler.count("slow") == 1
     })
     .await;
     for _ in 0..4 {
         q.send("waiting").await;
     }
-    eventually(
-        Duration::from_secs(20),
+    wait_until(
         "the waiting ones prefetched",
+        Duration::from_secs(20),
         || async { worker.metrics.snapshot().received == 10 },
     )
     .await;
@@ -56,9 +57,9 @@ async fn shutdown_finishes_running_jobs_and_releases_prefetched_ones() {
     assert_eq!(handler.count("slow"), 1);
     assert_eq!(handler.count("waiting"), 0, "unstarted jobs are not run");
     assert_eq!(metrics.released, 4);
-    eventually(
-        Duration::from_secs(3),
+    wait_until(
         "released messages visible again",
+        Duration::from_secs(3),
         || async { q.counts(&q.queue).await == (4, 0) },
     )
     .await;
@@ -77,7 +78,7 @@ async fn jobs_still_running_at_the_drain_deadline_are_released() {
         handler.clone(),
     )
     .await;
-    eventually(Duration::from_secs(20), "job started", || async {
+    wait_until("job started", Duration::from_secs(20), || async {
         handler.calls().len() == 1
     })
     .await;
@@ -85,9 +86,9 @@ async fn jobs_still_running_at_the_drain_deadline_are_released() {
     let metrics = worker.stop().await;
     assert!(stopping.elapsed() < Duration::from_secs(5));
     assert_eq!(metrics.released, 1);
-    eventually(
-        Duration::from_secs(3),
+    wait_until(
         "released message visible again",
+        Duration::from_secs(3),
         || async { q.counts(&q.queue).await == (1, 0) },
     )
     .await;

@@ -1,10 +1,9 @@
 //! Test fixtures on the shared emulator: a jobs table, a bus whose events land in a queue,
 //! the simulation-job state machine, tokens, and waiting on conditions with deadlines.
 
-use std::future::Future;
 use std::path::PathBuf;
 use std::sync::{Arc, LazyLock};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use auth::{DevIssuer, Verifier};
 use aws_config::SdkConfig;
@@ -13,6 +12,8 @@ use aws_sdk_dynamodb::types::{
     ProjectionType, ScalarAttributeType,
 };
 use contracts::{BusEvent, JobEvent};
+use emulator::testing;
+pub use emulator::testing::{drain, receive_one as receive, wait_for};
 use jobs::Deps;
 use serde_json::{Value, json};
 
@@ -76,100 +77,12 @@ pub async fn jobs_table(sdk: &SdkConfig) -> String {
     name
 }
 
-/// A queue; returns its URL and ARN.
-pub async fn queue(sdk: &SdkConfig, prefix: &str) -> (String, String) {
-    let sqs = aws_sdk_sqs::Client::new(sdk);
-    let url = sqs
-        .create_queue()
-        .queue_name(emulator::unique_name(prefix))
-        .send()
-        .await
-        .expect("create queue")
-        .queue_url()
-        .expect("queue url")
-        .to_string();
-    let arn = sqs
-        .get_queue_attributes()
-        .queue_url(&url)
-        .attribute_names(aws_sdk_sqs::types::QueueAttributeName::QueueArn)
-        .send()
-        .await
-        .expect("queue attributes")
-        .attributes()
-        .and_then(|a| a.get(&aws_sdk_sqs::types::QueueAttributeName::QueueArn))
-        .expect("queue arn")
-        .clone();
-    (url, arn)
-}
-
 /// A bus whose events matching `pattern` are delivered to a queue: returns the bus name
 /// and the queue URL.
 pub async fn bus_captured(sdk: &SdkConfig, pattern: Value) -> (String, String) {
-    let events = aws_sdk_eventbridge::Client::new(sdk);
-    let bus = emulator::unique_name("bus");
-    events
-        .create_event_bus()
-        .name(&bus)
-        .send()
-        .await
-        .expect("create bus");
-    let (url, arn) = queue(sdk, "capture").await;
-    let rule = emulator::unique_name("rule");
-    events
-        .put_rule()
-        .name(&rule)
-        .event_bus_name(&bus)
-        .event_pattern(pattern.to_string())
-        .send()
-        .await
-        .expect("put rule");
-    events
-        .put_targets()
-        .rule(&rule)
-        .event_bus_name(&bus)
-        .targets(
-            aws_sdk_eventbridge::types::Target::builder()
-                .id("capture")
-                .arn(arn)
-                .build()
-                .expect("target"),
-        )
-        .send()
-        .await
-        .expect("put targets");
-    (bus, url)
-}
-
-/// Receives up to one message, waiting at most `wait`; deletes it.
-pub async fn receive(sdk: &SdkConfig, url: &str, wait: Duration) -> Option<String> {
-    let sqs = aws_sdk_sqs::Client::new(sdk);
-    let output = sqs
-        .receive_message()
-        .queue_url(url)
-        .max_number_of_messages(1)
-        .wait_time_seconds(i32::try_from(wait.as_secs()).unwrap_or(1))
-        .send()
-        .await
-        .expect("receive");
-    let message = output.messages().first()?.clone();
-    if let Some(handle) = message.receipt_handle() {
-        sqs.delete_message()
-            .queue_url(url)
-            .receipt_handle(handle)
-            .send()
-            .await
-            .expect("delete message");
-    }
-    message.body().map(ToString::to_string)
-}
-
-/// Every message currently in the queue (until a receive comes back empty).
-pub async fn drain(sdk: &SdkConfig, url: &str) -> Vec<String> {
-    let mut bodies = Vec::new();
-    while let Some(body) = receive(sdk, url, Duration::from_secs(1)).await {
-        bodies.push(body);
-    }
-    bodies
+    let bus = testing::bus(sdk).await;
+    let captured = testing::capture(sdk, &bus, &pattern).await;
+    (bus, captured.url)
 }
 
 /// A bus event delivered to a capture queue, decoded as a job event.
@@ -178,25 +91,6 @@ pub fn job_event(body: &str) -> (BusEvent, JobEvent) {
     let envelope = JobEvent::decode(&event.detail_type, &event.detail, &event.received())
         .unwrap_or_else(|e| panic!("the {} detail decodes: {e}\n{body}", event.detail_type));
     (event, envelope.event)
-}
-
-/// Polls `probe` until it returns `Some`, failing the test after `limit`.
-pub async fn wait_for<T, F, Fut>(what: &str, limit: Duration, mut probe: F) -> T
-where
-    F: FnMut() -> Fut,
-    Fut: Future<Output = Option<T>>,
-{
-    let deadline = Instant::now() + limit;
-    loop {
-        if let Some(value) = probe().await {
-            return value;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "timed out after {limit:?} waiting for {what}"
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
 }
 
 pub fn definitions_dir() -> PathBuf {
@@ -232,7 +126,7 @@ pub struct Machine {
 
 /// Deploys `definition` (usually [`simulation_job_definition`], perhaps tweaked).
 pub async fn machine(sdk: &SdkConfig, definition: &Value) -> Machine {
-    let (queue_url, _) = queue(sdk, "simulation").await;
+    let queue_url = testing::queue(sdk, "simulation").await.url;
     let (bus, outcomes_url) = bus_captured(
         sdk,
         json!({"source": ["fleet.jobs"], "detail-type": ["JobSucceeded", "JobFailed"]}),
@@ -242,19 +136,7 @@ pub async fn machine(sdk: &SdkConfig, definition: &Value) -> Machine {
         definition,
         &[("SimulationQueueUrl", &queue_url), ("EventBusName", &bus)],
     );
-    let arn = aws_sdk_sfn::Client::new(sdk)
-        .create_state_machine()
-        .name(emulator::unique_name("simulation-job"))
-        .definition(text)
-        .role_arn(format!(
-            "arn:aws:iam::{}:role/fleet-test",
-            emulator::ACCOUNT_ID
-        ))
-        .send()
-        .await
-        .expect("create the state machine")
-        .state_machine_arn()
-        .to_string();
+    let arn = testing::state_machine(sdk, "simulation-job", &text).await;
     Machine {
         arn,
         queue_url,

@@ -8,10 +8,8 @@ mod hardening;
 
 use std::collections::BTreeSet;
 
-use aws_sdk_dynamodb::types::{
-    AttributeDefinition, AttributeValue, BillingMode, KeySchemaElement, KeyType,
-    ScalarAttributeType,
-};
+use aws_sdk_dynamodb::types::AttributeValue;
+use emulator::testing::{self, TableKey};
 use notifier::store::{Appended, Draft, Store};
 use notifier::{Channel, NotifierConfig};
 use serde_json::json;
@@ -23,36 +21,9 @@ pub(crate) async fn store(config: NotifierConfig) -> Store {
 
 /// A fresh notifier table, and a client for it.
 pub(crate) async fn table() -> (aws_sdk_dynamodb::Client, String) {
-    let emulator = emulator::test_emulator().await;
-    let sdk = emulator.sdk_config();
-    let client = aws_sdk_dynamodb::Client::new(&sdk);
-    let table = emulator::unique_name("notifier");
-    let attr = |name: &str| {
-        AttributeDefinition::builder()
-            .attribute_name(name)
-            .attribute_type(ScalarAttributeType::S)
-            .build()
-            .unwrap()
-    };
-    let key = |name: &str, kind| {
-        KeySchemaElement::builder()
-            .attribute_name(name)
-            .key_type(kind)
-            .build()
-            .unwrap()
-    };
-    client
-        .create_table()
-        .table_name(&table)
-        .attribute_definitions(attr("pk"))
-        .attribute_definitions(attr("sk"))
-        .key_schema(key("pk", KeyType::Hash))
-        .key_schema(key("sk", KeyType::Range))
-        .billing_mode(BillingMode::PayPerRequest)
-        .send()
-        .await
-        .unwrap();
-    (client, table)
+    let sdk = emulator::test_emulator().await.sdk_config();
+    let table = testing::table(&sdk, "notifier", TableKey::with_sort("pk", "sk")).await;
+    (aws_sdk_dynamodb::Client::new(&sdk), table)
 }
 
 #[tokio::test]

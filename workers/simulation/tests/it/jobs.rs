@@ -5,11 +5,12 @@ use std::time::Duration;
 
 use aws_sdk_sfn::types::ExecutionStatus;
 use contracts::tasks::TaskOutput;
+use emulator::testing::{self, wait_until};
 use serde_json::json;
 use sqs_worker::attributes;
 use tokio_util::sync::CancellationToken;
 
-use crate::stack::{Stack, eventually, job_id};
+use crate::stack::{Stack, job_id};
 
 /// Runs the worker until `f` is done.
 async fn with_worker<T>(stack: &Stack, f: impl std::future::Future<Output = T>) -> T {
@@ -65,12 +66,9 @@ async fn a_failing_model_fails_the_execution_with_its_error_name() {
             .is_some_and(|c| c.contains("spin told to fail")),
         "{finished:?}"
     );
-    eventually(
-        Duration::from_secs(5),
-        "the message is acknowledged",
-        || async { stack.counts(&stack.queue).await == (0, 0) },
-    )
-    .await;
+    stack
+        .settled("the message is acknowledged", Duration::from_secs(5))
+        .await;
     assert!(stack.result_keys().await.is_empty());
 }
 
@@ -87,27 +85,15 @@ async fn an_invalid_task_goes_to_the_dead_letter_queue_naming_the_field() {
         .send()
         .await
         .unwrap();
-    let dead = with_worker(&stack, async {
-        let deadline = std::time::Instant::now() + Duration::from_secs(20);
-        loop {
-            let out = stack
-                .sqs
-                .receive_message()
-                .queue_url(stack.dlq.as_str())
-                .wait_time_seconds(1)
-                .message_attribute_names("All")
-                .send()
-                .await
-                .unwrap();
-            if let Some(m) = out.messages().first() {
-                break m.clone();
-            }
-            assert!(
-                std::time::Instant::now() < deadline,
-                "nothing dead-lettered"
-            );
-        }
-    })
+    let dead = with_worker(
+        &stack,
+        testing::receive_until(
+            &stack.sdk,
+            stack.dlq.as_str(),
+            Duration::from_secs(20),
+            |m| Some(m.clone()),
+        ),
+    )
     .await;
     assert_eq!(dead.body(), Some(body.as_str()), "the body is unchanged");
     let attr = |name: &str| {
@@ -162,12 +148,9 @@ async fn a_closed_task_token_is_acknowledged_without_running_the_job() {
         .unwrap();
     let shutdown = CancellationToken::new();
     let worker = tokio::spawn(simulation::run(config, shutdown.clone()));
-    eventually(
-        Duration::from_secs(20),
-        "the message is acknowledged",
-        || async { stack.counts(&stack.queue).await == (0, 0) },
-    )
-    .await;
+    stack
+        .settled("the message is acknowledged", Duration::from_secs(20))
+        .await;
     shutdown.cancel();
     let metrics = tokio::time::timeout(Duration::from_secs(20), worker)
         .await
@@ -203,7 +186,7 @@ async fn a_job_whose_lease_a_newer_attempt_takes_over_stops_and_answers_nothing(
             .unwrap()
             .item
     };
-    eventually(Duration::from_secs(20), "the job holds its key", || async {
+    wait_until("the job holds its key", Duration::from_secs(20), || async {
         record().await.is_some()
     })
     .await;
@@ -228,12 +211,12 @@ async fn a_job_whose_lease_a_newer_attempt_takes_over_stops_and_answers_nothing(
         .unwrap();
     // The model stops long before its two minutes; the message comes back and is
     // acknowledged as the older attempt it is.
-    eventually(
-        Duration::from_secs(30),
-        "the old attempt's message is settled",
-        || async { stack.counts(&stack.queue).await == (0, 0) },
-    )
-    .await;
+    stack
+        .settled(
+            "the old attempt's message is settled",
+            Duration::from_secs(30),
+        )
+        .await;
     shutdown.cancel();
     let metrics = tokio::time::timeout(Duration::from_secs(20), worker)
         .await

@@ -7,10 +7,11 @@ use std::process::{Child, Command, ExitStatus, Stdio};
 use std::time::{Duration, Instant};
 
 use aws_sdk_sfn::types::ExecutionStatus;
+use emulator::testing::wait_until;
 use rustix::process::{Pid, Signal, kill_process};
 use serde_json::json;
 
-use crate::stack::{Stack, eventually, job_id};
+use crate::stack::{Stack, job_id};
 
 /// A worker process whose JSON log goes to a file; killed when dropped.
 struct WorkerProcess {
@@ -128,7 +129,7 @@ async fn a_job_of_a_killed_worker_is_finished_by_another_and_stored_once() {
     );
     assert_eq!(stack.result_keys().await, [format!("results/{job}.json")]);
     assert!(second.log().contains("job started"));
-    eventually(Duration::from_secs(5), "the message is deleted", || async {
+    wait_until("the message is deleted", Duration::from_secs(5), || async {
         stack.counts(&stack.queue).await == (0, 0)
     })
     .await;
@@ -172,9 +173,9 @@ async fn sigterm_past_the_drain_timeout_releases_the_job_at_once() {
         "stopped in {:?}",
         stopping.elapsed()
     );
-    eventually(
-        Duration::from_secs(3),
+    wait_until(
         "the message is visible again",
+        Duration::from_secs(3),
         || async { stack.counts(&stack.queue).await == (1, 0) },
     )
     .await;

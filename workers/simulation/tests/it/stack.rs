@@ -2,13 +2,10 @@
 //! table, results bucket, bus, and a one-state state machine that sends the task with
 //! `sqs:sendMessage.waitForTaskToken`.
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use aws_sdk_dynamodb::types::{
-    AttributeDefinition, BillingMode, KeySchemaElement, KeyType, ScalarAttributeType,
-};
 use aws_sdk_sfn::types::ExecutionStatus;
-use aws_sdk_sqs::types::QueueAttributeName;
+use emulator::testing::{self, TableKey};
 use serde_json::{Value, json};
 use sqs_worker::QueueUrl;
 
@@ -41,55 +38,10 @@ impl Stack {
         let emulator = emulator::test_emulator().await;
         let sdk = emulator.sdk_config();
         let sqs = aws_sdk_sqs::Client::new(&sdk);
-        let name = emulator::unique_name("sim");
-        let dlq = sqs
-            .create_queue()
-            .queue_name(format!("{name}-dlq"))
-            .send()
-            .await
-            .unwrap()
-            .queue_url
-            .unwrap();
-        let redrive = json!({
-            "deadLetterTargetArn": format!("arn:aws:sqs:{}:{}:{name}-dlq", emulator::REGION, emulator::ACCOUNT_ID),
-            "maxReceiveCount": 5,
-        });
-        let queue = sqs
-            .create_queue()
-            .queue_name(&name)
-            .attributes(
-                QueueAttributeName::VisibilityTimeout,
-                visibility_s.to_string(),
-            )
-            .attributes(QueueAttributeName::RedrivePolicy, redrive.to_string())
-            .send()
-            .await
-            .unwrap()
-            .queue_url
-            .unwrap();
-
-        let dynamo = aws_sdk_dynamodb::Client::new(&sdk);
-        dynamo
-            .create_table()
-            .table_name(&name)
-            .attribute_definitions(
-                AttributeDefinition::builder()
-                    .attribute_name("jobId")
-                    .attribute_type(ScalarAttributeType::S)
-                    .build()
-                    .unwrap(),
-            )
-            .key_schema(
-                KeySchemaElement::builder()
-                    .attribute_name("jobId")
-                    .key_type(KeyType::Hash)
-                    .build()
-                    .unwrap(),
-            )
-            .billing_mode(BillingMode::PayPerRequest)
-            .send()
-            .await
-            .unwrap();
+        let (queue, dlq) =
+            testing::queue_with_dlq(&sdk, "sim", Duration::from_secs(visibility_s.into()), 5).await;
+        let name = queue.name.clone();
+        let table = testing::table(&sdk, "sim", TableKey::partition("jobId")).await;
 
         let s3 = aws_sdk_s3::Client::from_conf(
             aws_sdk_s3::config::Builder::from(&sdk)
@@ -97,8 +49,7 @@ impl Stack {
                 .build(),
         );
         s3.create_bucket().bucket(&name).send().await.unwrap();
-        let events = aws_sdk_eventbridge::Client::new(&sdk);
-        events.create_event_bus().name(&name).send().await.unwrap();
+        let bus = testing::bus(&sdk).await;
 
         let definition = json!({
             "StartAt": "Run",
@@ -108,7 +59,7 @@ impl Stack {
                     "Resource": "arn:aws:states:::sqs:sendMessage.waitForTaskToken",
                     "HeartbeatSeconds": heartbeat_s,
                     "Parameters": {
-                        "QueueUrl": queue,
+                        "QueueUrl": queue.url,
                         "MessageBody": {
                             "taskToken.$": "$$.Task.Token",
                             "jobId.$": "$.jobId",
@@ -120,29 +71,18 @@ impl Stack {
                 },
             },
         });
+        let state_machine = testing::state_machine(&sdk, "sim", &definition.to_string()).await;
         let sfn = aws_sdk_sfn::Client::new(&sdk);
-        let state_machine = sfn
-            .create_state_machine()
-            .name(&name)
-            .definition(definition.to_string())
-            .role_arn(format!(
-                "arn:aws:iam::{}:role/simulation-job",
-                emulator::ACCOUNT_ID
-            ))
-            .send()
-            .await
-            .unwrap()
-            .state_machine_arn;
         Stack {
             sdk,
             sqs,
             sfn,
             s3,
-            queue: QueueUrl::parse(queue).unwrap(),
-            dlq: QueueUrl::parse(dlq).unwrap(),
-            table: name.clone(),
-            bucket: name.clone(),
-            bus: name,
+            queue: QueueUrl::parse(queue.url).unwrap(),
+            dlq: QueueUrl::parse(dlq.url).unwrap(),
+            table,
+            bucket: name,
+            bus,
             state_machine,
         }
     }
@@ -178,8 +118,7 @@ impl Stack {
 
     /// Waits for the execution to leave RUNNING.
     pub async fn finished(&self, execution: &str, within: Duration) -> Finished {
-        let deadline = Instant::now() + within;
-        loop {
+        testing::wait_for("the execution to leave RUNNING", within, || async {
             let out = self
                 .sfn
                 .describe_execution()
@@ -187,20 +126,14 @@ impl Stack {
                 .send()
                 .await
                 .unwrap();
-            if out.status != ExecutionStatus::Running {
-                return Finished {
-                    status: out.status.clone(),
-                    output: out.output().and_then(|o| serde_json::from_str(o).ok()),
-                    error: out.error().map(str::to_string),
-                    cause: out.cause().map(str::to_string),
-                };
-            }
-            assert!(
-                Instant::now() < deadline,
-                "execution still running after {within:?}"
-            );
-            tokio::time::sleep(Duration::from_millis(200)).await;
-        }
+            (out.status != ExecutionStatus::Running).then(|| Finished {
+                status: out.status.clone(),
+                output: out.output().and_then(|o| serde_json::from_str(o).ok()),
+                error: out.error().map(str::to_string),
+                cause: out.cause().map(str::to_string),
+            })
+        })
+        .await
     }
 
     pub async fn status(&self, execution: &str) -> ExecutionStatus {
@@ -242,44 +175,21 @@ impl Stack {
         object.body.collect().await.unwrap().into_bytes().to_vec()
     }
 
+    /// Waits until no message is left on the task queue, visible or in flight.
+    pub async fn settled(&self, what: &str, within: Duration) {
+        testing::wait_until(what, within, || async {
+            self.counts(&self.queue).await == (0, 0)
+        })
+        .await;
+    }
+
     /// (visible, in flight) on `url`.
     pub async fn counts(&self, url: &QueueUrl) -> (u64, u64) {
-        let out = self
-            .sqs
-            .get_queue_attributes()
-            .queue_url(url.as_str())
-            .attribute_names(QueueAttributeName::ApproximateNumberOfMessages)
-            .attribute_names(QueueAttributeName::ApproximateNumberOfMessagesNotVisible)
-            .send()
-            .await
-            .unwrap();
-        let get = |name: QueueAttributeName| {
-            out.attributes()
-                .and_then(|a| a.get(&name))
-                .and_then(|v| v.parse().ok())
-                .unwrap_or(0)
-        };
-        (
-            get(QueueAttributeName::ApproximateNumberOfMessages),
-            get(QueueAttributeName::ApproximateNumberOfMessagesNotVisible),
-        )
+        testing::counts(&self.sdk, url.as_str()).await
     }
 }
 
 /// A unique job id.
 pub fn job_id() -> String {
     emulator::unique_name("job")
-}
-
-/// Waits until `condition` holds, checking every 100 ms, failing after `within`.
-pub async fn eventually<F, Fut>(within: Duration, what: &str, mut condition: F)
-where
-    F: FnMut() -> Fut,
-    Fut: std::future::Future<Output = bool>,
-{
-    let deadline = Instant::now() + within;
-    while !condition().await {
-        assert!(Instant::now() < deadline, "{what}: not within {within:?}");
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
 }
