@@ -3,7 +3,8 @@
 //! - No crate under `workers/` depends on another crate under `workers/`: services talk
 //!   only through EventBridge.
 //! - No crate under `shared/` depends on a crate under `workers/` or `infra/`.
-//! - `shared/contracts` does no I/O: it depends on no AWS SDK, no async runtime, no HTTP.
+//! - `shared/contracts` and `shared/topology` do no I/O: they depend on no AWS SDK, no
+//!   async runtime, no HTTP.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -78,13 +79,14 @@ pub fn violations(packages: &[Package]) -> Vec<Violation> {
                 )));
             }
         }
-        if p.name == "contracts" {
+        if PURE_DATA.contains(&p.name.as_str()) {
             for dep in &p.dependencies {
                 if dep.starts_with("aws-")
                     || ["tokio", "reqwest", "hyper", "lambda_runtime"].contains(&dep.as_str())
                 {
                     out.push(Violation(format!(
-                        "`contracts` depends on `{dep}`: the contracts do no I/O"
+                        "`{}` depends on `{dep}`: it is pure data and does no I/O",
+                        p.name
                     )));
                 }
             }
@@ -92,6 +94,9 @@ pub fn violations(packages: &[Package]) -> Vec<Violation> {
     }
     out
 }
+
+/// The crates that are pure data: the contracts and the topology's vocabulary.
+const PURE_DATA: &[&str] = &["contracts", "topology"];
 
 fn top_folder(dir: &Path) -> &str {
     dir.components()

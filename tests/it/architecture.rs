@@ -72,13 +72,16 @@ fn the_check_catches_a_service_depending_on_another() {
 }
 
 #[test]
-fn the_check_catches_io_in_the_contracts() {
-    let mut packages = workspace_packages();
-    let contracts = packages
-        .iter_mut()
-        .find(|p| p.name == "contracts")
-        .expect("contracts crate");
-    contracts.dependencies.push("aws-sdk-sqs".to_string());
-    let broken = violations(&packages);
-    assert_eq!(broken.len(), 1, "{broken:#?}");
+fn the_check_catches_io_in_the_contracts_and_the_topology() {
+    for name in ["contracts", "topology"] {
+        let mut packages = workspace_packages();
+        let package = packages
+            .iter_mut()
+            .find(|p| p.name == name)
+            .unwrap_or_else(|| panic!("the {name} crate"));
+        package.dependencies.push("aws-sdk-sqs".to_string());
+        let broken = violations(&packages);
+        assert_eq!(broken.len(), 1, "{broken:#?}");
+        assert!(broken[0].0.contains(name), "{}", broken[0].0);
+    }
 }

@@ -223,3 +223,80 @@ pub fn dashboard_routes(issuer: Arc<DevIssuer>) -> axum::Router {
 
 /// The dashboard: one self-contained page (no build step, nothing fetched elsewhere).
 const DASHBOARD: &str = include_str!("../assets/dashboard.html");
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use topology::{Deployed, Outcome, ResourceKind, Stage};
+
+    /// A deployment report naming the fleet's state machines, as `deploy` returns it.
+    fn report(topology: &Topology) -> DeployReport {
+        let resources = topology
+            .state_machines()
+            .map(|m| Deployed {
+                kind: ResourceKind::StateMachine,
+                name: m.name.clone(),
+                physical: m.name.clone(),
+                arn: Some(format!(
+                    "arn:aws:states:us-east-1:000000000000:stateMachine:{}",
+                    m.name
+                )),
+                url: None,
+                outcome: Outcome::Created,
+            })
+            .collect();
+        DeployReport {
+            stage: topology.stage.clone(),
+            resources,
+            lambda_targets: Vec::new(),
+        }
+    }
+
+    /// Every function of the topology has exactly one handler registered for the local
+    /// host, and nothing is registered that the topology does not declare.
+    #[tokio::test]
+    async fn every_topology_function_has_exactly_one_handler() {
+        let topology = topology::fleet(&Stage::default());
+        let sdk = aws_config::SdkConfig::builder()
+            .behavior_version(aws_config::BehaviorVersion::latest())
+            .region(aws_config::Region::new("us-east-1"))
+            .build();
+        let issuer = DevIssuer::generate().expect("a dev issuer");
+        let provider = Provider {
+            name: "acme".into(),
+            url: "http://127.0.0.1:9".into(),
+            secret: b"secret".to_vec(),
+        };
+        let functions = functions(&sdk, &topology, &report(&topology), &issuer, &provider)
+            .expect("the functions are wired");
+        let in_process = local_host::InProcessClient::new();
+        let functions = with_notifier(
+            functions,
+            &sdk,
+            &topology,
+            &issuer,
+            "http://127.0.0.1:9",
+            &in_process,
+        )
+        .expect("the notifier is wired");
+
+        let declared: Vec<&str> = topology.functions().map(|f| f.name.as_str()).collect();
+        let mut declared_sorted = declared.clone();
+        declared_sorted.sort_unstable();
+        let registered: Vec<&str> = functions.names().collect();
+        assert_eq!(
+            registered, declared_sorted,
+            "registered handlers (left) differ from the topology's functions (right)"
+        );
+        assert!(
+            functions.registered_twice().is_empty(),
+            "registered twice: {:?}",
+            functions.registered_twice()
+        );
+        assert_eq!(
+            declared.len(),
+            declared_sorted.len(),
+            "a function declared twice"
+        );
+    }
+}

@@ -92,6 +92,8 @@ where
 #[derive(Clone, Default)]
 pub struct Functions {
     map: BTreeMap<String, Registered>,
+    /// Names registered more than once (each later registration replaced the earlier).
+    twice: Vec<String>,
 }
 
 #[derive(Clone)]
@@ -112,11 +114,24 @@ impl Functions {
         Functions::default()
     }
 
+    /// The names registered more than once: a wiring mistake (the later one won).
+    pub fn registered_twice(&self) -> &[String] {
+        &self.twice
+    }
+
+    fn note(&mut self, name: &str) {
+        if self.map.contains_key(name) {
+            self.twice.push(name.to_owned());
+        }
+    }
+
     /// Registers a JSON-in/JSON-out function under its logical name; a later registration
-    /// of the same name replaces it.
+    /// of the same name replaces it (and is listed by [`Functions::registered_twice`]).
     pub fn json(mut self, name: impl Into<String>, function: impl LambdaFunction) -> Self {
+        let name = name.into();
+        self.note(&name);
         self.map.insert(
-            name.into(),
+            name,
             Registered {
                 function: Arc::new(function),
                 http: false,
@@ -155,8 +170,10 @@ impl Functions {
         R: lambda_http::IntoResponse + 'static,
         E: Into<Diagnostic> + fmt::Debug + Send + 'static,
     {
+        let name = name.into();
+        self.note(&name);
         self.map.insert(
-            name.into(),
+            name,
             Registered {
                 function: Arc::new(HttpService { service }),
                 http: true,
