@@ -6,6 +6,7 @@ use std::time::{Duration, Instant};
 
 use contracts::jobs::{JobRequested, JobStatus};
 use contracts::{Envelope, JobEvent, JobId};
+use emulator::testing;
 use serde_json::{Value, json};
 
 use crate::support::Local;
@@ -22,23 +23,7 @@ impl Local {
 
     /// Events in a capture queue until `done` says enough, or a deadline.
     async fn drain(&self, url: &str, done: impl Fn(&[Value]) -> bool) -> Vec<Value> {
-        let sqs = aws_sdk_sqs::Client::new(&self.stack.sdk);
-        let mut seen = Vec::new();
-        let deadline = Instant::now() + Duration::from_secs(60);
-        while !done(&seen) && Instant::now() < deadline {
-            let out = sqs
-                .receive_message()
-                .queue_url(url)
-                .max_number_of_messages(10)
-                .wait_time_seconds(1)
-                .send()
-                .await
-                .unwrap();
-            for m in out.messages() {
-                seen.push(serde_json::from_str(m.body().unwrap_or("null")).unwrap());
-            }
-        }
-        seen
+        testing::collect_until(&self.stack.sdk, url, Duration::from_secs(60), done).await
     }
 }
 
@@ -236,28 +221,15 @@ async fn an_event_the_handler_always_fails_on_ends_in_the_failures_queue_with_la
         .queue_url("failures")
         .unwrap()
         .to_string();
-    let sqs = aws_sdk_sqs::Client::new(&local.stack.sdk);
-    let deadline = Instant::now() + Duration::from_secs(60);
-    let mut found = None;
-    while found.is_none() && Instant::now() < deadline {
-        let out = sqs
-            .receive_message()
-            .queue_url(&failures)
-            .max_number_of_messages(10)
-            .wait_time_seconds(1)
-            .send()
-            .await
-            .unwrap();
-        for m in out.messages() {
+    // The failed event reaches the failures queue.
+    let (envelope, original) =
+        testing::receive_until(&local.stack.sdk, &failures, Duration::from_secs(60), |m| {
             let envelope: Value = serde_json::from_str(m.body().unwrap()).unwrap();
             let original: Value =
                 serde_json::from_str(envelope["Message"].as_str().unwrap()).unwrap();
-            if original["id"] == event_id.as_str() {
-                found = Some((envelope, original));
-            }
-        }
-    }
-    let (envelope, original) = found.expect("the failed event reaches the failures queue");
+            (original["id"] == event_id.as_str()).then_some((envelope, original))
+        })
+        .await;
     assert_eq!(original["detail"], detail, "the body is the original event");
     let attributes = &envelope["MessageAttributes"];
     for name in ["RequestID", "ErrorCode", "ErrorMessage"] {

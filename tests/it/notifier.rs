@@ -6,6 +6,7 @@ use std::time::Duration;
 use contracts::frames::{Cursor, Frame, kinds};
 use contracts::jobs::{JobProgress, JobRequested, JobStatus};
 use contracts::{Envelope, JobEvent, JobId};
+use emulator::testing::wait_until;
 use futures::{SinkExt as _, StreamExt as _};
 use notifier::store::Store;
 use notifier::{Channel, NotifierConfig};
@@ -197,11 +198,10 @@ async fn a_dropped_client_resumes_with_since_and_gets_every_missed_frame_once() 
     let before = cursor.since();
 
     // The job finishes while the client is away.
-    let deadline = Instant::now() + Duration::from_secs(60);
-    while bob.status(&job).await.unwrap().status != JobStatus::Succeeded {
-        assert!(Instant::now() < deadline, "the job did not finish");
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
+    wait_until("the job to finish", Duration::from_secs(60), || async {
+        bob.status(&job).await.unwrap().status == JobStatus::Succeeded
+    })
+    .await;
 
     let mut second = Client::connect(&local, Some(&local.token("bob")))
         .await
@@ -257,11 +257,10 @@ async fn a_since_older_than_the_history_gets_a_discontinuity_first() {
     assert!(outcome.failed.is_empty(), "{:?}", outcome.failed);
     let channel = Channel::job(&job).to_string();
     let store = store(&local);
-    let deadline = Instant::now() + Duration::from_secs(90);
-    while store.history(&channel, 0).await.unwrap().head <= kept + 1 {
-        assert!(Instant::now() < deadline, "the frames did not arrive");
-        tokio::time::sleep(Duration::from_millis(250)).await;
-    }
+    wait_until("the frames to arrive", Duration::from_secs(90), || async {
+        store.history(&channel, 0).await.unwrap().head > kept + 1
+    })
+    .await;
 
     let mut client = Client::connect(&local, Some(&local.token("carol")))
         .await
@@ -327,14 +326,12 @@ async fn a_push_to_a_gone_connection_removes_it() {
         .submit("spin", &json!({"durationMs": 10}), None)
         .await
         .unwrap();
-    let deadline = Instant::now() + Duration::from_secs(60);
-    while store.connection(&ghost).await.unwrap().is_some() {
-        assert!(
-            Instant::now() < deadline,
-            "the gone connection was not removed"
-        );
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
+    wait_until(
+        "the gone connection to be removed",
+        Duration::from_secs(60),
+        || async { store.connection(&ghost).await.unwrap().is_none() },
+    )
+    .await;
     let subscribers = store.subscribers("user:frank").await.unwrap();
     assert!(!subscribers.contains(&ghost), "{subscribers:?}");
     local.stop().await;

@@ -1,6 +1,6 @@
 //! The local stack as `fleet dev` runs it, in-process, on the shared test emulator.
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use fleet::dev::{DevConfig, Stack};
 use fleet::jobs_cmd::Api;
@@ -30,63 +30,14 @@ pub async fn stack() -> Stack {
     .expect("the local stack starts")
 }
 
-/// Polls `check` until it returns `Some`, or panics at the deadline.
-pub async fn until<T, F, Fut>(what: &str, limit: Duration, mut check: F) -> T
-where
-    F: FnMut() -> Fut,
-    Fut: std::future::Future<Output = Option<T>>,
-{
-    let deadline = Instant::now() + limit;
-    loop {
-        if let Some(value) = check().await {
-            return value;
-        }
-        assert!(Instant::now() < deadline, "timed out waiting for {what}");
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-}
+pub use emulator::testing::wait_for as until;
 
 /// A queue receiving every event on the stage's bus that matches `pattern`; returns its URL.
 pub async fn capture(stack: &Stack, pattern: serde_json::Value) -> String {
-    let sqs = aws_sdk_sqs::Client::new(&stack.sdk);
-    let events = aws_sdk_eventbridge::Client::new(&stack.sdk);
     let bus = stack.topology.names().bus();
-    let name = emulator::unique_name("capture");
-    let url = sqs
-        .create_queue()
-        .queue_name(&name)
-        .send()
+    emulator::testing::capture(&stack.sdk, &bus, &pattern)
         .await
-        .unwrap()
-        .queue_url
-        .unwrap();
-    events
-        .put_rule()
-        .name(&name)
-        .event_bus_name(&bus)
-        .event_pattern(pattern.to_string())
-        .send()
-        .await
-        .unwrap();
-    events
-        .put_targets()
-        .rule(&name)
-        .event_bus_name(&bus)
-        .targets(
-            aws_sdk_eventbridge::types::Target::builder()
-                .id("capture")
-                .arn(format!(
-                    "arn:aws:sqs:{}:{}:{name}",
-                    emulator::REGION,
-                    emulator::ACCOUNT_ID
-                ))
-                .build()
-                .unwrap(),
-        )
-        .send()
-        .await
-        .unwrap();
-    url
+        .url
 }
 
 impl Local {
