@@ -77,14 +77,7 @@ async fn an_invalid_task_goes_to_the_dead_letter_queue_naming_the_field() {
     let stack = Stack::new(30, 20).await;
     let body = json!({"taskToken": "t", "jobId": "not a valid id!", "model": "spin", "params": {}})
         .to_string();
-    stack
-        .sqs
-        .send_message()
-        .queue_url(stack.queue.as_str())
-        .message_body(&body)
-        .send()
-        .await
-        .unwrap();
+    stack.send(&body).await;
     let dead = with_worker(
         &stack,
         testing::receive_until(
@@ -138,14 +131,7 @@ async fn a_closed_task_token_is_acknowledged_without_running_the_job() {
     // A task whose token no execution waits on (an attempt that timed out, or a made-up one).
     let body = json!({"taskToken": "no-execution-waits-on-this", "jobId": job_id(), "model": "marker", "params": {}})
         .to_string();
-    stack
-        .sqs
-        .send_message()
-        .queue_url(stack.queue.as_str())
-        .message_body(&body)
-        .send()
-        .await
-        .unwrap();
+    stack.send(&body).await;
     let shutdown = CancellationToken::new();
     let worker = tokio::spawn(simulation::run(config, shutdown.clone()));
     stack

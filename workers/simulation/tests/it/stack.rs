@@ -175,6 +175,17 @@ impl Stack {
         object.body.collect().await.unwrap().into_bytes().to_vec()
     }
 
+    /// Sends `body` to the task queue as it is, as a hand-written task.
+    pub async fn send(&self, body: &str) {
+        self.sqs
+            .send_message()
+            .queue_url(self.queue.as_str())
+            .message_body(body)
+            .send()
+            .await
+            .unwrap();
+    }
+
     /// Waits until no message is left on the task queue, visible or in flight.
     pub async fn settled(&self, what: &str, within: Duration) {
         testing::wait_until(what, within, || async {
