@@ -19,12 +19,12 @@ use http::{HeaderMap, StatusCode};
 use lambda_http::RequestExt as _;
 use lambda_http::request::RequestContext;
 use local_host::{Config, FunctionError, Functions, Host, HostError, Invocation, RunningHost};
-use serde_json::{Value, json};
-use tokio::sync::mpsc;
-use topology::{
+use provision::{
     DeployReport, Function, Key, Method, Queue, Route, Rule, Service, Stage, Table, Target,
     Topology, core, deploy,
 };
+use serde_json::{Value, json};
+use tokio::sync::mpsc;
 
 /// How long any condition may take to come true against the emulator.
 const DEADLINE: Duration = Duration::from_secs(45);
