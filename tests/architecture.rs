@@ -5,6 +5,9 @@
 //! - No crate under `shared/` depends on a crate under `workers/` or `infra/`.
 //! - `shared/contracts` and `shared/topology` do no I/O: they depend on no AWS SDK, no
 //!   async runtime, no HTTP.
+//! - The operations library (`fleet-ops`) is shared by the CLI and the browser console: it
+//!   parses no arguments and renders nothing (no `clap`, no `indicatif`), and only the
+//!   CLI and the end-to-end tests depend on the CLI crate (`fleet`).
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -78,6 +81,21 @@ pub fn violations(packages: &[Package]) -> Vec<Violation> {
                     p.name
                 )));
             }
+        }
+        if p.name == "fleet-ops" {
+            for dep in &p.dependencies {
+                if ["clap", "indicatif", "fleet"].contains(&dep.as_str()) {
+                    out.push(Violation(format!(
+                        "`fleet-ops` depends on `{dep}`: the operations library parses no arguments and renders nothing; that is the CLI's"
+                    )));
+                }
+            }
+        }
+        if p.name != "tests" && p.dependencies.iter().any(|d| d == "fleet") {
+            out.push(Violation(format!(
+                "`{}` depends on the CLI crate `fleet`: put what it needs in a library",
+                p.name
+            )));
         }
         if PURE_DATA.contains(&p.name.as_str()) {
             for dep in &p.dependencies {

@@ -85,3 +85,16 @@ fn the_check_catches_io_in_the_contracts_and_the_topology() {
         assert!(broken[0].0.contains(name), "{}", broken[0].0);
     }
 }
+
+#[test]
+fn the_check_catches_argument_parsing_in_the_operations_library() {
+    let mut packages = workspace_packages();
+    let ops = packages
+        .iter_mut()
+        .find(|p| p.name == "fleet-ops")
+        .expect("the fleet-ops crate");
+    ops.dependencies.push("clap".to_string());
+    let broken = violations(&packages);
+    assert_eq!(broken.len(), 1, "{broken:#?}");
+    assert!(broken[0].0.contains("fleet-ops"), "{}", broken[0].0);
+}

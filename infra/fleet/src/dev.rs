@@ -9,7 +9,7 @@ use std::time::Duration;
 use anyhow::Context as _;
 use emulator::Emulator;
 use local_host::RunningHost;
-use topology::{DeployReport, Stage, Topology};
+use provision::{DeployReport, Stage, Topology};
 
 use crate::local;
 use crate::workers::{WorkerArgs, WorkerProcesses};
@@ -59,8 +59,8 @@ impl Stack {
         .await
         .context("starting the local emulator")?;
         let sdk = emulator.sdk_config();
-        let topology = topology::fleet(&config.stage);
-        let report = topology::deploy(&topology, &sdk)
+        let topology = provision::fleet(&config.stage);
+        let report = provision::deploy(&topology, &sdk)
             .await
             .with_context(|| format!("deploying stage {} to the emulator", config.stage))?;
         let issuer = std::sync::Arc::new(local::dev_issuer(&config.home)?);

@@ -10,7 +10,7 @@ use auth::{DevIssuer, Verifier};
 use contracts::BusEvent;
 use lambda_runtime::{LambdaEvent, service_fn};
 use local_host::Functions;
-use topology::{DeployReport, Topology};
+use provision::{DeployReport, Topology};
 
 /// A `lambda_runtime` service calling `handler(event, &deps)` for each EventBridge event,
 /// as the functions' `bootstrap` binaries do.
@@ -227,7 +227,7 @@ const DASHBOARD: &str = include_str!("../assets/dashboard.html");
 #[cfg(test)]
 mod tests {
     use super::*;
-    use topology::{Deployed, Outcome, ResourceKind, Stage};
+    use provision::{Deployed, Outcome, ResourceKind, Stage};
 
     /// A deployment report naming the fleet's state machines, as `deploy` returns it.
     fn report(topology: &Topology) -> DeployReport {
@@ -256,7 +256,7 @@ mod tests {
     /// host, and nothing is registered that the topology does not declare.
     #[tokio::test]
     async fn every_topology_function_has_exactly_one_handler() {
-        let topology = topology::fleet(&Stage::default());
+        let topology = provision::fleet(&Stage::default());
         let sdk = aws_config::SdkConfig::builder()
             .behavior_version(aws_config::BehaviorVersion::latest())
             .region(aws_config::Region::new("us-east-1"))

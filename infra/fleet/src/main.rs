@@ -6,7 +6,7 @@ use std::process::ExitCode;
 use clap::Parser;
 use fleet::UsageError;
 use fleet::cmd::{Command, Globals};
-use topology::Stage;
+use provision::Stage;
 
 // `fleet dev` and the benches allocate small buffers from many threads (one WebSocket
 // connection, one request per push): glibc's malloc spends much of that time in

@@ -141,7 +141,7 @@ async fn measure(
     let rss_after = rss_kib(pid)?;
 
     let sdk = emulator::sdk_config_for(&format!("http://127.0.0.1:{emulator_port}"));
-    let names = topology::Names::new(&topology::Stage::new(stage).map_err(anyhow::Error::msg)?);
+    let names = provision::Names::new(&provision::Stage::new(stage).map_err(anyhow::Error::msg)?);
     let publisher = bus::Publisher::from_sdk(&sdk, names.bus());
     let job = JobId::generate();
     let requested = JobRequested {

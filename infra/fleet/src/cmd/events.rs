@@ -51,7 +51,7 @@ pub async fn run(command: EventsCommand, globals: &Globals) -> anyhow::Result<()
             bus,
         } => {
             let detail = events::read_detail(&detail)?;
-            let bus = bus.unwrap_or_else(|| topology::Names::new(&globals.stage).bus());
+            let bus = bus.unwrap_or_else(|| provision::Names::new(&globals.stage).bus());
             let sdk = crate::aws_from_env().await;
             let id = events::put(&sdk, &bus, &source, &detail_type, &detail).await?;
             println!("{id}");
@@ -75,7 +75,7 @@ async fn tail(args: TailArgs, globals: &Globals) -> anyhow::Result<()> {
             _ = terminate.recv() => {}
         }
     };
-    let ops = fleet_ops::Ops::new(topology::fleet(&globals.stage), &sdk);
+    let ops = fleet_ops::Ops::new(provision::fleet(&globals.stage), &sdk);
     let bus = args.bus.unwrap_or_else(|| ops.names.bus());
     let pattern = match &args.pattern {
         Some(text) => Pattern::parse(text).map_err(|e| UsageError(format!("--pattern: {e}")))?,

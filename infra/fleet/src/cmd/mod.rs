@@ -14,8 +14,8 @@ pub mod tokens;
 
 use clap::Subcommand;
 use fleet_ops::OpsError;
+use provision::Stage;
 use tokio_util::sync::CancellationToken;
-use topology::Stage;
 
 use crate::UsageError;
 
@@ -87,7 +87,7 @@ pub async fn run(command: Command, globals: &Globals) -> anyhow::Result<()> {
 /// The ops library for the stage, on the endpoint the AWS environment names.
 pub(crate) async fn ops(globals: &Globals) -> fleet_ops::Ops {
     fleet_ops::Ops::new(
-        topology::fleet(&globals.stage),
+        provision::fleet(&globals.stage),
         &crate::aws_from_env().await,
     )
 }

@@ -3,9 +3,9 @@
 
 use clap::Subcommand;
 use fleet_ops::schedules::Pending;
+use provision::Stage;
 use serde_json::json;
 use time::format_description::well_known::Rfc3339;
-use topology::Stage;
 
 use super::Globals;
 use crate::render::{Table, print_json};
@@ -32,7 +32,7 @@ pub async fn run(command: SchedulesCommand, globals: &Globals) -> anyhow::Result
 
 /// The pending schedules of `stage`, on the endpoint `sdk` names.
 pub async fn pending(stage: &Stage, sdk: &aws_config::SdkConfig) -> anyhow::Result<Vec<Pending>> {
-    let ops = fleet_ops::Ops::new(topology::fleet(stage), sdk);
+    let ops = fleet_ops::Ops::new(provision::fleet(stage), sdk);
     Ok(fleet_ops::schedules::pending(&ops).await?)
 }
 

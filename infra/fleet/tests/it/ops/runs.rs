@@ -19,7 +19,7 @@ async fn simulation_job(sdk: &aws_config::SdkConfig, stage: &str) -> String {
     let sqs = aws_sdk_sqs::Client::new(sdk);
     let queue = queue_url(&sqs, &format!("fleet-{stage}-simulation")).await;
     let definition = std::fs::read_to_string(
-        topology::default_definitions_dir().join("simulation-job.asl.json"),
+        provision::default_definitions_dir().join("simulation-job.asl.json"),
     )
     .unwrap()
     .replace("${SimulationQueueUrl}", &queue)
