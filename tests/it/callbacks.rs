@@ -102,7 +102,7 @@ async fn a_campaign_goes_pending_pending_sent_through_signed_webhooks() {
     assert_eq!(waits, 3, "AwaitStatus entered once per status");
 
     // "Update users": CampaignSent reached the campaigns service.
-    let deps = campaigns::Deps::new(&stack.sdk, stack.topology.names().table("campaigns"));
+    let deps = campaigns::Campaigns::new(&stack.sdk, stack.topology.names().table("campaigns"));
     let (deps, campaign_id) = (&deps, &campaign_id);
     let (status, provider_id) = until(
         "the campaign to be SENT",
@@ -353,7 +353,7 @@ async fn a_campaign_the_provider_reports_failed_ends_failed() {
     assert_eq!(described.status, ExecutionStatus::Failed);
     assert_eq!(described.error.as_deref(), Some("Campaign.Failed"));
 
-    let deps = campaigns::Deps::new(&stack.sdk, stack.topology.names().table("campaigns"));
+    let deps = campaigns::Campaigns::new(&stack.sdk, stack.topology.names().table("campaigns"));
     let (deps, campaign_id) = (&deps, &campaign_id);
     until(
         "the campaign to be FAILED",

@@ -82,26 +82,18 @@ impl Stack {
         ))
         .await
         .context("starting the fake email provider")?;
-        let functions = local::functions(
-            &sdk,
-            &topology,
-            &report,
-            &issuer,
-            &local::Provider {
+        let settings = local::LocalSettings {
+            host_url: format!("http://127.0.0.1:{http_port}"),
+            provider: local::Provider {
                 name: FAKE_PROVIDER.to_string(),
                 url: provider.url(),
                 secret: secret.into_bytes(),
             },
-        )?;
+        };
+        local::store_provider_secret(&sdk, &topology, &settings.provider).await?;
         let in_process = local_host::InProcessClient::new();
-        let functions = local::with_notifier(
-            functions,
-            &sdk,
-            &topology,
-            &issuer,
-            &format!("http://127.0.0.1:{http_port}"),
-            &in_process,
-        )?;
+        let functions =
+            local::functions(&sdk, &topology, &report, &issuer, &settings, &in_process)?;
         let host_config = local_host::Config {
             http_addr: Some(SocketAddr::from((Ipv4Addr::LOCALHOST, http_port))),
             ..local_host::Config::default()

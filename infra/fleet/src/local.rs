@@ -1,28 +1,15 @@
-//! The stage's Lambda functions as the local host runs them: the same handler functions
-//! and `lambda_runtime`/`lambda_http` services the `bootstrap` binaries run, registered
-//! under the topology's function names, plus the dev token issuer's JWKS.
+//! The stage's Lambda functions as the local host runs them: every function each service
+//! lists (`provision::functions`), built from the environment the topology gives it in
+//! the emulator's deployment, plus the dev token issuer's JWKS.
 
 use std::path::Path;
 use std::sync::Arc;
 
 use anyhow::Context as _;
 use auth::{DevIssuer, Verifier};
-use contracts::BusEvent;
-use lambda_runtime::{LambdaEvent, service_fn};
+use lambda_shell::Context;
 use local_host::Functions;
-use provision::{DeployReport, Topology};
-
-/// A `lambda_runtime` service calling `handler(event, &deps)` for each EventBridge event,
-/// as the functions' `bootstrap` binaries do.
-macro_rules! on_bus {
-    ($deps:expr, $handler:path) => {{
-        let deps = $deps.clone();
-        service_fn(move |event: LambdaEvent<BusEvent>| {
-            let deps = deps.clone();
-            async move { $handler(event.payload, &deps).await }
-        })
-    }};
-}
+use provision::{DeployReport, TokenSetting, Topology, ValueRef};
 
 /// Where the dev issuer's key lives under the fleet home.
 pub fn issuer_key_path(home: &Path) -> std::path::PathBuf {
@@ -43,90 +30,99 @@ pub struct Provider {
     pub secret: Vec<u8>,
 }
 
-/// Every function of the stage, ready for the local host.
+/// What the local deployment knows that the emulator's does not: on AWS these are the
+/// stacks' parameters and the API Gateway endpoints.
+#[derive(Debug, Clone)]
+pub struct LocalSettings {
+    /// The local host's address, `http://127.0.0.1:<port>`: the `@connections` endpoint
+    /// and where the dev issuer's JWKS is served.
+    pub host_url: String,
+    pub provider: Provider,
+}
+
+impl LocalSettings {
+    /// The value of what the deployment report cannot resolve.
+    fn value(
+        &self,
+        sdk: &aws_config::SdkConfig,
+        issuer: &DevIssuer,
+        v: &ValueRef,
+    ) -> Option<String> {
+        match v {
+            ValueRef::Region => sdk.region().map(ToString::to_string),
+            ValueRef::ConnectionsEndpoint(_) => Some(self.host_url.clone()),
+            ValueRef::Token(TokenSetting::Issuer) => Some(issuer.issuer().to_owned()),
+            ValueRef::Token(TokenSetting::Audience) => Some(issuer.audience().to_owned()),
+            ValueRef::Token(TokenSetting::JwksUrl) => {
+                Some(format!("{}/.well-known/jwks.json", self.host_url))
+            }
+            ValueRef::Setting { parameter, .. } => match *parameter {
+                callbacks::service::PARAM_PROVIDERS | campaigns::service::PARAM_PROVIDER_NAME => {
+                    Some(self.provider.name.clone())
+                }
+                campaigns::service::PARAM_PROVIDER_URL => Some(self.provider.url.clone()),
+                _ => None,
+            },
+            _ => None,
+        }
+    }
+}
+
+/// Every function of the stage, ready for the local host: each built by its service from
+/// the environment the topology resolves to in `report`. Tokens are checked with the dev
+/// issuer's keys directly, and the notifier pushes through `in_process` (bound by
+/// [`local_host::Host::serve_in_process`]): the same requests to the same handlers,
+/// without a loopback socket per post.
 pub fn functions(
     sdk: &aws_config::SdkConfig,
     topology: &Topology,
     report: &DeployReport,
     issuer: &DevIssuer,
-    provider: &Provider,
+    settings: &LocalSettings,
+    in_process: &local_host::InProcessClient,
 ) -> anyhow::Result<Functions> {
-    let names = topology.names();
-    let verifier = dev_verifier(issuer)?;
-    let state_machine = report
-        .state_machine_arn("simulation-job")
-        .context("the deployment has no simulation-job state machine")?;
-    let deps = Arc::new(
-        jobs::Deps::new(sdk, names.table("jobs"))
-            .with_publisher(bus::Publisher::from_sdk(sdk, names.bus()))
-            .with_verifier(verifier)
-            .with_state_machine(state_machine),
+    let verifier = Arc::new(dev_verifier(issuer)?);
+    // Unsigned and in process: see `InProcessClient::management_client`.
+    let connections = in_process.management_client(sdk, &settings.host_url);
+    let mut functions = Functions::new();
+    for function in provision::functions() {
+        let vars = provision::environment(topology, report, function.name, &|v| {
+            settings.value(sdk, issuer, v)
+        })?;
+        let context = Context::new(sdk.clone(), vars)
+            .with(verifier.clone())
+            .with(connections.clone());
+        let handler = (function.build)(&context)
+            .with_context(|| format!("building function {}", function.name))?;
+        functions = functions.handler(function.name, handler);
+    }
+    Ok(functions)
+}
+
+/// Stores the provider's webhook secret where the topology tells `callbacks-webhook` to
+/// read it, as an operator does on AWS: SecureString `/fleet/<stage>/callbacks/<provider>`.
+pub async fn store_provider_secret(
+    sdk: &aws_config::SdkConfig,
+    topology: &Topology,
+    provider: &Provider,
+) -> anyhow::Result<()> {
+    let name = format!(
+        "{}/{}",
+        topology.names().parameter_path("callbacks"),
+        provider.name
     );
-    let callbacks = Arc::new(callbacks::Deps::new(
-        sdk,
-        names.table("callbacks"),
-        callbacks::SecretSource::single(
-            &provider.name,
-            callbacks::Secret::new(provider.secret.clone()),
-        ),
-    ));
-    let campaign_machine = report
-        .state_machine_arn("campaign-delivery")
-        .context("the deployment has no campaign-delivery state machine")?;
-    let campaigns = Arc::new(
-        campaigns::Deps::new(sdk, names.table("campaigns"))
-            .with_state_machine(campaign_machine)
-            .with_provider(campaigns::ProviderConfig {
-                name: provider.name.clone(),
-                url: provider.url.clone(),
-            }),
-    );
-    let schedule_machine = report
-        .state_machine_arn("schedule")
-        .context("the deployment has no schedule state machine")?;
-    let scheduler = Arc::new(scheduler::Deps::new(sdk, schedule_machine));
-    let licenses = Arc::new(licenses::Deps::new(
-        sdk,
-        names.table("licenses"),
-        names.bus(),
-    ));
-    Ok(Functions::new()
-        .http("jobs-api", jobs::app(deps.clone()))
-        .lambda("jobs-requested", on_bus!(deps, jobs::handle_job_requested))
-        .lambda("jobs-view", on_bus!(deps, jobs::handle_job_event))
-        .lambda(
-            "callbacks-awaited",
-            on_bus!(callbacks, callbacks::handle_awaited),
-        )
-        .http("callbacks-webhook", callbacks::app(callbacks.clone()))
-        .lambda(
-            "campaigns-requested",
-            on_bus!(campaigns, campaigns::handle_requested),
-        )
-        .lambda(
-            "campaigns-send",
-            on_bus!(campaigns, campaigns::handle_send_requested),
-        )
-        .lambda(
-            "campaigns-outcome",
-            on_bus!(campaigns, campaigns::handle_outcome),
-        )
-        .lambda(
-            "scheduler-requested",
-            on_bus!(scheduler, scheduler::handle_requested),
-        )
-        .lambda(
-            "scheduler-cancelled",
-            on_bus!(scheduler, scheduler::handle_cancelled),
-        )
-        .lambda(
-            "licenses-cancelled",
-            on_bus!(licenses, licenses::handle_subscription_cancelled),
-        )
-        .lambda(
-            "licenses-deactivate",
-            on_bus!(licenses, licenses::handle_deactivation_due),
-        ))
+    let value = String::from_utf8(provider.secret.clone())
+        .context("the provider's webhook secret is not UTF-8")?;
+    aws_sdk_ssm::Client::new(sdk)
+        .put_parameter()
+        .name(&name)
+        .value(value)
+        .r#type(aws_sdk_ssm::types::ParameterType::SecureString)
+        .overwrite(true)
+        .send()
+        .await
+        .with_context(|| format!("storing the webhook secret {name}"))?;
+    Ok(())
 }
 
 /// A verifier of the dev issuer's tokens.
@@ -146,47 +142,6 @@ pub fn issuer_routes(issuer: &DevIssuer) -> axum::Router {
             async move { axum::Json(jwks) }
         }),
     )
-}
-
-/// Adds the notifier's functions: `notifier-ws` behind the local WebSocket gateway and
-/// `notifier-events`, pushing through the `@connections` API the local host serves at
-/// `connections_endpoint` (`http://<its address>`). Their management client reaches it
-/// through `in_process` (bound by [`local_host::Host::serve_in_process`]): the same
-/// requests to the same handlers, without a loopback socket per post.
-pub fn with_notifier(
-    functions: Functions,
-    sdk: &aws_config::SdkConfig,
-    topology: &Topology,
-    issuer: &DevIssuer,
-    connections_endpoint: &str,
-    in_process: &local_host::InProcessClient,
-) -> anyhow::Result<Functions> {
-    let names = topology.names();
-    let verifier = dev_verifier(issuer)?;
-    let deps = notifier::Deps::new(
-        sdk,
-        names.table("notifier"),
-        connections_endpoint,
-        notifier::NotifierConfig::default(),
-    )
-    .with_verifier(verifier)
-    // Unsigned and in process: see `InProcessClient::management_client`.
-    .with_connections(|| in_process.management_client(sdk, connections_endpoint));
-    let deps = Arc::new(deps);
-    let ws = deps.clone();
-    Ok(functions
-        .lambda(
-            "notifier-ws",
-            service_fn(
-                move |event: LambdaEvent<
-                    aws_lambda_events::apigw::ApiGatewayWebsocketProxyRequest,
-                >| {
-                    let deps = ws.clone();
-                    async move { notifier::handle_ws(event.payload, &deps).await }
-                },
-            ),
-        )
-        .lambda("notifier-events", on_bus!(deps, notifier::handle_event)))
 }
 
 /// The dashboard page at `/`, and `/dev/token`, which hands it (and only it, locally) a
@@ -262,23 +217,24 @@ mod tests {
             .region(aws_config::Region::new("us-east-1"))
             .build();
         let issuer = DevIssuer::generate().expect("a dev issuer");
-        let provider = Provider {
-            name: "acme".into(),
-            url: "http://127.0.0.1:9".into(),
-            secret: b"secret".to_vec(),
+        let settings = LocalSettings {
+            host_url: "http://127.0.0.1:9".into(),
+            provider: Provider {
+                name: "acme".into(),
+                url: "http://127.0.0.1:9".into(),
+                secret: b"secret".to_vec(),
+            },
         };
-        let functions = functions(&sdk, &topology, &report(&topology), &issuer, &provider)
-            .expect("the functions are wired");
         let in_process = local_host::InProcessClient::new();
-        let functions = with_notifier(
-            functions,
+        let functions = functions(
             &sdk,
             &topology,
+            &report(&topology),
             &issuer,
-            "http://127.0.0.1:9",
+            &settings,
             &in_process,
         )
-        .expect("the notifier is wired");
+        .expect("the functions are wired");
 
         let declared: Vec<&str> = topology.functions().map(|f| f.name.as_str()).collect();
         let mut declared_sorted = declared.clone();

@@ -182,6 +182,19 @@ impl Functions {
         self
     }
 
+    /// Registers a function built by its service's [`lambda_shell::Function`], as its
+    /// `bootstrap` binary runs it on AWS.
+    pub fn handler(self, name: impl Into<String>, handler: lambda_shell::Handler) -> Self {
+        match handler {
+            lambda_shell::Handler::Events(events) => self.json(name, move |inv: Invocation| {
+                events
+                    .call(LambdaEvent::new(inv.payload, inv.context))
+                    .map(|answer| answer.map_err(FunctionError::from))
+            }),
+            lambda_shell::Handler::Http(router) => self.http(name, router),
+        }
+    }
+
     /// The registered names, sorted.
     pub fn names(&self) -> impl Iterator<Item = &str> + '_ {
         self.map.keys().map(String::as_str)

@@ -1,5 +1,6 @@
 //! THE fleet: `core` and every service's own declaration (`workers/<svc>/src/service.rs`).
-//! Adding a service means listing its `service::topology()` in [`fleet`].
+//! Adding a service means listing its `service::topology()` in [`fleet`] and its
+//! `service::FUNCTIONS` in [`functions`].
 
 use topology::{Stage, Topology, core};
 
@@ -18,6 +19,20 @@ pub fn fleet(stage: &Stage) -> Topology {
             licenses::service::topology(),
         ],
     )
+}
+
+/// Every Lambda function of the fleet, as its service lists it: what the local host runs
+/// and what each `bootstrap` binary runs on AWS.
+pub fn functions() -> Vec<lambda_shell::Function> {
+    [
+        jobs::service::FUNCTIONS,
+        notifier::service::FUNCTIONS,
+        callbacks::service::FUNCTIONS,
+        campaigns::service::FUNCTIONS,
+        scheduler::service::FUNCTIONS,
+        licenses::service::FUNCTIONS,
+    ]
+    .concat()
 }
 
 #[cfg(test)]
@@ -70,5 +85,50 @@ mod tests {
         assert!(functions.contains(&"notifier-events".to_owned()));
         assert_eq!(dead[1].queue, "fleet-dev-simulation-dlq");
         assert_eq!(dead[1].service, "simulation");
+    }
+
+    /// Each listed function builds from exactly the environment its topology entry
+    /// declares, and each topology function is listed once: a variable a handler needs but
+    /// the topology does not give it would fail here, not on AWS at its first event.
+    #[tokio::test]
+    async fn every_function_builds_from_the_environment_the_topology_gives_it() {
+        let topology = fleet(&Stage::default());
+        let listed = functions();
+        for f in topology.functions() {
+            let count = listed.iter().filter(|l| l.name == f.name).count();
+            assert_eq!(count, 1, "{} is listed {count} times", f.name);
+        }
+        let sdk = aws_config::SdkConfig::builder()
+            .behavior_version(aws_config::BehaviorVersion::latest())
+            .region(aws_config::Region::new("us-east-1"))
+            .build();
+        for function in &listed {
+            let declared = topology
+                .function(function.name)
+                .unwrap_or_else(|| panic!("{} is not in the topology", function.name));
+            // What CloudFormation would set, with parameters as a deployment gives them.
+            let vars = declared.env.iter().map(|(name, value)| {
+                let value = match value {
+                    topology::ValueRef::Setting { parameter, .. } if parameter.ends_with("Url") => {
+                        "https://provider.example".to_owned()
+                    }
+                    topology::ValueRef::Token(topology::TokenSetting::JwksUrl) => {
+                        "https://issuer.example/.well-known/jwks.json".to_owned()
+                    }
+                    topology::ValueRef::ConnectionsEndpoint(_) => {
+                        "https://api.example/dev".to_owned()
+                    }
+                    _ => "acme".to_owned(),
+                };
+                (name.clone(), value)
+            });
+            let context = lambda_shell::Context::new(sdk.clone(), vars);
+            if let Err(e) = (function.build)(&context) {
+                panic!(
+                    "{} does not build from its topology's environment: {e}",
+                    function.name
+                );
+            }
+        }
     }
 }

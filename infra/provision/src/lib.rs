@@ -17,6 +17,7 @@
 
 mod definition;
 mod deploy;
+mod environment;
 mod fleet;
 mod synth;
 
@@ -26,7 +27,8 @@ pub use topology::*;
 pub use definition::{DefinitionError, definition};
 
 pub use deploy::{DeployError, DeployReport, Deployed, LambdaTarget, Outcome, deploy};
-pub use fleet::fleet;
+pub use environment::{EnvironmentError, environment};
+pub use fleet::{fleet, functions};
 pub use synth::{
     LAMBDA_ARCHITECTURE, LAMBDA_RUNTIME, PARAM_ARTIFACT_BUCKET, PARAM_ARTIFACT_PREFIX,
     PARAM_ASSIGN_PUBLIC_IP, PARAM_SUBNETS, PARAM_VPC, PARAM_WORKER_IMAGE, SynthError, Template,

@@ -94,7 +94,7 @@ pub const MAX_FAILURE_CAUSE_CHARS: usize = 32_768;
 /// whose result would be larger is answered 413.
 pub const MAX_TASK_OUTPUT_BYTES: usize = 256 * 1024;
 
-/// What the handlers need.
+/// What `callbacks-webhook` needs (`callbacks-awaited` needs only the [`Store`]).
 #[derive(Clone)]
 pub struct Deps {
     pub store: Store,
@@ -224,7 +224,7 @@ pub enum CallbacksError {
 /// Stores the token of a `CallbackAwaited` under its provider and external id, expiring
 /// with the task's timeout. A later registration for the same key replaces it: the
 /// machine loops back to waiting with a fresh token.
-pub async fn handle_awaited(event: BusEvent, deps: &Deps) -> Result<(), CallbacksError> {
+pub async fn handle_awaited(event: BusEvent, store: &Store) -> Result<(), CallbacksError> {
     let envelope = contracts::detail::decode::<CallbackAwaited>(
         &event.detail_type,
         &event.detail,
@@ -233,7 +233,7 @@ pub async fn handle_awaited(event: BusEvent, deps: &Deps) -> Result<(), Callback
     )?;
     let awaited = envelope.event;
     let expires = validate_awaited(&awaited, OffsetDateTime::now_utc())?;
-    deps.store
+    store
         .put_token(
             &awaited.provider,
             &awaited.external_id,
@@ -358,7 +358,7 @@ mod tests {
             r#"{"id":"e-1","detail-type":"CallbackAwaited","source":"fleet.tests","detail":{"taskToken":"t","provider":"acme","externalId":"x","timeoutSeconds":18446744073709551615}}"#,
         )
         .expect("a bus event");
-        let error = handle_awaited(event, &unused_deps())
+        let error = handle_awaited(event, &unused_deps().store)
             .await
             .expect_err("the event is refused");
         assert_eq!(error.error_type(), "Callbacks.InvalidEvent", "not retried");

@@ -181,7 +181,7 @@ impl Fixture {
             .to_string(),
         )
         .expect("a CallbackAwaited event");
-        callbacks::handle_awaited(event, &self.deps)
+        callbacks::handle_awaited(event, &self.deps.store)
             .await
             .expect("the token is registered");
         token

@@ -35,51 +35,75 @@ use contracts::campaigns::{
     CampaignSendRequested, CampaignSent, ProviderCampaign, ProviderCampaignCreated,
 };
 
-/// What the handlers need.
+/// The campaigns table: what every function of the service writes (`campaigns-outcome`
+/// needs nothing else).
 #[derive(Clone, Debug)]
-pub struct Deps {
+pub struct Campaigns {
     pub dynamodb: aws_sdk_dynamodb::Client,
+    pub table: String,
+}
+
+impl Campaigns {
+    pub fn new(sdk: &aws_config::SdkConfig, table: impl Into<String>) -> Campaigns {
+        Campaigns {
+            dynamodb: aws_sdk_dynamodb::Client::new(sdk),
+            table: table.into(),
+        }
+    }
+}
+
+/// What `campaigns-requested` needs: the table, the `campaign-delivery` machine and the
+/// name of the provider the campaign goes to.
+#[derive(Clone, Debug)]
+pub struct RequestedDeps {
+    pub campaigns: Campaigns,
+    pub sfn: aws_sdk_sfn::Client,
+    pub state_machine_arn: String,
+    /// The provider's name in the webhook path, `/callbacks/<name>`.
+    pub provider: String,
+}
+
+impl RequestedDeps {
+    pub fn new(
+        sdk: &aws_config::SdkConfig,
+        campaigns: Campaigns,
+        state_machine_arn: impl Into<String>,
+        provider: impl Into<String>,
+    ) -> RequestedDeps {
+        RequestedDeps {
+            campaigns,
+            sfn: aws_sdk_sfn::Client::new(sdk),
+            state_machine_arn: state_machine_arn.into(),
+            provider: provider.into(),
+        }
+    }
+}
+
+/// What `campaigns-send` needs: the table, task answers and the provider's API.
+#[derive(Clone, Debug)]
+pub struct SendDeps {
+    pub campaigns: Campaigns,
     pub sfn: aws_sdk_sfn::Client,
     pub http: reqwest::Client,
-    pub table: String,
-    /// The `campaign-delivery` machine (for [`handle_requested`]).
-    pub state_machine_arn: Option<String>,
-    /// The provider's API (for [`handle_send_requested`]).
-    pub provider: Option<ProviderConfig>,
+    /// The provider's API base URL.
+    pub provider_url: String,
 }
 
-/// The email provider.
-#[derive(Clone, Debug)]
-pub struct ProviderConfig {
-    /// Its name in the webhook path, `/callbacks/<name>`.
-    pub name: String,
-    /// Its API's base URL.
-    pub url: String,
-}
-
-impl Deps {
-    pub fn new(sdk: &aws_config::SdkConfig, table: impl Into<String>) -> Deps {
-        Deps {
-            dynamodb: aws_sdk_dynamodb::Client::new(sdk),
+impl SendDeps {
+    pub fn new(
+        sdk: &aws_config::SdkConfig,
+        campaigns: Campaigns,
+        provider_url: impl Into<String>,
+    ) -> SendDeps {
+        SendDeps {
+            campaigns,
             sfn: aws_sdk_sfn::Client::new(sdk),
             http: reqwest::Client::builder()
                 .timeout(Duration::from_secs(10))
                 .build()
                 .unwrap_or_default(),
-            table: table.into(),
-            state_machine_arn: None,
-            provider: None,
+            provider_url: provider_url.into(),
         }
-    }
-
-    pub fn with_state_machine(mut self, arn: impl Into<String>) -> Deps {
-        self.state_machine_arn = Some(arn.into());
-        self
-    }
-
-    pub fn with_provider(mut self, provider: ProviderConfig) -> Deps {
-        self.provider = Some(provider);
-        self
     }
 }
 
@@ -87,8 +111,6 @@ impl Deps {
 pub enum CampaignsError {
     #[error(transparent)]
     Contract(#[from] contracts::ContractError),
-    #[error("this function is not configured for {0}")]
-    NotConfigured(&'static str),
     #[error("{service} {operation}: {message}")]
     Aws {
         service: &'static str,
@@ -103,7 +125,6 @@ impl CampaignsError {
     pub fn error_type(&self) -> &'static str {
         match self {
             CampaignsError::Contract(_) => "Campaigns.InvalidEvent",
-            CampaignsError::NotConfigured(_) => "Campaigns.NotConfigured",
             _ => "Campaigns.Transient",
         }
     }
@@ -134,15 +155,8 @@ fn s(value: impl Into<String>) -> AttributeValue {
 }
 
 /// Records the campaign and starts its delivery (one execution per campaign id).
-pub async fn handle_requested(event: BusEvent, deps: &Deps) -> Result<(), CampaignsError> {
-    let machine = deps
-        .state_machine_arn
-        .as_deref()
-        .ok_or(CampaignsError::NotConfigured("CampaignRequested"))?;
-    let provider = deps
-        .provider
-        .as_ref()
-        .ok_or(CampaignsError::NotConfigured("CampaignRequested"))?;
+pub async fn handle_requested(event: BusEvent, deps: &RequestedDeps) -> Result<(), CampaignsError> {
+    let machine = deps.state_machine_arn.as_str();
     let envelope = contracts::detail::decode::<CampaignRequested>(
         &event.detail_type,
         &event.detail,
@@ -152,9 +166,10 @@ pub async fn handle_requested(event: BusEvent, deps: &Deps) -> Result<(), Campai
     let campaign = envelope.event;
     campaign.validate()?;
     let recorded = deps
+        .campaigns
         .dynamodb
         .put_item()
-        .table_name(&deps.table)
+        .table_name(&deps.campaigns.table)
         .item("pk", s(format!("campaign#{}", campaign.campaign_id)))
         .item("status", s("SENDING"))
         .item("subject", s(&campaign.subject))
@@ -173,7 +188,7 @@ pub async fn handle_requested(event: BusEvent, deps: &Deps) -> Result<(), Campai
         campaign_id: campaign.campaign_id.clone(),
         subject: campaign.subject.clone(),
         audience: campaign.audience.clone(),
-        provider: provider.name.clone(),
+        provider: deps.provider.clone(),
     };
     let input = serde_json::to_string(&input).map_err(|e| CampaignsError::Aws {
         service: "Step Functions",
@@ -207,11 +222,7 @@ pub async fn handle_requested(event: BusEvent, deps: &Deps) -> Result<(), Campai
 /// be reached is retried here, then by the asynchronous invocation. The same event again
 /// is harmless: the provider keeps one campaign per `reference`, and a task already
 /// answered is left as it is.
-pub async fn handle_send_requested(event: BusEvent, deps: &Deps) -> Result<(), CampaignsError> {
-    let provider = deps
-        .provider
-        .as_ref()
-        .ok_or(CampaignsError::NotConfigured("CampaignSendRequested"))?;
+pub async fn handle_send_requested(event: BusEvent, deps: &SendDeps) -> Result<(), CampaignsError> {
     let envelope = contracts::detail::decode::<CampaignSendRequested>(
         &event.detail_type,
         &event.detail,
@@ -224,7 +235,7 @@ pub async fn handle_send_requested(event: BusEvent, deps: &Deps) -> Result<(), C
         recipients: request.audience.clone(),
         reference: request.campaign_id.clone(),
     };
-    let url = format!("{}/campaigns", provider.url.trim_end_matches('/'));
+    let url = format!("{}/campaigns", deps.provider_url.trim_end_matches('/'));
     let call = || async {
         let response = deps
             .http
@@ -251,9 +262,10 @@ pub async fn handle_send_requested(event: BusEvent, deps: &Deps) -> Result<(), C
         .await;
     match created {
         Ok(created) => {
-            deps.dynamodb
+            deps.campaigns
+                .dynamodb
                 .update_item()
-                .table_name(&deps.table)
+                .table_name(&deps.campaigns.table)
                 .key("pk", s(format!("campaign#{}", request.campaign_id)))
                 .update_expression("SET providerCampaignId = :id")
                 .expression_attribute_values(":id", s(&created.id))
@@ -320,7 +332,7 @@ where
 }
 
 /// Applies `CampaignSent` (the campaign and each of its users) or `CampaignFailed`.
-pub async fn handle_outcome(event: BusEvent, deps: &Deps) -> Result<(), CampaignsError> {
+pub async fn handle_outcome(event: BusEvent, deps: &Campaigns) -> Result<(), CampaignsError> {
     match event.detail_type.as_str() {
         contracts::campaigns::SENT => {
             let sent = contracts::detail::decode::<CampaignSent>(
@@ -366,7 +378,11 @@ pub async fn handle_outcome(event: BusEvent, deps: &Deps) -> Result<(), Campaign
     }
 }
 
-async fn set_status(deps: &Deps, campaign_id: &str, status: &str) -> Result<(), CampaignsError> {
+async fn set_status(
+    deps: &Campaigns,
+    campaign_id: &str,
+    status: &str,
+) -> Result<(), CampaignsError> {
     deps.dynamodb
         .update_item()
         .table_name(&deps.table)
@@ -382,7 +398,7 @@ async fn set_status(deps: &Deps, campaign_id: &str, status: &str) -> Result<(), 
 
 /// A campaign's status and the provider's id, as the table holds them.
 pub async fn campaign(
-    deps: &Deps,
+    deps: &Campaigns,
     campaign_id: &str,
 ) -> Result<Option<(String, Option<String>)>, CampaignsError> {
     let out = deps
@@ -401,7 +417,10 @@ pub async fn campaign(
 }
 
 /// The last campaign a user received.
-pub async fn last_campaign_of(deps: &Deps, user: &str) -> Result<Option<String>, CampaignsError> {
+pub async fn last_campaign_of(
+    deps: &Campaigns,
+    user: &str,
+) -> Result<Option<String>, CampaignsError> {
     let out = deps
         .dynamodb
         .get_item()

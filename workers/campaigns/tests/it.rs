@@ -5,7 +5,7 @@ use std::time::Duration;
 use aws_config::SdkConfig;
 use aws_sdk_sfn::types::ExecutionStatus;
 use campaigns::fake::{FakeConfig, FakeProvider};
-use campaigns::{Deps, ProviderConfig};
+use campaigns::{Campaigns, SendDeps};
 use contracts::BusEvent;
 use contracts::campaigns::{CampaignAccepted, SEND_REQUESTED};
 use emulator::testing::{self, TableKey};
@@ -102,10 +102,7 @@ async fn a_repeated_send_request_answers_once_and_succeeds_again() {
     let provider = FakeProvider::start(config)
         .await
         .expect("the fake provider starts");
-    let deps = Deps::new(&sdk, &table).with_provider(ProviderConfig {
-        name: "fake".to_string(),
-        url: provider.url(),
-    });
+    let deps = SendDeps::new(&sdk, Campaigns::new(&sdk, &table), provider.url());
     let (execution, token) = waiting_task(&sdk).await;
     let campaign_id = emulator::unique_name("campaign");
     let event = send_requested(&token, &campaign_id);

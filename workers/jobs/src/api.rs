@@ -34,7 +34,7 @@ use time::OffsetDateTime;
 
 use crate::error::ApiError;
 use crate::store::{Claim, ClaimState, Created, Cursor, NewJob, StoreError};
-use crate::{Deps, PRODUCER};
+use crate::{ApiDeps, PRODUCER};
 
 /// The header naming a client's retry-safe request.
 pub const IDEMPOTENCY_KEY: &str = "idempotency-key";
@@ -63,7 +63,7 @@ const PERMANENT_PUBLISH_CODES: [&str; 6] = [
 
 /// The jobs HTTP API. On AWS it runs under `lambda_http::run`; tests and the local host
 /// drive it directly.
-pub fn app(deps: Arc<Deps>) -> Router {
+pub fn app(deps: Arc<ApiDeps>) -> Router {
     Router::new()
         .route("/jobs", post(create_job).get(list_jobs))
         .route("/jobs/{id}", get(get_job))
@@ -75,16 +75,11 @@ pub fn app(deps: Arc<Deps>) -> Router {
 /// The verified caller.
 struct Caller(Claims);
 
-impl FromRequestParts<Arc<Deps>> for Caller {
+impl FromRequestParts<Arc<ApiDeps>> for Caller {
     type Rejection = ApiError;
 
-    async fn from_request_parts(parts: &mut Parts, deps: &Arc<Deps>) -> Result<Self, ApiError> {
-        let Some(verifier) = &deps.verifier else {
-            tracing::error!(
-                "the API has no token verifier: check JWT_ISSUER, JWT_AUDIENCE, JWKS_URL"
-            );
-            return Err(ApiError::Internal);
-        };
+    async fn from_request_parts(parts: &mut Parts, deps: &Arc<ApiDeps>) -> Result<Self, ApiError> {
+        let verifier = &deps.verifier;
         let header = match parts.headers.get(header::AUTHORIZATION) {
             None => None,
             Some(value) => Some(value.to_str().map_err(|_| ApiError::Unauthorized)?),
@@ -114,7 +109,7 @@ impl FromRequestParts<Arc<Deps>> for Caller {
 }
 
 async fn create_job(
-    State(deps): State<Arc<Deps>>,
+    State(deps): State<Arc<ApiDeps>>,
     Caller(claims): Caller,
     headers: HeaderMap,
     body: Result<Bytes, BytesRejection>,
@@ -123,11 +118,8 @@ async fn create_job(
     let body = body.map_err(|e| body_refused(&e, &headers))?;
     let (model, params) = parse_body(&body)?;
     let key = idempotency_key(&headers)?;
-    let Some(publisher) = &deps.publisher else {
-        tracing::error!("the API has no publisher: check BUS");
-        return Err(ApiError::Internal);
-    };
-    let store = deps.store();
+    let publisher = &deps.publisher;
+    let store = deps.jobs.store();
     let sub = claims.sub;
     let job_id = JobId::generate();
 
@@ -206,16 +198,16 @@ async fn create_job(
 
 /// Gives back `requester`'s claim of `key` for `job_id` after a failure, logging a
 /// failure to (the claim's lease then frees it).
-async fn release(deps: &Deps, requester: &str, key: Option<&str>, job_id: &JobId) {
+async fn release(deps: &ApiDeps, requester: &str, key: Option<&str>, job_id: &JobId) {
     if let Some(key) = key
-        && let Err(e) = deps.store().release_key(requester, key, job_id).await
+        && let Err(e) = deps.jobs.store().release_key(requester, key, job_id).await
     {
         tracing::warn!(job_id = %job_id, error = %e, "could not release the idempotency key");
     }
 }
 
 async fn get_job(
-    State(deps): State<Arc<Deps>>,
+    State(deps): State<Arc<ApiDeps>>,
     Caller(claims): Caller,
     Path(id): Path<String>,
 ) -> Result<Response, ApiError> {
@@ -223,14 +215,14 @@ async fn get_job(
         contracts::ContractError::Invalid { message, .. } => ApiError::field("id", message),
         other => ApiError::field("id", other),
     })?;
-    match deps.store().get(&job_id).await.map_err(store_failed)? {
+    match deps.jobs.store().get(&job_id).await.map_err(store_failed)? {
         Some(job) if job.requested_by == claims.sub => Ok(Json(job.view()).into_response()),
         _ => Err(ApiError::NotFound),
     }
 }
 
 async fn list_jobs(
-    State(deps): State<Arc<Deps>>,
+    State(deps): State<Arc<ApiDeps>>,
     Caller(claims): Caller,
     uri: Uri,
 ) -> Result<Response, ApiError> {
@@ -286,6 +278,7 @@ async fn list_jobs(
         None => None,
     };
     let (jobs, next) = deps
+        .jobs
         .store()
         .list(&claims.sub, status, limit, cursor.as_ref())
         .await

@@ -36,9 +36,6 @@ pub enum HandlerError {
     KeyInProgress { requested_by: String, key: String },
     #[error("StartExecution for job {job_id} failed: {message}")]
     StartExecution { job_id: String, message: String },
-    /// A deployment mistake: the function lacks a setting its handler needs.
-    #[error("misconfigured: {0}")]
-    Misconfigured(&'static str),
 }
 
 impl HandlerError {
@@ -61,7 +58,6 @@ impl HandlerError {
             HandlerError::Store(_) => "Jobs.StoreRefused",
             HandlerError::KeyInProgress { .. } => "Jobs.Transient",
             HandlerError::StartExecution { .. } => "Jobs.Transient",
-            HandlerError::Misconfigured(_) => "Jobs.Misconfigured",
         }
     }
 }

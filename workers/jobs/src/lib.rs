@@ -1,6 +1,7 @@
 //! The jobs service: owns the jobs table and the simulation-job state machine.
 //!
-//! Three Lambda handlers, each a library function driven by a thin binary in `src/bin/`:
+//! Three Lambda handlers, each a library function listed with its dependencies in
+//! [`service::FUNCTIONS`] (a `bootstrap` binary is one line):
 //!
 //! - [`app`] (`jobs-api`): the HTTP API. `POST /jobs` publishes `JobRequested` and
 //!   records the job as QUEUED; `GET /jobs/{id}` and `GET /jobs?status=` read the table.
@@ -59,55 +60,69 @@ impl<S: bus::EventSink + Debug> RequestPublisher for bus::Publisher<S> {
     }
 }
 
-/// Everything a handler needs, built once per process by the binaries.
-///
-/// The publisher, verifier and state machine are optional because each function needs
-/// only some of them (and gets only those permissions and environment variables); a
-/// handler that needs a missing one answers with [`HandlerError::Misconfigured`] or a 500.
-#[derive(Debug)]
-pub struct Deps {
+/// The jobs table: what every function of the service reads or writes (`jobs-view`
+/// needs nothing else).
+#[derive(Debug, Clone)]
+pub struct Jobs {
     pub dynamodb: aws_sdk_dynamodb::Client,
-    pub sfn: aws_sdk_sfn::Client,
-    /// Publishes `JobRequested` (the HTTP API).
-    pub publisher: Option<Arc<dyn RequestPublisher>>,
-    /// Verifies bearer tokens (the HTTP API).
-    pub verifier: Option<Arc<auth::Verifier>>,
-    /// The jobs table's physical name, `fleet-<stage>-jobs`.
+    /// The table's physical name, `fleet-<stage>-jobs`.
     pub table: String,
-    /// The simulation-job state machine (the `JobRequested` handler).
-    pub state_machine_arn: Option<String>,
 }
 
-impl Deps {
-    /// Clients for `sdk` and the jobs table; add the rest with the `with_*` methods.
-    pub fn new(sdk: &aws_config::SdkConfig, table: impl Into<String>) -> Deps {
-        Deps {
+impl Jobs {
+    pub fn new(sdk: &aws_config::SdkConfig, table: impl Into<String>) -> Jobs {
+        Jobs {
             dynamodb: aws_sdk_dynamodb::Client::new(sdk),
-            sfn: aws_sdk_sfn::Client::new(sdk),
-            publisher: None,
-            verifier: None,
             table: table.into(),
-            state_machine_arn: None,
         }
-    }
-
-    pub fn with_publisher(mut self, publisher: impl RequestPublisher + 'static) -> Deps {
-        self.publisher = Some(Arc::new(publisher));
-        self
-    }
-
-    pub fn with_verifier(mut self, verifier: auth::Verifier) -> Deps {
-        self.verifier = Some(Arc::new(verifier));
-        self
-    }
-
-    pub fn with_state_machine(mut self, arn: impl Into<String>) -> Deps {
-        self.state_machine_arn = Some(arn.into());
-        self
     }
 
     /// The jobs table.
     pub fn store(&self) -> JobStore<'_> {
         JobStore::new(&self.dynamodb, &self.table)
+    }
+}
+
+/// What `jobs-api` needs: the table, a publisher of `JobRequested` and a token verifier.
+#[derive(Debug, Clone)]
+pub struct ApiDeps {
+    pub jobs: Jobs,
+    pub publisher: Arc<dyn RequestPublisher>,
+    pub verifier: Arc<auth::Verifier>,
+}
+
+impl ApiDeps {
+    pub fn new(
+        jobs: Jobs,
+        publisher: impl RequestPublisher + 'static,
+        verifier: impl Into<Arc<auth::Verifier>>,
+    ) -> ApiDeps {
+        ApiDeps {
+            jobs,
+            publisher: Arc::new(publisher),
+            verifier: verifier.into(),
+        }
+    }
+}
+
+/// What `jobs-requested` needs: the table and the simulation-job state machine.
+#[derive(Debug, Clone)]
+pub struct RequestedDeps {
+    pub jobs: Jobs,
+    pub sfn: aws_sdk_sfn::Client,
+    pub state_machine_arn: String,
+}
+
+impl RequestedDeps {
+    pub fn new(
+        sdk: &aws_config::SdkConfig,
+        jobs: Jobs,
+        state_machine_arn: impl Into<String>,
+    ) -> RequestedDeps {
+        RequestedDeps {
+            jobs,
+            sfn: aws_sdk_sfn::Client::new(sdk),
+            state_machine_arn: state_machine_arn.into(),
+        }
     }
 }

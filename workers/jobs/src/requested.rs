@@ -11,7 +11,7 @@ use contracts::{BusEvent, ContractError, JobEvent, JobId};
 use serde::Serialize;
 use time::OffsetDateTime;
 
-use crate::Deps;
+use crate::RequestedDeps;
 use crate::error::HandlerError;
 use crate::store::{Claim, ClaimState, NewJob};
 
@@ -41,7 +41,10 @@ pub fn job_id_for_event(event_id: &str) -> JobId {
 }
 
 /// Handles one `JobRequested` delivered by EventBridge.
-pub async fn handle_job_requested(event: BusEvent, deps: &Deps) -> Result<Started, HandlerError> {
+pub async fn handle_job_requested(
+    event: BusEvent,
+    deps: &RequestedDeps,
+) -> Result<Started, HandlerError> {
     let envelope = JobEvent::decode(&event.detail_type, &event.detail, &event.received())?;
     let JobEvent::Requested(request) = envelope.event else {
         return Err(HandlerError::InvalidEvent(
@@ -52,18 +55,14 @@ pub async fn handle_job_requested(event: BusEvent, deps: &Deps) -> Result<Starte
             },
         ));
     };
-    let Some(state_machine) = deps.state_machine_arn.as_deref() else {
-        return Err(HandlerError::Misconfigured(
-            "no state machine ARN (STATE_MACHINE_ARN)",
-        ));
-    };
+    let state_machine = deps.state_machine_arn.as_str();
     // Upstream services may leave `requestedBy` out: the job then belongs to the source.
     let requested_by = request
         .requested_by
         .clone()
         .filter(|r| !r.is_empty())
         .unwrap_or_else(|| event.source.clone());
-    let store = deps.store();
+    let store = deps.jobs.store();
     let job_id = match (&request.job_id, &request.idempotency_key) {
         (Some(id), _) => id.clone(),
         (None, Some(key)) => {

@@ -4,6 +4,7 @@
 
 use contracts::jobs as jb;
 use contracts::jobs::SOURCE as JOBS_SOURCE;
+use lambda_shell::{Context, Handler, ShellError};
 use serde_json::json;
 use topology::{
     Function, Gsi, Key, Method, ResourceRef, Route, Rule, Service, Sources, StateMachine, Table,
@@ -15,6 +16,55 @@ use topology::{
 pub mod env {
     /// `JOBS_TABLE`.
     pub const JOBS_TABLE: &str = "JOBS_TABLE";
+}
+
+/// The service's Lambda functions with their dependencies: what each `bootstrap` binary
+/// runs on AWS and what the local host registers.
+pub const FUNCTIONS: &[lambda_shell::Function] = &[API, REQUESTED, VIEW];
+
+/// `jobs-api`: the HTTP API ([`crate::app`]).
+pub const API: lambda_shell::Function = lambda_shell::Function {
+    name: "jobs-api",
+    build: build_api,
+};
+
+/// `jobs-requested`: [`crate::handle_job_requested`].
+pub const REQUESTED: lambda_shell::Function = lambda_shell::Function {
+    name: "jobs-requested",
+    build: build_requested,
+};
+
+/// `jobs-view`: [`crate::handle_job_event`].
+pub const VIEW: lambda_shell::Function = lambda_shell::Function {
+    name: "jobs-view",
+    build: build_view,
+};
+
+fn jobs(ctx: &Context) -> Result<crate::Jobs, ShellError> {
+    Ok(crate::Jobs::new(ctx.sdk(), ctx.var(env::JOBS_TABLE)?))
+}
+
+fn build_api(ctx: &Context) -> Result<Handler, ShellError> {
+    let publisher = bus::Publisher::from_sdk(ctx.sdk(), ctx.var(topology::env::BUS)?);
+    let deps = crate::ApiDeps::new(jobs(ctx)?, publisher, ctx.verifier()?);
+    Ok(Handler::http(crate::app(std::sync::Arc::new(deps))))
+}
+
+fn build_requested(ctx: &Context) -> Result<Handler, ShellError> {
+    let deps = crate::RequestedDeps::new(
+        ctx.sdk(),
+        jobs(ctx)?,
+        ctx.var(topology::env::STATE_MACHINE_ARN)?,
+    );
+    Ok(Handler::events(deps, |event, deps| async move {
+        crate::handle_job_requested(event, &deps).await
+    }))
+}
+
+fn build_view(ctx: &Context) -> Result<Handler, ShellError> {
+    Ok(Handler::events(jobs(ctx)?, |event, jobs| async move {
+        crate::handle_job_event(event, &jobs).await
+    }))
 }
 
 /// The jobs service: the jobs table, the simulation-job state machine, and three Lambda
@@ -37,7 +87,7 @@ pub fn topology() -> Service {
     let table = || ResourceRef::Table(TABLE.into());
 
     let api = Function::http(
-        "jobs-api",
+        API.name,
         vec![
             Route::new(Method::Post, "/jobs"),
             Route::new(Method::Get, "/jobs"),
@@ -61,7 +111,7 @@ pub fn topology() -> Service {
     .allow(&["dynamodb:Query"], ResourceRef::TableIndexes(TABLE.into()))
     .publish(Sources::Only(vec![JOBS_SOURCE]));
 
-    let requested = Function::asynchronous("jobs-requested")
+    let requested = Function::asynchronous(REQUESTED.name)
         .env(topology::env::STAGE, ValueRef::Stage)
         .env(env::JOBS_TABLE, ValueRef::TableName(TABLE.into()))
         .env(
@@ -74,7 +124,7 @@ pub fn topology() -> Service {
             ResourceRef::StateMachine(MACHINE.into()),
         );
 
-    let view = Function::asynchronous("jobs-view")
+    let view = Function::asynchronous(VIEW.name)
         .env(topology::env::STAGE, ValueRef::Stage)
         .env(env::JOBS_TABLE, ValueRef::TableName(TABLE.into()))
         .allow(&["dynamodb:GetItem", "dynamodb:UpdateItem"], table());
@@ -105,7 +155,7 @@ pub fn topology() -> Service {
                 "job-requested",
                 json!({ "source": [{ "prefix": "" }], "detail-type": [jb::REQUESTED] }),
             )
-            .target(Target::Function("jobs-requested".into())),
+            .target(Target::Function(REQUESTED.name.into())),
         )
         .with(
             Rule::new(
@@ -115,6 +165,6 @@ pub fn topology() -> Service {
                     "detail-type": [jb::STARTED, jb::PROGRESS, jb::SUCCEEDED, jb::FAILED],
                 }),
             )
-            .target(Target::Function("jobs-view".into())),
+            .target(Target::Function(VIEW.name.into())),
         )
 }

@@ -3,7 +3,7 @@
 use contracts::{BusEvent, JobEvent};
 use serde::Serialize;
 
-use crate::Deps;
+use crate::Jobs;
 use crate::error::HandlerError;
 use crate::store::Applied;
 
@@ -17,7 +17,7 @@ pub enum ViewOutcome {
 }
 
 /// Handles one `JobStarted`, `JobProgress`, `JobSucceeded` or `JobFailed`.
-pub async fn handle_job_event(event: BusEvent, deps: &Deps) -> Result<ViewOutcome, HandlerError> {
+pub async fn handle_job_event(event: BusEvent, jobs: &Jobs) -> Result<ViewOutcome, HandlerError> {
     let envelope = JobEvent::decode(&event.detail_type, &event.detail, &event.received())?;
     if let JobEvent::Requested(_) = envelope.event {
         // The JobRequested handler writes the row; the view has nothing to add.
@@ -28,7 +28,7 @@ pub async fn handle_job_event(event: BusEvent, deps: &Deps) -> Result<ViewOutcom
         .job_id()
         .map(ToString::to_string)
         .unwrap_or_default();
-    match deps.store().apply(&envelope).await? {
+    match jobs.store().apply(&envelope).await? {
         Applied::Updated => {
             tracing::info!(job_id = %job_id, detail_type = %event.detail_type, event_id = %envelope.meta.event_id, "job updated");
             Ok(ViewOutcome::Applied)

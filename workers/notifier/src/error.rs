@@ -28,9 +28,9 @@ pub enum HandlerError {
     InvalidEvent(#[from] ContractError),
     #[error(transparent)]
     Store(#[from] StoreError),
-    /// A deployment mistake: the function lacks a setting its handler needs.
-    #[error("misconfigured: {0}")]
-    Misconfigured(&'static str),
+    /// The request is not one API Gateway sends (no connection id).
+    #[error("invalid request: {0}")]
+    InvalidRequest(&'static str),
 }
 
 impl HandlerError {
@@ -44,7 +44,7 @@ impl HandlerError {
         match self {
             HandlerError::InvalidEvent(_) => "Notifier.InvalidEvent",
             HandlerError::Store(_) => "Notifier.Transient",
-            HandlerError::Misconfigured(_) => "Notifier.Misconfigured",
+            HandlerError::InvalidRequest(_) => "Notifier.InvalidRequest",
         }
     }
 }

@@ -148,14 +148,19 @@ pub(crate) fn data_href(frame: &contracts::frames::Frame) -> String {
     }
 }
 
-/// Everything a handler needs, built once per process by the binaries.
+/// What `notifier-ws` needs: the notifier's [`Deps`] and a verifier of `$connect` tokens.
+#[derive(Debug, Clone)]
+pub struct WsDeps {
+    pub notifier: Deps,
+    pub verifier: Arc<auth::Verifier>,
+}
+
+/// What `notifier-events` needs (and, with a verifier, `notifier-ws`: [`WsDeps`]).
 #[derive(Debug, Clone)]
 pub struct Deps {
     pub store: Store,
     /// The `@connections` API of the WebSocket API's stage: a client per pushing task.
     pub connections: Connections,
-    /// Verifies `$connect` tokens (only `notifier-ws` needs it).
-    pub verifier: Option<Arc<auth::Verifier>>,
     pub config: NotifierConfig,
 }
 
@@ -178,14 +183,16 @@ impl Deps {
         Deps {
             store: Store::new(aws_sdk_dynamodb::Client::new(sdk), table, config.clone()),
             connections: Connections::new(config.push_tasks, management),
-            verifier: None,
             config,
         }
     }
 
-    pub fn with_verifier(mut self, verifier: auth::Verifier) -> Deps {
-        self.verifier = Some(Arc::new(verifier));
-        self
+    /// What `notifier-ws` needs: these and a verifier of `$connect` tokens.
+    pub fn with_verifier(self, verifier: impl Into<Arc<auth::Verifier>>) -> WsDeps {
+        WsDeps {
+            notifier: self,
+            verifier: verifier.into(),
+        }
     }
 
     /// Pushes through clients made by `build` (one per pushing task) instead.

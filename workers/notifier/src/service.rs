@@ -4,6 +4,7 @@
 
 use contracts::jobs as jb;
 use contracts::jobs::SOURCE as JOBS_SOURCE;
+use lambda_shell::{Context, Handler, ShellError};
 use serde_json::json;
 use topology::{Function, Key, ResourceRef, Rule, Service, Table, Target, ValueRef};
 
@@ -14,6 +15,53 @@ pub mod env {
     pub const CONNECTIONS_ENDPOINT: &str = "CONNECTIONS_ENDPOINT";
     /// `NOTIFIER_TABLE`.
     pub const NOTIFIER_TABLE: &str = "NOTIFIER_TABLE";
+}
+
+/// The service's Lambda functions with their dependencies: what each `bootstrap` binary
+/// runs on AWS and what the local host registers.
+pub const FUNCTIONS: &[lambda_shell::Function] = &[WS, EVENTS];
+
+/// `notifier-ws`: the WebSocket API's routes ([`crate::handle_ws`]).
+pub const WS: lambda_shell::Function = lambda_shell::Function {
+    name: "notifier-ws",
+    build: build_ws,
+};
+
+/// `notifier-events`: [`crate::handle_event`].
+pub const EVENTS: lambda_shell::Function = lambda_shell::Function {
+    name: "notifier-events",
+    build: build_events,
+};
+
+/// The handlers' dependencies. The `@connections` client is the one provided, if any
+/// (the local host's in-process one), else one for `CONNECTIONS_ENDPOINT` per pushing
+/// task.
+fn deps(ctx: &Context) -> Result<crate::Deps, ShellError> {
+    let deps = crate::Deps::new(
+        ctx.sdk(),
+        ctx.var(env::NOTIFIER_TABLE)?,
+        &ctx.var(env::CONNECTIONS_ENDPOINT)?,
+        crate::NotifierConfig::default(),
+    );
+    Ok(
+        match ctx.provided::<aws_sdk_apigatewaymanagement::Client>() {
+            Some(client) => deps.with_connections(move || client.clone()),
+            None => deps,
+        },
+    )
+}
+
+fn build_ws(ctx: &Context) -> Result<Handler, ShellError> {
+    let deps = deps(ctx)?.with_verifier(ctx.verifier()?);
+    Ok(Handler::events(deps, |request, deps| async move {
+        crate::handle_ws(request, &deps).await
+    }))
+}
+
+fn build_events(ctx: &Context) -> Result<Handler, ShellError> {
+    Ok(Handler::events(deps(ctx)?, |event, deps| async move {
+        crate::handle_event(event, &deps).await
+    }))
 }
 
 /// The notifier: pushes job frames to WebSocket clients (crate `workers/notifier`).
@@ -52,7 +100,7 @@ pub fn topology() -> Service {
             )
     };
     let ws = with_access(Function::websocket(
-        "notifier-ws",
+        WS.name,
         &[
             "$connect",
             "$disconnect",
@@ -63,7 +111,7 @@ pub fn topology() -> Service {
         ],
     ))
     .with_token_settings();
-    let events = with_access(Function::asynchronous("notifier-events"));
+    let events = with_access(Function::asynchronous(EVENTS.name));
 
     Service::new(SERVICE)
         .with(
@@ -80,7 +128,7 @@ pub fn topology() -> Service {
                 "notifier-requested",
                 json!({ "source": [JOBS_SOURCE], "detail-type": [jb::REQUESTED] }),
             )
-            .target(Target::Function("notifier-events".into())),
+            .target(Target::Function(EVENTS.name.into())),
         )
         .with(
             Rule::new(
@@ -90,6 +138,6 @@ pub fn topology() -> Service {
                     "detail-type": [jb::STARTED, jb::PROGRESS, jb::SUCCEEDED, jb::FAILED],
                 }),
             )
-            .target(Target::Function("notifier-events".into())),
+            .target(Target::Function(EVENTS.name.into())),
         )
 }

@@ -12,25 +12,26 @@ use crate::channel::Channel;
 use crate::error::{HandlerError, StoreError};
 use crate::push::{PushError, push_frame};
 use crate::store::Subscription;
-use crate::{Deps, MAX_SUBSCRIBE_OWNER_WAIT};
+use crate::{Deps, MAX_SUBSCRIBE_OWNER_WAIT, WsDeps};
 
 /// Handles one WebSocket route invocation. A refused `$connect` answers 401 (API
 /// Gateway then refuses the handshake); message routes answer a frame, which API
 /// Gateway sends back to the client (two-way routes).
 pub async fn handle_ws(
     request: ApiGatewayWebsocketProxyRequest,
-    deps: &Deps,
+    ws: &WsDeps,
 ) -> Result<ApiGatewayProxyResponse, HandlerError> {
+    let deps = &ws.notifier;
     let context = &request.request_context;
     let connection_id = context.connection_id.clone().unwrap_or_default();
     let route = context.route_key.clone().unwrap_or_default();
     if connection_id.is_empty() {
-        return Err(HandlerError::Misconfigured(
+        return Err(HandlerError::InvalidRequest(
             "the request has no requestContext.connectionId",
         ));
     }
     match route.as_str() {
-        "$connect" => connect(&request, &connection_id, deps).await,
+        "$connect" => connect(&request, &connection_id, deps, &ws.verifier).await,
         "$disconnect" => {
             deps.store.remove_connection(&connection_id).await?;
             tracing::info!(connection_id = %connection_id, "disconnected");
@@ -47,12 +48,8 @@ async fn connect(
     request: &ApiGatewayWebsocketProxyRequest,
     connection_id: &str,
     deps: &Deps,
+    verifier: &auth::Verifier,
 ) -> Result<ApiGatewayProxyResponse, HandlerError> {
-    let Some(verifier) = &deps.verifier else {
-        return Err(HandlerError::Misconfigured(
-            "notifier-ws has no token verifier",
-        ));
-    };
     let token = request
         .query_string_parameters
         .first("token")

@@ -351,7 +351,7 @@ async fn list_shows_the_callers_jobs_newest_first_filtered_by_status() {
             resources: vec![],
             detail: serde_json::from_str(&entry.detail).unwrap(),
         };
-        jobs::handle_job_event(event, &api.deps)
+        jobs::handle_job_event(event, &api.deps.jobs)
             .await
             .expect("applied");
     }
@@ -455,8 +455,9 @@ async fn unknown_routes_answer_json_404() {
 async fn a_job_that_cannot_be_published_is_undone() {
     let api = support::api().await;
     let verifier = auth::Verifier::new(ISSUER.verifier_config().unwrap());
-    let broken = jobs::Deps::new(&api.sdk, api.deps.table.clone())
-        .with_publisher(bus::Publisher::new(
+    let broken = jobs::ApiDeps::new(
+        api.deps.jobs.clone(),
+        bus::Publisher::new(
             aws_sdk_eventbridge::Client::new(&api.sdk),
             emulator::unique_name("no-such-bus"),
             bus::Config {
@@ -464,8 +465,9 @@ async fn a_job_that_cannot_be_published_is_undone() {
                 min_delay: Duration::from_millis(10),
                 max_delay: Duration::from_millis(50),
             },
-        ))
-        .with_verifier(verifier);
+        ),
+        verifier,
+    );
     let broken = Api {
         deps: std::sync::Arc::new(broken),
         sdk: api.sdk.clone(),
@@ -517,9 +519,10 @@ async fn a_job_that_cannot_be_published_is_undone() {
 async fn table_items(api: &Api) -> usize {
     let output = api
         .deps
+        .jobs
         .dynamodb
         .scan()
-        .table_name(&api.deps.table)
+        .table_name(&api.deps.jobs.table)
         .send()
         .await
         .expect("scan the jobs table");
@@ -710,11 +713,7 @@ async fn a_retry_while_the_first_request_is_in_flight_never_gets_a_job_that_roll
     };
     let verifier = auth::Verifier::new(ISSUER.verifier_config().unwrap());
     let held = Api {
-        deps: Arc::new(
-            jobs::Deps::new(&api.sdk, api.deps.table.clone())
-                .with_publisher(held)
-                .with_verifier(verifier),
-        ),
+        deps: Arc::new(jobs::ApiDeps::new(api.deps.jobs.clone(), held, verifier)),
         sdk: api.sdk.clone(),
         requested_url: api.requested_url.clone(),
         bus: api.bus.clone(),

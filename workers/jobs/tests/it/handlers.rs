@@ -7,7 +7,7 @@ use contracts::jobs::{
     JobFailed, JobProgress, JobStarted, JobStatus, JobSucceeded, ResultLocation,
 };
 use contracts::{BusEvent, Envelope, JobEvent, JobId};
-use jobs::{Deps, HandlerError, ViewOutcome};
+use jobs::{HandlerError, Jobs, RequestedDeps, ViewOutcome};
 use serde_json::{Value, json};
 
 use crate::support;
@@ -37,15 +37,15 @@ fn delivered(event: impl Into<JobEvent>, producer: &str) -> BusEvent {
     }
 }
 
-async fn requested_deps(sdk: &SdkConfig) -> (Arc<Deps>, support::Machine) {
+async fn requested_deps(sdk: &SdkConfig) -> (Arc<RequestedDeps>, support::Machine) {
     let machine = support::machine(sdk, &support::simulation_job_definition()).await;
     let table = support::jobs_table(sdk).await;
-    let deps = Deps::new(sdk, table).with_state_machine(machine.arn.clone());
+    let deps = RequestedDeps::new(sdk, Jobs::new(sdk, table), machine.arn.clone());
     (Arc::new(deps), machine)
 }
 
-async fn executions(deps: &Deps) -> Vec<(String, String)> {
-    let arn = deps.state_machine_arn.as_deref().expect("a state machine");
+async fn executions(deps: &RequestedDeps) -> Vec<(String, String)> {
+    let arn = deps.state_machine_arn.as_str();
     let out = deps
         .sfn
         .list_executions()
@@ -117,6 +117,7 @@ async fn a_redelivered_job_requested_starts_one_execution() {
         json!({"jobId": job_id, "model": "spin", "params": {"durationMs": 1500}, "requestedBy": "alice"})
     );
     let row = deps
+        .jobs
         .store()
         .get(&first.job_id)
         .await
@@ -147,6 +148,7 @@ async fn an_upstream_request_gets_a_stable_job_id_and_belongs_to_its_source() {
     assert_eq!(again.job_id, first.job_id);
     assert_eq!(executions(&deps).await.len(), 1);
     let row = deps
+        .jobs
         .store()
         .get(&first.job_id)
         .await
@@ -197,12 +199,12 @@ async fn bad_job_requested_events_fail_for_good_naming_the_field() {
     assert!(executions(&deps).await.is_empty());
 }
 
-async fn view_deps(sdk: &SdkConfig) -> Arc<Deps> {
+async fn view_deps(sdk: &SdkConfig) -> Arc<Jobs> {
     let table = support::jobs_table(sdk).await;
-    Arc::new(Deps::new(sdk, table))
+    Arc::new(Jobs::new(sdk, table))
 }
 
-async fn new_job(deps: &Deps) -> JobId {
+async fn new_job(deps: &Jobs) -> JobId {
     let job_id = JobId::generate();
     deps.store()
         .create(&jobs::store::NewJob {
@@ -218,7 +220,7 @@ async fn new_job(deps: &Deps) -> JobId {
     job_id
 }
 
-async fn apply(deps: &Deps, event: impl Into<JobEvent>) -> ViewOutcome {
+async fn apply(deps: &Jobs, event: impl Into<JobEvent>) -> ViewOutcome {
     jobs::handle_job_event(delivered(event, "simulation"), deps)
         .await
         .expect("handled")

@@ -14,7 +14,7 @@ use aws_sdk_dynamodb::types::{
 use contracts::{BusEvent, JobEvent};
 use emulator::testing;
 pub use emulator::testing::{drain, receive_one as receive, wait_for};
-use jobs::Deps;
+use jobs::{ApiDeps, Jobs};
 use serde_json::{Value, json};
 
 /// One signing key per test process (key generation is the slow part).
@@ -146,7 +146,7 @@ pub async fn machine(sdk: &SdkConfig, definition: &Value) -> Machine {
 
 /// API dependencies on a fresh table and bus; the bus's JobRequested events are captured.
 pub struct Api {
-    pub deps: Arc<Deps>,
+    pub deps: Arc<ApiDeps>,
     pub sdk: SdkConfig,
     /// Receives every JobRequested the API publishes.
     pub requested_url: String,
@@ -159,9 +159,11 @@ pub async fn api() -> Api {
     let table = jobs_table(&sdk).await;
     let (bus, requested_url) = bus_captured(&sdk, json!({"detail-type": ["JobRequested"]})).await;
     let verifier = Verifier::new(ISSUER.verifier_config().expect("the dev JWKS is valid"));
-    let deps = Deps::new(&sdk, table)
-        .with_publisher(bus::Publisher::from_sdk(&sdk, bus.clone()))
-        .with_verifier(verifier);
+    let deps = ApiDeps::new(
+        Jobs::new(&sdk, table),
+        bus::Publisher::from_sdk(&sdk, bus.clone()),
+        verifier,
+    );
     Api {
         deps: Arc::new(deps),
         sdk,

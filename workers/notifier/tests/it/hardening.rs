@@ -51,7 +51,14 @@ async fn ws(deps: &Deps, connection_id: &str, body: Value) -> Frame {
     request.request_context.connection_id = Some(connection_id.to_owned());
     request.request_context.route_key = Some(route);
     request.body = Some(body.to_string());
-    let answer: ApiGatewayProxyResponse = notifier::handle_ws(request, deps).await.unwrap();
+    // Message routes verify no token: a verifier whose keys are never fetched.
+    let verifier = auth::Verifier::new(auth::VerifierConfig {
+        issuer: "unused".into(),
+        audience: "unused".into(),
+        jwks: auth::Jwks::from_url("http://127.0.0.1:9/unused").unwrap(),
+    });
+    let ws = deps.clone().with_verifier(verifier);
+    let answer: ApiGatewayProxyResponse = notifier::handle_ws(request, &ws).await.unwrap();
     match answer.body {
         Some(Body::Text(text)) => serde_json::from_str(&text).unwrap(),
         other => panic!("a message route answers a frame, got {other:?}"),
