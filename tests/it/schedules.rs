@@ -51,14 +51,14 @@ async fn a_schedule_fires_on_time_and_a_cancelled_one_never_does() {
         "both schedules to be listed",
         Duration::from_secs(5),
         move || async move {
-            let pending = fleet::schedules_cmd::pending(stage, sdk).await.unwrap();
+            let pending = fleet::cmd::schedules::pending(stage, sdk).await.unwrap();
             let keys: Vec<_> = pending.iter().map(|p| p.key.as_str()).collect();
             (keys.contains(&fires_ref.as_str()) && keys.contains(&cancelled_ref.as_str()))
                 .then_some(pending)
         },
     )
     .await;
-    let table = fleet::schedules_cmd::render(&listed);
+    let table = fleet::cmd::schedules::render(&listed);
     println!("fleet schedules ls:\n{table}");
     assert!(table.starts_with("KEY"), "{table}");
     for p in &listed {
@@ -68,7 +68,7 @@ async fn a_schedule_fires_on_time_and_a_cancelled_one_never_does() {
         let due_diff = p.due.unwrap() - due;
         assert!(due_diff >= time::Duration::ZERO && due_diff < time::Duration::SECOND);
     }
-    let json = fleet::schedules_cmd::to_json(&listed);
+    let json = fleet::cmd::schedules::to_json(&listed);
     assert!(
         json.as_array()
             .unwrap()
@@ -89,7 +89,7 @@ async fn a_schedule_fires_on_time_and_a_cancelled_one_never_does() {
         "the cancelled schedule to leave the list",
         Duration::from_secs(5),
         move || async move {
-            let pending = fleet::schedules_cmd::pending(stage, sdk).await.unwrap();
+            let pending = fleet::cmd::schedules::pending(stage, sdk).await.unwrap();
             let keys: Vec<_> = pending.iter().map(|p| p.key.clone()).collect();
             (!keys.contains(cancelled_ref) && keys.contains(fires_ref)).then_some(())
         },
@@ -145,7 +145,7 @@ async fn a_schedule_fires_on_time_and_a_cancelled_one_never_does() {
         1,
         "fired exactly once"
     );
-    let pending = fleet::schedules_cmd::pending(stage, sdk).await.unwrap();
+    let pending = fleet::cmd::schedules::pending(stage, sdk).await.unwrap();
     assert!(
         pending.iter().all(|p| p.key != fires && p.key != cancelled),
         "{pending:?}"
@@ -199,7 +199,7 @@ async fn a_cancelled_subscription_keeps_its_license_until_the_period_ends() {
         "the deactivation to be scheduled",
         Duration::from_secs(5),
         move || async move {
-            let pending = fleet::schedules_cmd::pending(stage, sdk).await.unwrap();
+            let pending = fleet::cmd::schedules::pending(stage, sdk).await.unwrap();
             pending.iter().any(|p| p.key == *key_ref).then_some(())
         },
     )

@@ -2,8 +2,8 @@
 
 use std::time::Duration;
 
+use fleet::api::Api;
 use fleet::dev::{DevConfig, Stack};
-use fleet::jobs_cmd::Api;
 use tokio_util::sync::CancellationToken;
 use topology::Stage;
 

@@ -16,14 +16,6 @@ pub mod workers;
 
 use std::fmt;
 
-/// The jobs API client under its former name, for `tests/` (which names it so).
-pub use api as jobs_cmd;
-
-/// `fleet schedules` under its former name, for `tests/` (which names it so).
-pub mod schedules_cmd {
-    pub use crate::cmd::schedules::{pending, render, to_json};
-}
-
 /// A mistake in what the user asked for: the binary exits with code 2.
 #[derive(Debug)]
 pub struct UsageError(pub String);

@@ -7,9 +7,8 @@ use std::time::Duration;
 use fleet_ops::{Ops, dlq};
 use serde_json::{Value, json};
 
-use crate::support::{
-    InvokeServer, depth, eventually, job_event, lambda_failure, queue_url, topology_with_functions,
-};
+use crate::support::{InvokeServer, job_event, lambda_failure, queue_url, topology_with_functions};
+use emulator::testing;
 
 /// A destination that refuses the first copy stops the redrive, and the messages of the
 /// batch it had not reached yet are visible again at once, not after their visibility
@@ -40,8 +39,8 @@ async fn a_failed_send_leaves_the_rest_of_the_batch_visible() {
         failed["detail-type"] = json!("JobFailed");
         lambda_failure(&sdk, &stage, &failed, &format!("req-{n}")).await;
     }
-    eventually("three failures", Duration::from_secs(20), || async {
-        (depth(&sqs, &failures_url).await.0 == 3).then_some(())
+    testing::wait_for("three failures", Duration::from_secs(20), || async {
+        (testing::counts(&sdk, &failures_url).await.0 == 3).then_some(())
     })
     .await;
     let queue = dlq::resolve(&ops, "failures").await.unwrap();
@@ -51,7 +50,7 @@ async fn a_failed_send_leaves_the_rest_of_the_batch_visible() {
     assert_eq!(report.redriven, 0, "{report:?}");
     assert_eq!(report.failed.len(), 1, "{report:?}");
     assert_eq!(
-        depth(&sqs, &failures_url).await,
+        testing::counts(&sdk, &failures_url).await,
         (3, 0),
         "every message is visible again for the next try"
     );
@@ -89,8 +88,8 @@ async fn lambda_failures_go_back_to_the_function_whose_rules_match_with_filter_m
     {
         lambda_failure(&sdk, &stage, event, &format!("req-{n}")).await;
     }
-    eventually("four failures", Duration::from_secs(20), || async {
-        (depth(&sqs, &failures_url).await.0 == 4).then_some(())
+    testing::wait_for("four failures", Duration::from_secs(20), || async {
+        (testing::counts(&sdk, &failures_url).await.0 == 4).then_some(())
     })
     .await;
 
@@ -184,7 +183,7 @@ async fn lambda_failures_go_back_to_the_function_whose_rules_match_with_filter_m
     assert_eq!(dry.failed.len(), 1);
     assert!(dry.failed[0].needs_function && dry.failed[0].error.contains("--function"));
     assert!(lambda_api.calls().is_empty());
-    assert_eq!(depth(&sqs, &failures_url).await, (4, 0));
+    assert_eq!(testing::counts(&sdk, &failures_url).await, (4, 0));
 
     // --filter and --max: one JobRequested goes back, the rest stays.
     let one = dlq::redrive(
@@ -199,7 +198,7 @@ async fn lambda_failures_go_back_to_the_function_whose_rules_match_with_filter_m
     .await
     .unwrap();
     assert_eq!(one.redriven, 1, "{one:?}");
-    assert_eq!(depth(&sqs, &failures_url).await, (3, 0));
+    assert_eq!(testing::counts(&sdk, &failures_url).await, (3, 0));
     // A substring filter; then everything else the rules can place.
     let by_text = dlq::redrive(
         &ops,
@@ -218,7 +217,7 @@ async fn lambda_failures_go_back_to_the_function_whose_rules_match_with_filter_m
         .unwrap();
     assert_eq!((rest.redriven, rest.failed.len()), (1, 1), "{rest:?}");
     assert_eq!(
-        depth(&sqs, &failures_url).await,
+        testing::counts(&sdk, &failures_url).await,
         (1, 0),
         "the unmatched event stays"
     );
@@ -321,10 +320,10 @@ async fn a_failing_function_s_events_are_redriven_through_the_local_host_once_it
     }
     let sqs = aws_sdk_sqs::Client::new(&sdk);
     let failures_url = queue_url(&sqs, &format!("fleet-{stage}-failures")).await;
-    eventually(
+    testing::wait_for(
         "both failures in the failures queue",
         Duration::from_secs(45),
-        || async { (depth(&sqs, &failures_url).await == (2, 0)).then_some(()) },
+        || async { (testing::counts(&sdk, &failures_url).await == (2, 0)).then_some(()) },
     )
     .await;
     let mut ops = Ops::new(topology, &sdk);
@@ -351,7 +350,7 @@ async fn a_failing_function_s_events_are_redriven_through_the_local_host_once_it
         report.destinations[&format!("function fleet-{stage}-on-requested")],
         2
     );
-    let mut got = eventually(
+    let mut got = testing::wait_for(
         "the handler to get both events",
         Duration::from_secs(30),
         || async {
@@ -364,5 +363,5 @@ async fn a_failing_function_s_events_are_redriven_through_the_local_host_once_it
     got.sort();
     ids.sort();
     assert_eq!(got, ids, "each event handled once, none lost");
-    assert_eq!(depth(&sqs, &failures_url).await, (0, 0));
+    assert_eq!(testing::counts(&sdk, &failures_url).await, (0, 0));
 }

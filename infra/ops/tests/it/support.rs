@@ -6,27 +6,9 @@
 #![allow(clippy::unwrap_used)]
 
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
 
-use aws_sdk_sqs::types::QueueAttributeName;
 use serde_json::{Value, json};
 use tokio_util::sync::CancellationToken;
-
-/// Polls `check` until it returns `Some`, failing after `limit`.
-pub async fn eventually<T, F, Fut>(what: &str, limit: Duration, mut check: F) -> T
-where
-    F: FnMut() -> Fut,
-    Fut: std::future::Future<Output = Option<T>>,
-{
-    let deadline = Instant::now() + limit;
-    loop {
-        if let Some(value) = check().await {
-            return value;
-        }
-        assert!(Instant::now() < deadline, "timed out waiting for {what}");
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-}
 
 pub fn sns_attribute(data_type: &str, value: &str) -> aws_sdk_sns::types::MessageAttributeValue {
     aws_sdk_sns::types::MessageAttributeValue::builder()
@@ -91,23 +73,6 @@ pub async fn queue_url(sqs: &aws_sdk_sqs::Client, name: &str) -> String {
         .unwrap()
         .queue_url
         .unwrap()
-}
-
-/// (visible, in flight)
-pub async fn depth(sqs: &aws_sdk_sqs::Client, url: &str) -> (u64, u64) {
-    let out = sqs
-        .get_queue_attributes()
-        .queue_url(url)
-        .attribute_names(QueueAttributeName::ApproximateNumberOfMessages)
-        .attribute_names(QueueAttributeName::ApproximateNumberOfMessagesNotVisible)
-        .send()
-        .await
-        .unwrap();
-    let get = |n: QueueAttributeName| out.attributes().unwrap()[&n].parse().unwrap();
-    (
-        get(QueueAttributeName::ApproximateNumberOfMessages),
-        get(QueueAttributeName::ApproximateNumberOfMessagesNotVisible),
-    )
 }
 
 /// One call of the test Lambda Invoke endpoint.

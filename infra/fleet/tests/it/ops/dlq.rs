@@ -6,9 +6,10 @@ use std::time::Duration;
 use serde_json::{Value, json};
 
 use super::{
-    InvokeServer, attribute, deploy, depth, drain, eventually, fleet, fleet_json, fleet_with,
-    job_event, lambda_failure, queue_url, text,
+    InvokeServer, attribute, deploy, drain, fleet, fleet_json, fleet_with, job_event,
+    lambda_failure, queue_url, text,
 };
+use emulator::testing;
 
 /// The acceptance scenario: a poisoned worker queue and an always-failing Lambda handler.
 #[tokio::test]
@@ -55,7 +56,7 @@ async fn dead_letters_are_listed_shown_and_redriven_without_losing_a_message() {
         .send()
         .await
         .unwrap();
-    eventually(
+    testing::wait_for(
         "the redrive policy to move the message",
         Duration::from_secs(20),
         || async {
@@ -65,7 +66,7 @@ async fn dead_letters_are_listed_shown_and_redriven_without_losing_a_message() {
                 .send()
                 .await
                 .unwrap();
-            (depth(&sqs, &dlq_url).await.0 == 3).then_some(())
+            (testing::counts(&sdk, &dlq_url).await.0 == 3).then_some(())
         },
     )
     .await;
@@ -75,10 +76,10 @@ async fn dead_letters_are_listed_shown_and_redriven_without_losing_a_message() {
     for (n, event) in events.iter().enumerate() {
         lambda_failure(&sdk, &stage, event, &format!("req-{n}")).await;
     }
-    eventually(
+    testing::wait_for(
         "the failures to reach the failures queue",
         Duration::from_secs(20),
-        || async { (depth(&sqs, &failures_url).await.0 == 2).then_some(()) },
+        || async { (testing::counts(&sdk, &failures_url).await.0 == 2).then_some(()) },
     )
     .await;
 
@@ -162,8 +163,8 @@ async fn dead_letters_are_listed_shown_and_redriven_without_losing_a_message() {
         assert!(m["correlation_id"].as_str().unwrap().starts_with("job-1"));
     }
     // Peeking left every message visible.
-    assert_eq!(depth(&sqs, &dlq_url).await, (3, 0));
-    assert_eq!(depth(&sqs, &failures_url).await, (2, 0));
+    assert_eq!(testing::counts(&sdk, &dlq_url).await, (3, 0));
+    assert_eq!(testing::counts(&sdk, &failures_url).await, (2, 0));
 
     // `dlq export`: JSON lines, tokens redacted, nothing consumed.
     let exported = fleet(&["--stage", &stage, "dlq", "export", "simulation-dlq"]).await;
@@ -174,7 +175,7 @@ async fn dead_letters_are_listed_shown_and_redriven_without_losing_a_message() {
         .collect();
     assert_eq!(lines.len(), 3);
     assert!(!text(&exported.stdout).contains(secret));
-    assert_eq!(depth(&sqs, &dlq_url).await, (3, 0));
+    assert_eq!(testing::counts(&sdk, &dlq_url).await, (3, 0));
 
     // The cause is fixed: redrive both.
     let lambda_api = InvokeServer::start().await;
@@ -200,7 +201,7 @@ async fn dead_letters_are_listed_shown_and_redriven_without_losing_a_message() {
         "{said}"
     );
     assert_eq!(
-        depth(&sqs, &failures_url).await.0,
+        testing::counts(&sdk, &failures_url).await.0,
         2,
         "nothing was redriven or lost"
     );
@@ -223,8 +224,8 @@ async fn dead_letters_are_listed_shown_and_redriven_without_losing_a_message() {
     assert_eq!(report["redriven"], 2, "{report}");
 
     // Nothing lost: both DLQs are empty and every message arrived where it failed.
-    assert_eq!(depth(&sqs, &dlq_url).await, (0, 0));
-    assert_eq!(depth(&sqs, &failures_url).await, (0, 0));
+    assert_eq!(testing::counts(&sdk, &dlq_url).await, (0, 0));
+    assert_eq!(testing::counts(&sdk, &failures_url).await, (0, 0));
     let mut arrived = drain(&sqs, &work_url, 3).await;
     arrived.sort();
     poisoned.sort();
@@ -265,7 +266,7 @@ async fn purge_asks_for_confirmation_and_refuses_without_a_terminal() {
         "{}",
         text(&refused.stderr)
     );
-    assert_eq!(depth(&sqs, &url).await.0, 1);
+    assert_eq!(testing::counts(&sdk, &url).await.0, 1);
 
     let unknown = fleet(&["--stage", &stage, "dlq", "show", "nope"]).await;
     assert_eq!(unknown.status.code(), Some(2));
@@ -277,8 +278,8 @@ async fn purge_asks_for_confirmation_and_refuses_without_a_terminal() {
 
     let purged = fleet(&["--stage", &stage, "dlq", "purge", "simulation-dlq", "--yes"]).await;
     assert!(purged.status.success(), "{}", text(&purged.stderr));
-    eventually("the purge", Duration::from_secs(10), || async {
-        (depth(&sqs, &url).await == (0, 0)).then_some(())
+    testing::wait_for("the purge", Duration::from_secs(10), || async {
+        (testing::counts(&sdk, &url).await == (0, 0)).then_some(())
     })
     .await;
 }

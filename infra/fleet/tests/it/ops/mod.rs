@@ -14,7 +14,7 @@ use std::process::{Output, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use aws_sdk_sqs::types::{MessageAttributeValue, QueueAttributeName};
+use aws_sdk_sqs::types::MessageAttributeValue;
 use serde_json::{Value, json};
 use tokio_util::sync::CancellationToken;
 
@@ -64,22 +64,6 @@ async fn fleet_json(args: &[&str]) -> Value {
 async fn deploy(stage: &str) {
     let out = fleet(&["--stage", stage, "infra", "deploy"]).await;
     assert!(out.status.success(), "deploy: {}", text(&out.stderr));
-}
-
-/// Polls `check` until it returns `Some`, failing after `limit`.
-async fn eventually<T, F, Fut>(what: &str, limit: Duration, mut check: F) -> T
-where
-    F: FnMut() -> Fut,
-    Fut: std::future::Future<Output = Option<T>>,
-{
-    let deadline = Instant::now() + limit;
-    loop {
-        if let Some(value) = check().await {
-            return value;
-        }
-        assert!(Instant::now() < deadline, "timed out waiting for {what}");
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
 }
 
 fn attribute(value: &str) -> MessageAttributeValue {
@@ -148,23 +132,6 @@ async fn queue_url(sqs: &aws_sdk_sqs::Client, name: &str) -> String {
         .unwrap()
         .queue_url
         .unwrap()
-}
-
-/// (visible, in flight)
-async fn depth(sqs: &aws_sdk_sqs::Client, url: &str) -> (u64, u64) {
-    let out = sqs
-        .get_queue_attributes()
-        .queue_url(url)
-        .attribute_names(QueueAttributeName::ApproximateNumberOfMessages)
-        .attribute_names(QueueAttributeName::ApproximateNumberOfMessagesNotVisible)
-        .send()
-        .await
-        .unwrap();
-    let get = |n: QueueAttributeName| out.attributes().unwrap()[&n].parse().unwrap();
-    (
-        get(QueueAttributeName::ApproximateNumberOfMessages),
-        get(QueueAttributeName::ApproximateNumberOfMessagesNotVisible),
-    )
 }
 
 /// Takes every message of a queue, returning the bodies.

@@ -5,7 +5,8 @@ use std::time::Duration;
 
 use serde_json::{Value, json};
 
-use super::{deploy, eventually, fleet, fleet_json, queue_url, text};
+use super::{deploy, fleet, fleet_json, queue_url, text};
+use emulator::testing;
 
 /// The stage's simulation-job state machine, created from its definition unless the
 /// stage's deployment already did.
@@ -51,7 +52,7 @@ async fn start_job(sdk: &aws_config::SdkConfig, stage: &str, machine: &str) -> (
         .unwrap();
     let sqs = aws_sdk_sqs::Client::new(sdk);
     let url = queue_url(&sqs, &format!("fleet-{stage}-simulation")).await;
-    let token = eventually(
+    let token = testing::wait_for(
         "the job's task on the simulation queue",
         Duration::from_secs(20),
         || async {
@@ -79,7 +80,7 @@ async fn wait_status(sdk: &aws_config::SdkConfig, machine: &str, job: &str, stat
         "{}:{job}",
         machine.replacen(":stateMachine:", ":execution:", 1)
     );
-    eventually(
+    testing::wait_for(
         &format!("execution {job} to be {status}"),
         Duration::from_secs(30),
         || async {
