@@ -10,13 +10,19 @@ mod dlq;
 mod runs;
 mod tail;
 
+/// The seeding helpers `fleet-ops`'s own scenarios use (events, failures published as
+/// Lambda does, a stand-in Invoke API), written once there.
+#[allow(dead_code)]
+#[path = "../../../../ops/tests/it/support.rs"]
+mod seed;
+
+use seed::{InvokeServer, job_event, lambda_failure, queue_url};
+
 use std::process::{Output, Stdio};
-use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use aws_sdk_sqs::types::MessageAttributeValue;
-use serde_json::{Value, json};
-use tokio_util::sync::CancellationToken;
+use serde_json::Value;
 
 /// Runs the `fleet` binary against the emulator with `env` added.
 async fn fleet_with(env: &[(&str, &str)], args: &[&str]) -> Output {
@@ -74,66 +80,6 @@ fn attribute(value: &str) -> MessageAttributeValue {
         .unwrap()
 }
 
-fn sns_attribute(data_type: &str, value: &str) -> aws_sdk_sns::types::MessageAttributeValue {
-    aws_sdk_sns::types::MessageAttributeValue::builder()
-        .data_type(data_type)
-        .string_value(value)
-        .build()
-        .unwrap()
-}
-
-fn job_event(job: &str) -> Value {
-    json!({
-        "version": "0",
-        "id": format!("evt-{job}"),
-        "detail-type": "JobRequested",
-        "source": "fleet.jobs",
-        "account": emulator::ACCOUNT_ID,
-        "time": "2026-01-01T00:00:00Z",
-        "region": emulator::REGION,
-        "resources": [],
-        "detail": {
-            "model": "sir", "params": {"beta": 0.3}, "jobId": job,
-            "meta": {"eventId": format!("evt-{job}"), "schemaVersion": 1,
-                     "occurredAt": "2026-01-01T00:00:00Z", "producer": "jobs-api", "correlationId": job}
-        }
-    })
-}
-
-/// Publishes a failed asynchronous invocation to the failures topic exactly as Lambda
-/// (and the local host) do: the original event, with `RequestID`, `ErrorCode` and
-/// `ErrorMessage`.
-async fn lambda_failure(sdk: &aws_config::SdkConfig, stage: &str, event: &Value, request_id: &str) {
-    let sns = aws_sdk_sns::Client::new(sdk);
-    let topic = format!(
-        "arn:aws:sns:{}:{}:fleet-{stage}-failures",
-        emulator::REGION,
-        emulator::ACCOUNT_ID
-    );
-    sns.publish()
-        .topic_arn(topic)
-        .message(event.to_string())
-        .message_attributes("RequestID", sns_attribute("String", request_id))
-        .message_attributes("ErrorCode", sns_attribute("Number", "200"))
-        .message_attributes(
-            "ErrorMessage",
-            sns_attribute("String", "the model registry is down"),
-        )
-        .send()
-        .await
-        .unwrap();
-}
-
-async fn queue_url(sqs: &aws_sdk_sqs::Client, name: &str) -> String {
-    sqs.get_queue_url()
-        .queue_name(name)
-        .send()
-        .await
-        .unwrap()
-        .queue_url
-        .unwrap()
-}
-
 /// Takes every message of a queue, returning the bodies.
 async fn drain(sqs: &aws_sdk_sqs::Client, url: &str, expected: usize) -> Vec<String> {
     let mut bodies = Vec::new();
@@ -158,78 +104,4 @@ async fn drain(sqs: &aws_sdk_sqs::Client, url: &str, expected: usize) -> Vec<Str
         }
     }
     bodies
-}
-
-/// One call of the test Lambda Invoke endpoint.
-#[derive(Debug, Clone)]
-struct Invoked {
-    function: String,
-    invocation_type: String,
-    payload: Value,
-}
-
-/// A stand-in for the Lambda Invoke API (`POST /2015-03-31/functions/{name}/invocations`)
-/// that records each call and accepts it, as Lambda does an asynchronous invocation.
-struct InvokeServer {
-    url: String,
-    calls: Arc<Mutex<Vec<Invoked>>>,
-    stop: CancellationToken,
-    task: tokio::task::JoinHandle<()>,
-}
-
-impl InvokeServer {
-    async fn start() -> InvokeServer {
-        use axum::extract::{Path, State};
-        use axum::http::{HeaderMap, StatusCode};
-        let calls: Arc<Mutex<Vec<Invoked>>> = Arc::default();
-        let app = axum::Router::new()
-            .route(
-                "/2015-03-31/functions/{name}/invocations",
-                axum::routing::post(
-                    |State(calls): State<Arc<Mutex<Vec<Invoked>>>>,
-                     Path(name): Path<String>,
-                     headers: HeaderMap,
-                     body: axum::body::Bytes| async move {
-                        let invocation_type = headers
-                            .get("x-amz-invocation-type")
-                            .and_then(|v| v.to_str().ok())
-                            .unwrap_or("RequestResponse")
-                            .to_owned();
-                        let payload = serde_json::from_slice(&body).unwrap_or(Value::Null);
-                        calls.lock().unwrap().push(Invoked {
-                            function: name,
-                            invocation_type,
-                            payload,
-                        });
-                        StatusCode::ACCEPTED
-                    },
-                ),
-            )
-            .with_state(Arc::clone(&calls));
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let url = format!("http://{}", listener.local_addr().unwrap());
-        let stop = CancellationToken::new();
-        let shutdown = stop.clone().cancelled_owned();
-        let task = tokio::spawn(async move {
-            axum::serve(listener, app)
-                .with_graceful_shutdown(shutdown)
-                .await
-                .unwrap();
-        });
-        InvokeServer {
-            url,
-            calls,
-            stop,
-            task,
-        }
-    }
-
-    fn calls(&self) -> Vec<Invoked> {
-        self.calls.lock().unwrap().clone()
-    }
-
-    async fn stop(self) {
-        self.stop.cancel();
-        self.task.await.unwrap();
-    }
 }
