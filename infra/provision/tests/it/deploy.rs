@@ -2,7 +2,7 @@
 //! flowing through a deployed rule.
 
 use std::path::PathBuf;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use aws_config::SdkConfig;
 use provision::{DeployReport, Outcome, ResourceKind, Stage, Topology, deploy, fleet};
@@ -209,38 +209,6 @@ async fn the_deployed_fleet_has_its_bus_queues_subscription_tables_and_bucket() 
     }
 }
 
-/// Receives from `url` until a message satisfies `wanted` or the deadline passes; returns
-/// every message body seen.
-async fn receive_until(
-    sqs: &aws_sdk_sqs::Client,
-    url: &str,
-    deadline: Duration,
-    wanted: impl Fn(&Value) -> bool,
-) -> Vec<Value> {
-    let start = Instant::now();
-    let mut seen = Vec::new();
-    while start.elapsed() < deadline {
-        let out = sqs
-            .receive_message()
-            .queue_url(url)
-            .max_number_of_messages(10)
-            .wait_time_seconds(1)
-            .send()
-            .await
-            .expect("receive");
-        for message in out.messages() {
-            let body: Value = serde_json::from_str(message.body().unwrap_or_default())
-                .expect("EventBridge delivers JSON");
-            let done = wanted(&body);
-            seen.push(body);
-            if done {
-                return seen;
-            }
-        }
-    }
-    panic!("no wanted message within {deadline:?}; saw {seen:?}");
-}
-
 #[tokio::test]
 async fn a_rule_delivers_matching_events_to_its_queue() {
     let sdk = sdk().await;
@@ -266,9 +234,8 @@ async fn a_rule_delivers_matching_events_to_its_queue() {
         .expect("put events");
     assert_eq!(out.failed_entry_count(), 0, "{out:?}");
 
-    let sqs = aws_sdk_sqs::Client::new(&sdk);
-    let seen = receive_until(&sqs, url, Duration::from_secs(30), |body| {
-        body["detail"]["n"] == 2
+    let seen = emulator::testing::collect_until(&sdk, url, Duration::from_secs(30), |seen| {
+        seen.iter().any(|body| body["detail"]["n"] == 2)
     })
     .await;
     for body in &seen {

@@ -3,7 +3,7 @@
 // Tests may panic on what they did not expect: that is how they fail.
 #![allow(clippy::unwrap_used)]
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use bus::Publisher;
 use contracts::Entry;
@@ -69,22 +69,19 @@ async fn published_events_reach_a_queue_targeted_by_a_matching_rule() {
     assert!(outcome.event_ids.iter().all(Option::is_some));
 
     // Wait, with a deadline, until the 23 matching events arrived; the other one must not.
-    let mut seen = std::collections::BTreeSet::new();
-    let deadline = Instant::now() + Duration::from_secs(20);
-    while seen.len() < 23 && Instant::now() < deadline {
-        let out = sqs
-            .receive_message()
-            .queue_url(&queue_url)
-            .max_number_of_messages(10)
-            .wait_time_seconds(1)
-            .send()
-            .await
-            .unwrap();
-        for m in out.messages() {
-            let body: serde_json::Value = serde_json::from_str(m.body().unwrap()).unwrap();
-            assert_eq!(body["source"], "fleet.test");
-            seen.insert(body["detail"]["i"].as_i64().unwrap());
-        }
+    let distinct = |bodies: &[serde_json::Value]| {
+        bodies
+            .iter()
+            .map(|body| body["detail"]["i"].as_i64().unwrap())
+            .collect::<std::collections::BTreeSet<_>>()
+    };
+    let bodies = emulator::testing::collect_until(&sdk, &queue_url, Duration::from_secs(20), |b| {
+        distinct(b).len() >= 23
+    })
+    .await;
+    for body in &bodies {
+        assert_eq!(body["source"], "fleet.test");
     }
+    let seen = distinct(&bodies);
     assert_eq!(seen, (0..23).collect());
 }

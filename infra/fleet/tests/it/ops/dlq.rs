@@ -6,8 +6,8 @@ use std::time::Duration;
 use serde_json::{Value, json};
 
 use super::{
-    InvokeServer, attribute, deploy, drain, fleet, fleet_json, fleet_with, job_event,
-    lambda_failure, queue_url, text,
+    InvokeServer, attribute, deploy, fleet, fleet_json, fleet_with, job_event, lambda_failure,
+    queue_url, text,
 };
 use emulator::testing;
 
@@ -226,8 +226,19 @@ async fn dead_letters_are_listed_shown_and_redriven_without_losing_a_message() {
     // Nothing lost: both DLQs are empty and every message arrived where it failed.
     assert_eq!(testing::counts(&sdk, &dlq_url).await, (0, 0));
     assert_eq!(testing::counts(&sdk, &failures_url).await, (0, 0));
-    let mut arrived = drain(&sqs, &work_url, 3).await;
+    let mut arrived: Vec<String> =
+        testing::collect_until(&sdk, &work_url, Duration::from_secs(20), |seen| {
+            seen.len() >= 3
+        })
+        .await
+        .iter()
+        .map(Value::to_string)
+        .collect();
     arrived.sort();
+    let mut poisoned: Vec<String> = poisoned
+        .iter()
+        .map(|body| serde_json::from_str::<Value>(body).unwrap().to_string())
+        .collect();
     poisoned.sort();
     assert_eq!(arrived, poisoned);
     let calls = lambda_api.calls();

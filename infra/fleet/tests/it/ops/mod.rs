@@ -19,7 +19,6 @@ mod seed;
 use seed::{InvokeServer, job_event, lambda_failure, queue_url};
 
 use std::process::{Output, Stdio};
-use std::time::{Duration, Instant};
 
 use aws_sdk_sqs::types::MessageAttributeValue;
 use serde_json::Value;
@@ -78,30 +77,4 @@ fn attribute(value: &str) -> MessageAttributeValue {
         .string_value(value)
         .build()
         .unwrap()
-}
-
-/// Takes every message of a queue, returning the bodies.
-async fn drain(sqs: &aws_sdk_sqs::Client, url: &str, expected: usize) -> Vec<String> {
-    let mut bodies = Vec::new();
-    let deadline = Instant::now() + Duration::from_secs(20);
-    while bodies.len() < expected && Instant::now() < deadline {
-        let out = sqs
-            .receive_message()
-            .queue_url(url)
-            .max_number_of_messages(10)
-            .wait_time_seconds(1)
-            .send()
-            .await
-            .unwrap();
-        for m in out.messages() {
-            bodies.push(m.body().unwrap_or_default().to_owned());
-            sqs.delete_message()
-                .queue_url(url)
-                .receipt_handle(m.receipt_handle().unwrap())
-                .send()
-                .await
-                .unwrap();
-        }
-    }
-    bodies
 }
