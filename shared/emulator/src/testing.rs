@@ -227,6 +227,19 @@ async fn receive_batch(sqs: &aws_sdk_sqs::Client, url: &str) -> Vec<Message> {
     .unwrap_or_default()
 }
 
+/// Sends `body` to `url` as it is.
+pub async fn send(sdk: &SdkConfig, url: &str, body: &str) {
+    must(
+        aws_sdk_sqs::Client::new(sdk)
+            .send_message()
+            .queue_url(url)
+            .message_body(body)
+            .send()
+            .await,
+        "SendMessage",
+    );
+}
+
 /// The approximate number of (visible, in flight) messages in `url`.
 pub async fn counts(sdk: &SdkConfig, url: &str) -> (u64, u64) {
     let out = must(

@@ -18,7 +18,6 @@ use tokio_util::sync::CancellationToken;
 /// A queue with a dead-letter queue, unique to one test.
 struct Queues {
     sdk: aws_config::SdkConfig,
-    sqs: aws_sdk_sqs::Client,
     queue: QueueUrl,
     dlq: QueueUrl,
 }
@@ -33,7 +32,6 @@ async fn queues(visibility_s: u32, max_receive_count: u32) -> Queues {
     )
     .await;
     Queues {
-        sqs: aws_sdk_sqs::Client::new(&sdk),
         sdk,
         queue: QueueUrl::parse(queue.url).unwrap(),
         dlq: QueueUrl::parse(dlq.url).unwrap(),
@@ -42,13 +40,7 @@ async fn queues(visibility_s: u32, max_receive_count: u32) -> Queues {
 
 impl Queues {
     async fn send(&self, body: &str) {
-        self.sqs
-            .send_message()
-            .queue_url(self.queue.as_str())
-            .message_body(body)
-            .send()
-            .await
-            .unwrap();
+        testing::send(&self.sdk, self.queue.as_str(), body).await;
     }
 
     /// (visible, in flight) on `url`.

@@ -11,7 +11,6 @@ use sqs_worker::QueueUrl;
 
 pub struct Stack {
     pub sdk: aws_config::SdkConfig,
-    pub sqs: aws_sdk_sqs::Client,
     pub sfn: aws_sdk_sfn::Client,
     pub s3: aws_sdk_s3::Client,
     pub queue: QueueUrl,
@@ -37,7 +36,6 @@ impl Stack {
     pub async fn new(visibility_s: u32, heartbeat_s: u32) -> Stack {
         let emulator = emulator::test_emulator().await;
         let sdk = emulator.sdk_config();
-        let sqs = aws_sdk_sqs::Client::new(&sdk);
         let (queue, dlq) =
             testing::queue_with_dlq(&sdk, "sim", Duration::from_secs(visibility_s.into()), 5).await;
         let name = queue.name.clone();
@@ -75,7 +73,6 @@ impl Stack {
         let sfn = aws_sdk_sfn::Client::new(&sdk);
         Stack {
             sdk,
-            sqs,
             sfn,
             s3,
             queue: QueueUrl::parse(queue.url).unwrap(),
@@ -177,13 +174,7 @@ impl Stack {
 
     /// Sends `body` to the task queue as it is, as a hand-written task.
     pub async fn send(&self, body: &str) {
-        self.sqs
-            .send_message()
-            .queue_url(self.queue.as_str())
-            .message_body(body)
-            .send()
-            .await
-            .unwrap();
+        testing::send(&self.sdk, self.queue.as_str(), body).await;
     }
 
     /// Waits until no message is left on the task queue, visible or in flight.
