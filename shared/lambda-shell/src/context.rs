@@ -4,12 +4,13 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use auth::{Jwks, Verifier, VerifierConfig};
+use topology::env::{JWKS_URL, JWT_AUDIENCE, JWT_ISSUER};
 
 /// A function could not be built: a variable of its environment is missing or wrong.
 #[derive(Debug, thiserror::Error)]
 pub enum ShellError {
     #[error(
-        "environment variable {name} is not set: the topology declares it for this function; deploy the function from the topology or set it"
+        "environment variable {name} is not set: declare it for this function in its service's topology (`service.rs`) and deploy from that, or set it"
     )]
     Missing { name: String },
     #[error("environment variable {name}: {reason}")]
@@ -116,11 +117,6 @@ impl Context {
         })))
     }
 }
-
-// The topology's `topology::env` names (this crate sits below the topology).
-const JWT_ISSUER: &str = "JWT_ISSUER";
-const JWT_AUDIENCE: &str = "JWT_AUDIENCE";
-const JWKS_URL: &str = "JWKS_URL";
 
 #[cfg(test)]
 mod tests {

@@ -61,7 +61,10 @@ pub async fn run(function: &Function) -> Result<(), Error> {
     })?;
     tracing::info!(
         function = function.name,
-        stage = context.optional(STAGE).as_deref().unwrap_or(""),
+        stage = context
+            .optional(topology::env::STAGE)
+            .as_deref()
+            .unwrap_or(""),
         "starting"
     );
     match handler {
@@ -69,9 +72,6 @@ pub async fn run(function: &Function) -> Result<(), Error> {
         Handler::Http(router) => lambda_http::run(router).await,
     }
 }
-
-/// `STAGE`, which every function's environment carries (the topology's `env::STAGE`).
-const STAGE: &str = "STAGE";
 
 /// JSON logs on stdout (what CloudWatch Logs ingests), filtered by `RUST_LOG`
 /// (default `info`).
