@@ -17,6 +17,7 @@ use aws_config::{BehaviorVersion, Region, SdkConfig};
 use aws_credential_types::Credentials;
 use tokio::sync::OnceCell;
 
+pub mod faults;
 pub mod testing;
 
 /// The requirements installed into the virtualenv, pinned.
@@ -53,6 +54,12 @@ pub enum EmulatorError {
     Exited { status: String, log: PathBuf },
     #[error("could not configure the emulator: {0}")]
     Configure(String),
+    #[error("could not listen on {addr}: {source}")]
+    Listen {
+        addr: SocketAddr,
+        #[source]
+        source: std::io::Error,
+    },
     #[error("I/O error at {path}: {source}")]
     Io {
         path: PathBuf,
