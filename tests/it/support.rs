@@ -25,6 +25,7 @@ pub async fn stack() -> Stack {
         workers: 0,
         http_port: 0,
         exe: None,
+        faults: Default::default(),
     })
     .await
     .expect("the local stack starts")

@@ -28,6 +28,19 @@ pub struct DevConfig {
     pub http_port: u16,
     /// The executable whose `worker` subcommand runs a worker (normally this `fleet`).
     pub exe: Option<PathBuf>,
+    /// Faults to inject (`fleet chaos`); none by default.
+    pub faults: Faults,
+}
+
+/// The faults a stack injects, all off by default.
+#[derive(Debug, Clone, Default)]
+pub struct Faults {
+    /// AWS API faults: a proxy in front of the emulator, through which every client of the
+    /// stack (functions, the local host, the workers) goes. It starts disabled, so
+    /// deployment sees none; [`Stack::set_faults`] turns it on.
+    pub aws: Option<emulator::faults::FaultPlan>,
+    /// Invocations of the local host's functions that crash or time out part-way.
+    pub invocations: local_host::InvocationFaults,
 }
 
 /// A running local stack.
@@ -36,7 +49,8 @@ pub struct Stack {
     pub topology: Topology,
     pub report: DeployReport,
     pub sdk: aws_config::SdkConfig,
-    pub workers: WorkerProcesses,
+    /// Shared, so a fault-injection run can kill and restart them.
+    pub workers: std::sync::Arc<std::sync::Mutex<WorkerProcesses>>,
     pub host: RunningHost,
     /// Where the local host's HTTP API listens.
     pub http_addr: SocketAddr,
@@ -44,6 +58,8 @@ pub struct Stack {
     /// The fake email provider the campaigns service calls; it reports back through
     /// the callbacks webhook.
     pub provider: campaigns::fake::FakeProvider,
+    /// The fault proxy every client goes through, when faults were asked for.
+    pub proxy: Option<emulator::faults::FaultProxy>,
 }
 
 /// The fake email provider's name, as in `POST /callbacks/fake`.
@@ -58,11 +74,25 @@ impl Stack {
         })
         .await
         .context("starting the local emulator")?;
-        let sdk = emulator.sdk_config();
         let topology = provision::fleet(&config.stage);
-        let report = provision::deploy(&topology, &sdk)
+        let report = provision::deploy(&topology, &emulator.sdk_config())
             .await
             .with_context(|| format!("deploying stage {} to the emulator", config.stage))?;
+        let proxy = match &config.faults.aws {
+            None => None,
+            Some(plan) => {
+                let proxy = emulator::faults::FaultProxy::start(emulator.endpoint(), plan.clone())
+                    .await
+                    .context("starting the fault proxy")?;
+                proxy.set_enabled(false);
+                Some(proxy)
+            }
+        };
+        // Every client of the stack reaches AWS through the proxy when there is one.
+        let (sdk, endpoint) = match &proxy {
+            Some(proxy) => (proxy.sdk_config(), proxy.endpoint()),
+            None => (emulator.sdk_config(), emulator.endpoint().to_owned()),
+        };
         let issuer = std::sync::Arc::new(local::dev_issuer(&config.home)?);
         // The notifier pushes through the local host's `@connections` API, so its address
         // is needed before the host starts: pick a free port now when asked for any.
@@ -96,6 +126,7 @@ impl Stack {
             local::functions(&sdk, &topology, &report, &issuer, &settings, &in_process)?;
         let host_config = local_host::Config {
             http_addr: Some(SocketAddr::from((Ipv4Addr::LOCALHOST, http_port))),
+            invocation_faults: config.faults.invocations.clone(),
             ..local_host::Config::default()
         };
         let host = local_host::Host::new(host_config, functions)
@@ -105,12 +136,13 @@ impl Stack {
             .start(&topology, &report, &sdk)
             .await
             .with_context(|| format!("starting the local host on 127.0.0.1:{http_port}"))?;
+        host.set_invocation_faults(false);
         let http_addr = host.http_addr().context("the local host serves no HTTP")?;
         provider.set_webhook(format!("http://{http_addr}/callbacks/{FAKE_PROVIDER}"));
         let workers = match (&config.exe, config.workers) {
             (Some(exe), n) if n > 0 => {
                 let args = worker_args(&topology, &report)?;
-                WorkerProcesses::spawn(n, exe.clone(), &args, emulator.endpoint())?
+                WorkerProcesses::spawn(n, exe.clone(), &args, &endpoint)?
             }
             _ => WorkerProcesses::default(),
         };
@@ -119,12 +151,21 @@ impl Stack {
             topology,
             report,
             sdk,
-            workers,
+            workers: std::sync::Arc::new(std::sync::Mutex::new(workers)),
             host,
             http_addr,
             issuer,
             provider,
+            proxy,
         })
+    }
+
+    /// Turns the configured faults (AWS API and invocation faults) on or off.
+    pub fn set_faults(&self, on: bool) {
+        if let Some(proxy) = &self.proxy {
+            proxy.set_enabled(on);
+        }
+        self.host.set_invocation_faults(on);
     }
 
     /// What to print once the stack is up.
@@ -137,13 +178,14 @@ impl Stack {
         } else {
             "reused"
         };
+        let pids = self.workers.lock().map(|w| w.pids()).unwrap_or_default();
         format!(
             "{report}\nemulator: {endpoint} ({started})\nsimulation workers: {workers} (pids {pids:?})\nHTTP API: http://{http}  (token: `fleet auth token --sub NAME`)\ndashboard: http://{http}/\nWebSocket: ws://{http}/ws?token=TOKEN  (SSE: http://{http}/sse?channel=..&token=..)\nfake email provider: {provider} (webhooks to http://{http}/callbacks/{FAKE_PROVIDER})\n\nPoint another shell, the aws CLI or boto3 at the local stack with:\n{exports}\n",
             report = self.report,
             endpoint = self.emulator.endpoint(),
-            workers = self.workers.pids().len(),
+            workers = pids.len(),
             http = self.http_addr,
-            pids = self.workers.pids(),
+            pids = pids,
             provider = self.provider.url(),
             exports = exports,
         )
@@ -152,8 +194,16 @@ impl Stack {
     /// Stops everything this stack started (the emulator only if it was started here).
     pub async fn stop(self) {
         // Workers first: they drain against the emulator before it goes.
-        self.workers.stop(Duration::from_secs(35)).await;
+        let workers = self
+            .workers
+            .lock()
+            .map(|mut w| std::mem::take(&mut *w))
+            .unwrap_or_default();
+        workers.stop(Duration::from_secs(35)).await;
         self.provider.stop().await;
+        if let Some(proxy) = self.proxy {
+            proxy.stop().await;
+        }
         if let Err(e) = self.host.shutdown().await {
             tracing::warn!(error = %e, "the local host stopped with an error");
         }

@@ -5,6 +5,7 @@
 
 pub mod api;
 pub mod bench;
+pub mod chaos;
 pub mod cmd;
 pub mod dev;
 pub mod events;

@@ -82,6 +82,49 @@ pub async fn run(
 #[derive(Debug, Default)]
 pub struct WorkerProcesses {
     children: Vec<Child>,
+    /// How to start one again (`None` when nothing was spawned).
+    launch: Option<Launch>,
+}
+
+#[derive(Debug, Clone)]
+struct Launch {
+    exe: PathBuf,
+    args: WorkerArgs,
+    endpoint: String,
+}
+
+impl Launch {
+    /// Starts worker number `i` (its id is `worker-<i>`).
+    fn spawn(&self, i: usize) -> anyhow::Result<Child> {
+        let args = &self.args;
+        let mut command = Command::new(&self.exe);
+        command
+            .arg("worker")
+            .args([
+                "--queue-url",
+                &args.queue_url,
+                "--bucket",
+                &args.bucket,
+                "--bus",
+                &args.bus,
+            ])
+            .args(["--worker-id", &format!("worker-{i}")])
+            .args(["--drain-timeout-secs", &args.drain_timeout_secs.to_string()])
+            .args(["--receive-wait-secs", &args.receive_wait_secs.to_string()])
+            .arg("--exit-with-parent")
+            .env("AWS_ENDPOINT_URL", &self.endpoint)
+            .env("AWS_REGION", emulator::REGION)
+            .env("AWS_ACCESS_KEY_ID", emulator::ACCESS_KEY_ID)
+            .env("AWS_SECRET_ACCESS_KEY", emulator::SECRET_ACCESS_KEY)
+            .env_remove("AWS_PROFILE")
+            .stdin(Stdio::null());
+        if let Some(table) = &args.table {
+            command.args(["--table", table]);
+        }
+        command
+            .spawn()
+            .with_context(|| format!("starting worker {i} ({})", self.exe.display()))
+    }
 }
 
 impl WorkerProcesses {
@@ -93,38 +136,54 @@ impl WorkerProcesses {
         args: &WorkerArgs,
         endpoint: &str,
     ) -> anyhow::Result<Self> {
-        let mut children = Vec::with_capacity(count);
-        for i in 1..=count {
-            let mut command = Command::new(&exe);
-            command
-                .arg("worker")
-                .args([
-                    "--queue-url",
-                    &args.queue_url,
-                    "--bucket",
-                    &args.bucket,
-                    "--bus",
-                    &args.bus,
-                ])
-                .args(["--worker-id", &format!("worker-{i}")])
-                .args(["--drain-timeout-secs", &args.drain_timeout_secs.to_string()])
-                .args(["--receive-wait-secs", &args.receive_wait_secs.to_string()])
-                .arg("--exit-with-parent")
-                .env("AWS_ENDPOINT_URL", endpoint)
-                .env("AWS_REGION", emulator::REGION)
-                .env("AWS_ACCESS_KEY_ID", emulator::ACCESS_KEY_ID)
-                .env("AWS_SECRET_ACCESS_KEY", emulator::SECRET_ACCESS_KEY)
-                .env_remove("AWS_PROFILE")
-                .stdin(Stdio::null());
-            if let Some(table) = &args.table {
-                command.args(["--table", table]);
-            }
-            let child = command
-                .spawn()
-                .with_context(|| format!("starting worker {i} ({})", exe.display()))?;
-            children.push(child);
+        let launch = Launch {
+            exe,
+            args: args.clone(),
+            endpoint: endpoint.to_owned(),
+        };
+        let children = (1..=count)
+            .map(|i| launch.spawn(i))
+            .collect::<anyhow::Result<Vec<_>>>()?;
+        Ok(WorkerProcesses {
+            children,
+            launch: Some(launch),
+        })
+    }
+
+    /// Sends `signal` to worker `index` (0-based), if it is running; returns its pid.
+    pub fn signal(&mut self, index: usize, signal: rustix::process::Signal) -> Option<u32> {
+        let child = self.children.get_mut(index)?;
+        if !matches!(child.try_wait(), Ok(None)) {
+            return None;
         }
-        Ok(WorkerProcesses { children })
+        let pid = rustix::process::Pid::from_raw(i32::try_from(child.id()).ok()?)?;
+        rustix::process::kill_process(pid, signal).ok()?;
+        Some(child.id())
+    }
+
+    /// How many workers there are (running or not).
+    pub fn len(&self) -> usize {
+        self.children.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.children.is_empty()
+    }
+
+    /// Starts again every worker whose process has ended, as ECS replaces a stopped task;
+    /// returns how many were started.
+    pub fn restart_exited(&mut self) -> anyhow::Result<usize> {
+        let Some(launch) = &self.launch else {
+            return Ok(0);
+        };
+        let mut restarted = 0;
+        for (i, child) in self.children.iter_mut().enumerate() {
+            if matches!(child.try_wait(), Ok(Some(_))) {
+                *child = launch.spawn(i + 1)?;
+                restarted += 1;
+            }
+        }
+        Ok(restarted)
     }
 
     pub fn pids(&self) -> Vec<u32> {

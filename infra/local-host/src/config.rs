@@ -38,6 +38,8 @@ pub struct Config {
     pub ttl_sweep_interval: Duration,
     /// The local WebSocket gateway (API Gateway WebSocket APIs, `@connections`, SSE).
     pub websocket: WebSocketConfig,
+    /// Faults to inject into invocations (fault-injection runs only; none by default).
+    pub invocation_faults: crate::faults::InvocationFaults,
 }
 
 /// The local WebSocket gateway's paths and limits. The defaults are API Gateway's quotas;
@@ -129,6 +131,7 @@ impl Default for Config {
             error_backoff: Duration::from_secs(1),
             ttl_sweep_interval: Duration::from_secs(300),
             websocket: WebSocketConfig::default(),
+            invocation_faults: crate::faults::InvocationFaults::default(),
         }
     }
 }

@@ -43,6 +43,7 @@ pub fn router(
         report,
         functions,
         crate::Config::DEFAULT_FUNCTION_INSTANCES,
+        &std::sync::Arc::new(crate::faults::Injector::new(Default::default())),
     )?;
     Ok(Api::new(topology, &bound, account)?.into_router())
 }

@@ -111,7 +111,16 @@ impl Host {
             in_process,
         } = self;
         topology.validate()?;
-        let (bound, account) = bind(topology, report, &functions, config.function_instances)?;
+        let faults = Arc::new(crate::faults::Injector::new(
+            config.invocation_faults.clone(),
+        ));
+        let (bound, account) = bind(
+            topology,
+            report,
+            &functions,
+            config.function_instances,
+            &faults,
+        )?;
         let names = topology.names();
         let sqs_client = aws_sdk_sqs::Client::new(sdk);
         let sns = aws_sdk_sns::Client::new(sdk);
@@ -369,6 +378,7 @@ impl Host {
         tracing::info!(stage = %topology.stage, tasks = tasks.len(), "local host started");
         Ok(RunningHost {
             http_addr,
+            faults,
             token,
             tasks,
         })
@@ -379,6 +389,7 @@ impl Host {
 #[derive(Debug)]
 pub struct RunningHost {
     http_addr: Option<SocketAddr>,
+    faults: Arc<crate::faults::Injector>,
     token: CancellationToken,
     tasks: JoinSet<Result<(), HostError>>,
 }
@@ -387,6 +398,16 @@ impl RunningHost {
     /// Where the HTTP API listens, if it does.
     pub fn http_addr(&self) -> Option<SocketAddr> {
         self.http_addr
+    }
+
+    /// The invocation faults injected so far ([`crate::Config::invocation_faults`]).
+    pub fn invocation_faults(&self) -> crate::InvocationFaultCounts {
+        self.faults.counts()
+    }
+
+    /// Turns the configured invocation faults on or off (they start on).
+    pub fn set_invocation_faults(&self, on: bool) {
+        self.faults.set_enabled(on);
     }
 
     /// Stops polling and serving, lets the invocations in flight finish, and joins every
@@ -462,6 +483,7 @@ pub(crate) fn bind(
     report: &DeployReport,
     functions: &Functions,
     instances: NonZeroUsize,
+    faults: &Arc<crate::faults::Injector>,
 ) -> Result<(BTreeMap<String, Bound>, Account), HostError> {
     let names = topology.names();
     let mut registered = Vec::new();
@@ -513,6 +535,7 @@ pub(crate) fn bind(
                 memory_mb: f.memory_mb,
                 handler: Arc::clone(&implementation.function),
                 instances: Arc::new(Semaphore::new(instances.get())),
+                faults: Arc::clone(faults),
             };
             (f.name.clone(), function)
         })

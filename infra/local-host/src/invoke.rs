@@ -27,6 +27,8 @@ pub(crate) struct Bound {
     /// The function's free instances: at most [`crate::Config::function_instances`]
     /// invocations run at once, whatever invoked them.
     pub(crate) instances: Arc<Semaphore>,
+    /// The host's fault injector, shared by every function.
+    pub(crate) faults: Arc<crate::faults::Injector>,
 }
 
 /// An instance of a function, taken for one invocation ([`Bound::instance`]).
@@ -36,7 +38,7 @@ pub(crate) struct Instance<'a> {
 }
 
 /// What invoked a function, for the logs.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Trigger {
     EventBridge,
     Sqs,
@@ -148,6 +150,13 @@ impl Instance<'_> {
             Err(panic) => Err(crashed(panic.as_ref())),
             Ok(future) => {
                 let future = AssertUnwindSafe(future).catch_unwind().instrument(span);
+                let future = async {
+                    match future.await {
+                        Err(panic) => Err(crashed(panic.as_ref())),
+                        Ok(result) => result,
+                    }
+                };
+                let future = function.faults.run(trigger, request_id, future);
                 match tokio::time::timeout(function.timeout, future).await {
                     Err(_) => Err(FunctionError::new(
                         "Sandbox.Timedout",
@@ -156,8 +165,7 @@ impl Instance<'_> {
                             function.timeout.as_secs_f64()
                         ),
                     )),
-                    Ok(Err(panic)) => Err(crashed(panic.as_ref())),
-                    Ok(Ok(result)) => result,
+                    Ok(result) => result,
                 }
             }
         };
@@ -245,6 +253,7 @@ mod tests {
             memory_mb: 128,
             handler: Arc::new(handler),
             instances: Arc::new(Semaphore::new(instances)),
+            faults: Arc::new(crate::faults::Injector::new(Default::default())),
         };
         (function, running, most)
     }

@@ -45,6 +45,7 @@
 mod asynchronous;
 mod config;
 mod error;
+mod faults;
 mod function;
 mod gateway;
 mod guard;
@@ -59,6 +60,7 @@ mod websocket;
 
 pub use config::{Config, MAX_MESSAGE_BYTES, WebSocketConfig};
 pub use error::HostError;
+pub use faults::{FaultTriggers, InvocationFaultCounts, InvocationFaults};
 pub use function::{FunctionError, Functions, Invocation, LambdaFunction};
 pub use gateway::{MAX_REQUEST_BYTES, router};
 pub use guard::local_only;

@@ -33,6 +33,7 @@ pub async fn run(args: DevArgs, globals: &Globals) -> anyhow::Result<()> {
         workers: args.workers,
         http_port: args.http_port,
         exe: std::env::current_exe().ok(),
+        faults: Default::default(),
     };
     let shutdown = shutdown_on_signals()?;
     let stack = Stack::start(&config).await?;

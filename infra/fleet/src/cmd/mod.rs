@@ -3,6 +3,7 @@
 
 pub mod auth;
 pub mod bench;
+pub mod chaos;
 pub mod dev;
 pub mod dlq;
 pub mod events;
@@ -59,6 +60,10 @@ pub enum Command {
     /// Benchmarks that print numbers.
     #[command(subcommand)]
     Bench(bench::BenchCommand),
+    /// Run the local stack under many faults at once (worker kills, AWS API errors,
+    /// duplicate deliveries, Lambda crashes, subscriber drops), check that every job ended
+    /// once with every effect once and every stream gapless, and print a JSON report.
+    Chaos(chaos::ChaosArgs),
     /// Run one simulation worker (what `fleet dev` starts; also usable alone).
     #[command(hide = true)]
     Worker(crate::workers::WorkerArgs),
@@ -77,6 +82,7 @@ pub async fn run(command: Command, globals: &Globals) -> anyhow::Result<()> {
         Command::Schedules(command) => schedules::run(command, globals).await,
         Command::Auth(command) => auth::run(command),
         Command::Bench(command) => bench::run(command).await,
+        Command::Chaos(args) => chaos::run(args).await,
         Command::Worker(args) => {
             let shutdown = shutdown_on_signals()?;
             crate::workers::run(args, crate::aws_from_env().await, shutdown).await
