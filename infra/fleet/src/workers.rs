@@ -2,6 +2,7 @@
 //! (`fleet worker`), so one can be killed like a Fargate task, each watching its parent
 //! so none outlives `fleet dev`, whatever way it ends.
 
+use std::os::fd::AsFd as _;
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
@@ -118,6 +119,11 @@ impl Launch {
             .env("AWS_SECRET_ACCESS_KEY", emulator::SECRET_ACCESS_KEY)
             .env_remove("AWS_PROFILE")
             .stdin(Stdio::null());
+        // A worker's metrics and logs go to stderr, so this process's stdout stays its own
+        // (the JSON report of `fleet chaos`, the banner of `fleet dev`).
+        if let Ok(stderr) = std::io::stderr().as_fd().try_clone_to_owned() {
+            command.stdout(Stdio::from(stderr));
+        }
         if let Some(table) = &args.table {
             command.args(["--table", table]);
         }

@@ -121,7 +121,10 @@ async fn create_job(
     let publisher = &deps.publisher;
     let store = deps.jobs.store();
     let sub = claims.sub;
-    let job_id = JobId::generate();
+    let mut job_id = JobId::generate();
+    // A request with this key died part-way (its claim's lease passed): this one carries
+    // it on under its job id, whose row it may have written already.
+    let mut resumed = false;
 
     if let Some(key) = &key {
         match store
@@ -130,6 +133,11 @@ async fn create_job(
             .map_err(store_failed)?
         {
             Claim::Claimed => {}
+            Claim::Resumed(previous) => {
+                tracing::info!(job_id = %previous, requested_by = %sub, "resuming a request that died before it was published");
+                job_id = previous;
+                resumed = true;
+            }
             Claim::Taken(existing) => {
                 tracing::info!(job_id = %existing, requested_by = %sub, "idempotent retry");
                 return Ok(accepted(&existing));
@@ -160,7 +168,7 @@ async fn create_job(
             return Err(store_failed(e));
         }
     };
-    if created == Created::AlreadyThere {
+    if created == Created::AlreadyThere && !resumed {
         // A fresh v7 id never exists already; if it does, something is badly wrong.
         tracing::error!(job_id = %job_id, "a freshly generated job id already has a row");
         release(&deps, &sub, key.as_deref(), &job_id).await;

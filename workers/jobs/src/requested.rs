@@ -74,7 +74,7 @@ pub async fn handle_job_requested(
                 .await?
             {
                 Claim::Claimed => derived,
-                Claim::Taken(existing) => existing,
+                Claim::Taken(existing) | Claim::Resumed(existing) => existing,
                 Claim::InProgress => {
                     return Err(HandlerError::KeyInProgress {
                         requested_by,

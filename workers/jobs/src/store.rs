@@ -153,6 +153,10 @@ pub enum Claim {
     /// Another request holds the key and has not published its job yet: it may still
     /// fail and release the key, so nobody may be told its job id. Retry later.
     InProgress,
+    /// The request that held the key died before it committed (its lease passed): the
+    /// claim is now the caller's, with the dead request's job id, so the caller carries
+    /// that request on (its job row may exist already) instead of leaving it orphaned.
+    Resumed(JobId),
 }
 
 /// How a new claim starts: [`ClaimState::Pending`] when the claimer has yet to publish
@@ -343,17 +347,12 @@ impl<'a> JobStore<'a> {
                 .item(attr::EXPIRES_AT, n(expires))
                 .item(attr::CLAIM, s(claim_value))
                 .item(attr::LEASE_UNTIL, n(lease))
-                // TTL deletion lags by up to two days: an expired item is free to claim,
-                // and so is a pending claim whose request is long gone.
-                .condition_expression(
-                    "attribute_not_exists(#id) OR #exp < :now OR (#claim = :pending AND #lease < :now)",
-                )
+                // TTL deletion lags by up to two days: an expired item is free to claim.
+                // (A pending claim whose request is long gone is resumed below.)
+                .condition_expression("attribute_not_exists(#id) OR #exp < :now")
                 .expression_attribute_names("#id", attr::JOB_ID)
                 .expression_attribute_names("#exp", attr::EXPIRES_AT)
-                .expression_attribute_names("#claim", attr::CLAIM)
-                .expression_attribute_names("#lease", attr::LEASE_UNTIL)
                 .expression_attribute_values(":now", n(now))
-                .expression_attribute_values(":pending", s(claim::PENDING))
                 .send()
                 .await;
             match result {
@@ -385,8 +384,37 @@ impl<'a> JobStore<'a> {
             let expired = number(attr::EXPIRES_AT).is_some_and(|exp| exp < now);
             let abandoned = pending && number(attr::LEASE_UNTIL).is_none_or(|l| l < now);
             match target {
-                // Expired or abandoned between the write and the read: claim it again.
-                _ if expired || abandoned => continue,
+                // Expired between the write and the read: claim it again.
+                _ if expired => continue,
+                Some(target) if abandoned => {
+                    // Take the abandoned claim over with its own job id, unless someone
+                    // else just did (or it was committed or released meanwhile).
+                    let resumed = self
+                        .client
+                        .put_item()
+                        .table_name(self.table)
+                        .item(attr::JOB_ID, s(&id))
+                        .item(attr::TARGET, s(target.as_str()))
+                        .item(attr::EXPIRES_AT, n(expires))
+                        .item(attr::CLAIM, s(claim_value))
+                        .item(attr::LEASE_UNTIL, n(lease))
+                        .condition_expression(
+                            "#claim = :pending AND #target = :target AND (attribute_not_exists(#lease) OR #lease < :now)",
+                        )
+                        .expression_attribute_names("#claim", attr::CLAIM)
+                        .expression_attribute_names("#target", attr::TARGET)
+                        .expression_attribute_names("#lease", attr::LEASE_UNTIL)
+                        .expression_attribute_values(":pending", s(claim::PENDING))
+                        .expression_attribute_values(":target", s(target.as_str()))
+                        .expression_attribute_values(":now", n(now))
+                        .send()
+                        .await;
+                    match resumed {
+                        Ok(_) => return Ok(Claim::Resumed(target)),
+                        Err(e) if is_condition_failed(&e) => continue,
+                        Err(e) => return Err(self.error("PutItem", &e)),
+                    }
+                }
                 Some(_) if pending => return Ok(Claim::InProgress),
                 Some(target) => return Ok(Claim::Taken(target)),
                 None => {

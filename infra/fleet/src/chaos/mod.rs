@@ -157,6 +157,8 @@ pub struct PhaseReport {
     pub latency_max_ms: f64,
     /// Requests sent beyond one per job (failed answers retried with the same key).
     pub submission_retries: u64,
+    /// Jobs per submission path (`http`, `http-retried`, `bus`).
+    pub via: BTreeMap<String, usize>,
 }
 
 /// The faults actually injected.
@@ -593,6 +595,10 @@ impl<'a> Run<'a> {
                 submission.attempts,
             ));
         }
+        let mut via = BTreeMap::new();
+        for (s, _, _) in &submitted {
+            *via.entry(s.via.clone()).or_default() += 1;
+        }
         // Wait for every outcome on the bus.
         loop {
             let all: Vec<&Submitted> = submitted.iter().map(|(s, _, _)| s).collect();
@@ -606,6 +612,7 @@ impl<'a> Run<'a> {
                 jobs,
                 seconds: phase_started.elapsed().as_secs_f64(),
                 submission_retries: retries,
+                via,
                 ..PhaseReport::default()
             },
             submitted,

@@ -98,6 +98,7 @@ pub async fn follow(
         // A client that forgets its position resubscribes without `since`: live frames only.
         let since = (spec.resume_with_since || record.connections == 0).then(|| cursor.since());
         let session = Session {
+            subscribed: false,
             spec: &spec,
             since,
             rng: &mut rng,
@@ -136,7 +137,12 @@ enum Ended {
     Lost,
 }
 
+/// How long a subscriber waits for `subscribed` before it tries again.
+const SUBSCRIBE_ANSWER: Duration = Duration::from_secs(5);
+
 struct Session<'a> {
+    /// Whether this session's subscription was answered.
+    subscribed: bool,
     spec: &'a Spec,
     since: Option<u64>,
     rng: &'a mut ChaCha8Rng,
@@ -157,6 +163,7 @@ impl Session<'_> {
     /// Takes one frame: records it, advances the cursor, and decides whether to drop.
     fn take(&mut self, frame: Frame) -> Step {
         if frame.kind == kinds::SUBSCRIBED {
+            self.subscribed = true;
             if let Ok(subscribed) = serde_json::from_value::<Subscribed>(frame.data.clone()) {
                 self.record.head = self.record.head.max(subscribed.head);
                 if self.since.is_none() {
@@ -217,9 +224,12 @@ impl Session<'_> {
         }
         let mut finish = self.finish.clone();
         let finishing = *finish.borrow_and_update();
+        let answer_by = tokio::time::Instant::now() + SUBSCRIBE_ANSWER;
         loop {
             let message = tokio::select! {
                 message = rx.next() => message,
+                // A subscribe whose invocation failed is never answered: try again.
+                _ = tokio::time::sleep_until(answer_by), if !self.subscribed => return Ended::Lost,
                 // Once finishing, resubscribe to learn the head (a live push may never come).
                 _ = finish.changed(), if !finishing => return Ended::Lost,
             };
@@ -266,9 +276,11 @@ impl Session<'_> {
         let mut buffer = String::new();
         let mut finish = self.finish.clone();
         let finishing = *finish.borrow_and_update();
+        let answer_by = tokio::time::Instant::now() + SUBSCRIBE_ANSWER;
         loop {
             let chunk = tokio::select! {
                 chunk = response.chunk() => chunk,
+                _ = tokio::time::sleep_until(answer_by), if !self.subscribed => return Ended::Lost,
                 _ = finish.changed(), if !finishing => return Ended::Lost,
             };
             let chunk = match chunk {

@@ -160,8 +160,11 @@ impl Submitter {
                         .to_owned();
                     return Ok(Submission { job_id, attempts });
                 }
+                // 409: the first request with this key has not finished (or crashed and
+                // its claim has not expired yet): the API says to retry.
                 Ok(response)
-                    if response.status().is_server_error() || response.status().as_u16() == 429 =>
+                    if response.status().is_server_error()
+                        || matches!(response.status().as_u16(), 409 | 429) =>
                 {
                     format!("answered {}", response.status())
                 }

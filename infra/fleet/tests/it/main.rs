@@ -3,6 +3,7 @@
 // Tests may panic on what they did not expect: that is how they fail.
 #![allow(clippy::unwrap_used)]
 
+mod chaos;
 mod cli;
 mod dev;
 mod ops;

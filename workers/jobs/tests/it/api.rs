@@ -829,3 +829,104 @@ fn base64_url(text: &str) -> String {
     use base64::Engine as _;
     base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(text)
 }
+
+/// A publisher that never answers: the function dies (a crash, a timeout) while it waits.
+#[derive(Debug)]
+struct Hangs {
+    reached: Mutex<Option<oneshot::Sender<()>>>,
+}
+
+impl jobs::RequestPublisher for Hangs {
+    fn publish<'a>(
+        &'a self,
+        _envelope: &'a Envelope<JobEvent>,
+    ) -> std::pin::Pin<
+        Box<dyn std::future::Future<Output = Result<String, bus::PublishError>> + Send + 'a>,
+    > {
+        Box::pin(async move {
+            if let Some(reached) = self.reached.lock().expect("not poisoned").take() {
+                let _ = reached.send(());
+            }
+            std::future::pending().await
+        })
+    }
+}
+
+/// Found by `fleet chaos`: a request that died between writing its job row and publishing
+/// left the row QUEUED for ever, and the client's retry (after the claim's lease) made a
+/// second job. The retry now carries the dead request on, under its job id.
+#[tokio::test]
+async fn a_retry_after_a_request_died_mid_way_carries_it_on_instead_of_making_a_second_job() {
+    let api = support::api().await;
+    let (reached_tx, reached_rx) = oneshot::channel();
+    let verifier = auth::Verifier::new(ISSUER.verifier_config().unwrap());
+    let dying = Api {
+        deps: Arc::new(jobs::ApiDeps::new(
+            api.deps.jobs.clone(),
+            Hangs {
+                reached: Mutex::new(Some(reached_tx)),
+            },
+            verifier,
+        )),
+        sdk: api.sdk.clone(),
+        requested_url: api.requested_url.clone(),
+        bus: api.bus.clone(),
+    };
+    let key = [("idempotency-key", "dies-mid-way")];
+    let alice = token("alice");
+    let first = tokio::spawn({
+        let alice = alice.clone();
+        async move { call_with(&dying, "POST", "/jobs", Some(&alice), Some(SPIN), &key).await }
+    });
+    reached_rx
+        .await
+        .expect("the first request wrote its row and publishes");
+    first.abort(); // the function's process dies here
+    let listed = call(&api, "GET", "/jobs", Some(&alice), None).await;
+    let orphan = listed.body["jobs"][0]["jobId"]
+        .as_str()
+        .expect("the dead request's row")
+        .to_owned();
+
+    // Its claim's lease passes (60 s on AWS): make it so at once.
+    api.deps
+        .jobs
+        .dynamodb
+        .update_item()
+        .table_name(&api.deps.jobs.table)
+        .key(
+            "jobId",
+            aws_sdk_dynamodb::types::AttributeValue::S("idem#alice#dies-mid-way".into()),
+        )
+        .update_expression("SET leaseUntil = :past")
+        .expression_attribute_values(
+            ":past",
+            aws_sdk_dynamodb::types::AttributeValue::N("1".into()),
+        )
+        .send()
+        .await
+        .expect("age the claim");
+
+    let retry = call_with(&api, "POST", "/jobs", Some(&alice), Some(SPIN), &key).await;
+    assert_eq!(retry.status, StatusCode::ACCEPTED, "{}", retry.body);
+    assert_eq!(
+        retry.body["jobId"],
+        orphan.as_str(),
+        "the retry is the dead request's job"
+    );
+    let listed = call(&api, "GET", "/jobs", Some(&alice), None).await;
+    assert_eq!(
+        listed.body["jobs"].as_array().map(Vec::len),
+        Some(1),
+        "one job, not an orphan and a second: {}",
+        listed.body
+    );
+    let events = published(&api).await;
+    assert_eq!(events.len(), 1, "{events:?}");
+    assert_eq!(
+        events[0].1.job_id().map(|j| j.as_str()),
+        Some(orphan.as_str())
+    );
+    let again = call_with(&api, "POST", "/jobs", Some(&alice), Some(SPIN), &key).await;
+    assert_eq!(again.body["jobId"], orphan.as_str());
+}
