@@ -77,7 +77,7 @@ pub async fn handle_event(event: BusEvent, deps: &Deps) -> Result<EventOutcome, 
     // as soon as the owner is known.
     let user = async {
         let owner = match &envelope.event {
-            JobEvent::Requested(_) => requested_by,
+            JobEvent::Requested(_) => requested_by.clone(),
             _ => deps.store.wait_owner(&job_id).await?,
         };
         let Some(owner) = owner else {
@@ -105,7 +105,56 @@ pub async fn handle_event(event: BusEvent, deps: &Deps) -> Result<EventOutcome, 
         outcome.pushed += pushed;
         outcome.channels.push(name);
     }
+    if let Some(owner) = requested_by.as_deref() {
+        outcome.pushed += catch_up(deps, &job_id, owner).await?;
+    }
     Ok(outcome)
+}
+
+/// The owner's channel catches up with the job's: events that came before the owner was
+/// known (a `JobRequested` delivered late, as at-least-once delivery may, after its job's
+/// other events waited [`crate::NotifierConfig::owner_wait`] for it and went to the job's
+/// channel only) are appended to `user:<owner>` now, once each (appends are idempotent per
+/// event), in the job channel's order. Returns how many pushes it made.
+async fn catch_up(deps: &Deps, job_id: &str, owner: &str) -> Result<PushReport, HandlerError> {
+    let user_channel = Channel::user(owner).to_string();
+    if user_channel.len() > MAX_CHANNEL_NAME_BYTES {
+        return Ok(PushReport::default());
+    }
+    let job_channel = Channel::job(job_id).to_string();
+    let mut pushed = PushReport::default();
+    for (event_id, frame) in deps.store.events(&job_channel).await? {
+        if frame.kind == contracts::jobs::REQUESTED {
+            // Each `JobRequested` reaches the owner's channel through its own delivery.
+            continue;
+        }
+        let draft = Draft {
+            channel: &user_channel,
+            event_id: &event_id,
+            kind: &frame.kind,
+            data: frame.data.clone(),
+            correlation_id: frame.correlation_id.clone(),
+        };
+        let name = user_channel.clone();
+        let report = deps
+            .store
+            .append_then(draft, |appended| async move {
+                let Appended::New(frame) = appended else {
+                    // Already on the owner's channel (and pushed when it was appended).
+                    return Ok::<_, HandlerError>(None);
+                };
+                let subscribers = deps.store.subscribers(&name).await?;
+                let href = crate::data_href(&frame);
+                let payload = serde_json::to_vec(&frame.bounded(href)).unwrap_or_default();
+                Ok(Some(push_all(deps, subscribers, &payload).await))
+            })
+            .await??;
+        if let Some(report) = report {
+            tracing::info!(job_id = %job_id, channel = %user_channel, event_id = %event_id, "caught the owner's channel up with an event that came before its owner");
+            pushed += report;
+        }
+    }
+    Ok(pushed)
 }
 
 /// Appends the event's frame to one channel and pushes it to the channel's subscribers.

@@ -917,6 +917,50 @@ impl Store {
         Ok(())
     }
 
+    /// Every event appended to `channel` whose marker is still kept, with its frame, in
+    /// offset order: which events a channel holds, by event id.
+    pub async fn events(&self, channel: &str) -> Result<Vec<(String, Frame)>, StoreError> {
+        let mut out = Vec::new();
+        let mut start = None;
+        loop {
+            let page = self
+                .client
+                .query()
+                .table_name(&self.table)
+                .key_condition_expression("pk = :pk AND begins_with(sk, :event)")
+                .expression_attribute_values(":pk", s(chan_pk(channel)))
+                .expression_attribute_values(":event", s("event#"))
+                .consistent_read(true)
+                .set_exclusive_start_key(start)
+                .send()
+                .await
+                .map_err(|e| StoreError::new("Query", e.into_service_error()))?;
+            for item in page.items.unwrap_or_default() {
+                if expired(&item) {
+                    continue;
+                }
+                let event_id = item
+                    .get(SK)
+                    .and_then(|v| v.as_s().ok())
+                    .and_then(|sk| sk.strip_prefix("event#"))
+                    .map(str::to_owned);
+                let frame = item
+                    .get("frame")
+                    .and_then(|v| v.as_s().ok())
+                    .and_then(|json| serde_json::from_str::<Frame>(json).ok());
+                if let (Some(event_id), Some(frame)) = (event_id, frame) {
+                    out.push((event_id, frame));
+                }
+            }
+            match page.last_evaluated_key {
+                Some(key) if !key.is_empty() => start = Some(key),
+                _ => break,
+            }
+        }
+        out.sort_by_key(|(_, frame)| frame.offset);
+        Ok(out)
+    }
+
     /// The channel's head and the kept frames after `since`, in order.
     pub async fn history(&self, channel: &str, since: u64) -> Result<History, StoreError> {
         let head = self.head(channel).await?;

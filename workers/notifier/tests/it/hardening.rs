@@ -582,3 +582,67 @@ async fn offsets_go_on_after_a_quiet_day_expired_the_history() {
         .expect("offsets 2 and 3 expired");
     assert_eq!(lost.offset, 3);
 }
+
+/// Found by `fleet chaos`: when a job's `JobRequested` reached the notifier late (a
+/// redelivery after a lost receive), the job's other events had waited for its owner,
+/// given up, and gone to `job:<id>` only, so the owner's `user:` channel never showed
+/// the job's outcome. The owner's channel now catches up when its owner becomes known.
+#[tokio::test]
+async fn events_that_came_before_their_jobs_owner_reach_the_owners_channel_once_it_is_known() {
+    let config = NotifierConfig {
+        owner_wait: Duration::from_millis(50),
+        ..NotifierConfig::default()
+    };
+    let (deps, posts) = deps(config).await;
+    let job = JobId::generate();
+    let user = format!("user:{}", uuid::Uuid::new_v4().simple());
+    let owner = user.trim_start_matches("user:").to_owned();
+    deps.store.put_connection("watcher", &owner).await.unwrap();
+    let answer = subscribe(&deps, "watcher", &user, Some(0)).await;
+    assert_eq!(answer.kind, kinds::SUBSCRIBED, "{answer:?}");
+
+    let started = bus_event(
+        "fleet.jobs",
+        "JobStarted",
+        json!({"jobId": job, "worker": "w1", "attempt": 1}),
+    );
+    let succeeded = bus_event(
+        "fleet.jobs",
+        "JobSucceeded",
+        json!({"jobId": job, "summary": {}, "result": {"bucket": "b", "key": "k", "bytes": 1}}),
+    );
+    for event in [started, succeeded.clone()] {
+        let outcome = notifier::handle_event(event, &deps).await.unwrap();
+        assert_eq!(
+            outcome.channels,
+            [format!("job:{job}")],
+            "the owner is not known yet"
+        );
+    }
+    let requested = bus_event(
+        "fleet.jobs",
+        "JobRequested",
+        requested(&job, &owner, json!({})),
+    );
+    notifier::handle_event(requested.clone(), &deps)
+        .await
+        .unwrap();
+
+    let history = deps.store.history(&user, 0).await.unwrap();
+    let kinds_seen: Vec<&str> = history.frames.iter().map(|f| f.kind.as_str()).collect();
+    assert_eq!(kinds_seen, ["JobRequested", "JobStarted", "JobSucceeded"]);
+    let pushed: Vec<String> = posted(&posts, "watcher")
+        .iter()
+        .map(|f| f["type"].as_str().unwrap_or_default().to_owned())
+        .collect();
+    assert_eq!(
+        pushed,
+        ["JobRequested", "JobStarted", "JobSucceeded"],
+        "pushed live, once each"
+    );
+
+    // Redeliveries change nothing: every event is on the owner's channel once.
+    notifier::handle_event(requested, &deps).await.unwrap();
+    notifier::handle_event(succeeded, &deps).await.unwrap();
+    assert_eq!(deps.store.history(&user, 0).await.unwrap().head, 3);
+}
