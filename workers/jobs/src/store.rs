@@ -282,8 +282,19 @@ impl<'a> JobStore<'a> {
             .put_item()
             .table_name(self.table)
             .set_item(Some(item))
-            .condition_expression("attribute_not_exists(#id)")
+            // The same write again is no collision: a call whose answer was lost (a
+            // dropped connection, a timeout) is sent again by the SDK's retry, and finds
+            // the row its first attempt wrote.
+            .condition_expression(
+                "attribute_not_exists(#id) OR (#by = :by AND #created = :created AND #status = :queued)",
+            )
             .expression_attribute_names("#id", attr::JOB_ID)
+            .expression_attribute_names("#by", attr::REQUESTED_BY)
+            .expression_attribute_names("#created", attr::CREATED_AT)
+            .expression_attribute_names("#status", attr::STATUS)
+            .expression_attribute_values(":by", s(&job.requested_by))
+            .expression_attribute_values(":created", s(&now))
+            .expression_attribute_values(":queued", s(JobStatus::Queued.as_str()))
             .send()
             .await;
         match result {
@@ -386,6 +397,9 @@ impl<'a> JobStore<'a> {
             match target {
                 // Expired between the write and the read: claim it again.
                 _ if expired => continue,
+                // Our own claim: this call's first attempt wrote it and its answer was
+                // lost, so the SDK's retry found it (job ids are fresh per request).
+                Some(target) if target == *job_id => return Ok(Claim::Claimed),
                 Some(target) if abandoned => {
                     // Take the abandoned claim over with its own job id, unless someone
                     // else just did (or it was committed or released meanwhile).

@@ -930,3 +930,50 @@ async fn a_retry_after_a_request_died_mid_way_carries_it_on_instead_of_making_a_
     let again = call_with(&api, "POST", "/jobs", Some(&alice), Some(SPIN), &key).await;
     assert_eq!(again.body["jobId"], orphan.as_str());
 }
+
+/// Found by `fleet chaos`: a `PutItem` whose answer was lost (a dropped connection) is
+/// sent again by the SDK's retry; the retry found the row the first attempt wrote, the API
+/// took it for an id collision, answered 500 and left the row QUEUED for ever. The same
+/// write again is now no collision, and so is a claim's, while another's row still is.
+#[tokio::test]
+async fn the_same_job_row_or_claim_written_twice_is_one_write_not_a_collision() {
+    let api = support::api().await;
+    let store = api.deps.jobs.store();
+    let job = jobs::store::NewJob {
+        job_id: contracts::JobId::generate(),
+        requested_by: "alice".into(),
+        model: "spin".into(),
+        params: serde_json::Map::new(),
+        idempotency_key: Some("twice".into()),
+        created_at: time::OffsetDateTime::now_utc(),
+    };
+    use jobs::store::{Claim, ClaimState, Created};
+    assert_eq!(store.create(&job).await.unwrap(), Created::New);
+    assert_eq!(
+        store.create(&job).await.unwrap(),
+        Created::New,
+        "a retried write"
+    );
+    let other = jobs::store::NewJob {
+        requested_by: "bob".into(),
+        ..job.clone()
+    };
+    assert_eq!(store.create(&other).await.unwrap(), Created::AlreadyThere);
+
+    for _ in 0..2 {
+        let claim = store
+            .claim_key("alice", "twice", &job.job_id, ClaimState::Pending)
+            .await
+            .unwrap();
+        assert!(matches!(claim, Claim::Claimed), "{claim:?}");
+    }
+    let another = contracts::JobId::generate();
+    let claim = store
+        .claim_key("alice", "twice", &another, ClaimState::Pending)
+        .await
+        .unwrap();
+    assert!(
+        matches!(claim, Claim::InProgress),
+        "another request's claim: {claim:?}"
+    );
+}
