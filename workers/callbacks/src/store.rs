@@ -208,7 +208,17 @@ impl Store {
             .item("token", s(token))
             .item("leaseUntil", n(lease_until.unix_timestamp()))
             .item("expiresAt", n(expires.unix_timestamp()))
-            .condition_expression("attribute_not_exists(pk)")
+            // The same claim again is no conflict: a call whose answer was lost is sent
+            // again by the SDK's retry and finds what its first attempt wrote.
+            .condition_expression(
+                "attribute_not_exists(pk) OR (#state = :claimed AND #token = :token AND #lease = :lease)",
+            )
+            .expression_attribute_names("#state", "state")
+            .expression_attribute_names("#token", "token")
+            .expression_attribute_names("#lease", "leaseUntil")
+            .expression_attribute_values(":claimed", s("claimed"))
+            .expression_attribute_values(":token", s(token))
+            .expression_attribute_values(":lease", n(lease_until.unix_timestamp()))
             .send()
             .await;
         match out {

@@ -350,3 +350,30 @@ async fn a_delivery_before_its_wait_is_registered_reaches_it_on_retry() {
     let output = f.finish().await;
     assert_eq!(output["first"]["deliveryId"], "d-1");
 }
+
+/// A claim whose answer was lost is sent again by the SDK's retry: that second, identical
+/// write is the same claim, not another applier's (which would answer the provider "busy"
+/// until the lease ran out). Another token's claim of the delivery still is busy.
+#[tokio::test]
+async fn the_same_delivery_claim_written_twice_is_one_claim() {
+    let sdk = emulator::test_emulator().await.sdk_config();
+    let table = testing::table(&sdk, "callbacks", TableKey::partition("pk")).await;
+    let store = Store::new(aws_sdk_dynamodb::Client::new(&sdk), table);
+    let now = time::OffsetDateTime::now_utc();
+    let (lease, expires) = (
+        now + Duration::from_secs(30),
+        now + Duration::from_secs(3600),
+    );
+    for _ in 0..2 {
+        let claim = store
+            .claim("fake", "d-1", "token-1", lease, expires)
+            .await
+            .unwrap();
+        assert_eq!(claim, callbacks::store::Claim::Claimed);
+    }
+    let other = store
+        .claim("fake", "d-1", "token-2", lease, expires)
+        .await
+        .unwrap();
+    assert_eq!(other, callbacks::store::Claim::Busy);
+}
