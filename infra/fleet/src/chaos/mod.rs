@@ -250,6 +250,8 @@ struct Run<'a> {
     direct: aws_config::SdkConfig,
     started: Instant,
     events: Arc<Mutex<Vec<BusEvent>>>,
+    /// Dead letters of injected faults redriven so far.
+    redriven: std::sync::atomic::AtomicUsize,
 }
 
 /// What a phase submitted, with when.
@@ -268,6 +270,7 @@ impl<'a> Run<'a> {
             direct: stack.emulator.sdk_config(),
             started: Instant::now(),
             events: Arc::new(Mutex::new(Vec::new())),
+            redriven: std::sync::atomic::AtomicUsize::new(0),
         }
     }
 
@@ -324,25 +327,16 @@ impl<'a> Run<'a> {
             .flat_map(|p| p.submitted.iter().map(|(s, _, _)| s.clone()))
             .collect();
         let all: Vec<&Submitted> = everything.iter().collect();
-        let mut redriven = 0;
         let mut leftover = Vec::new();
         let settle = Instant::now() + Duration::from_secs(120);
         loop {
-            let pending = self.pending(&all);
-            if pending.is_empty() {
+            if self.pending(&all).is_empty() {
                 break;
             }
-            let (explained, others) = self.dead_letters(&ops).await?;
-            if explained.is_empty() && Instant::now() >= settle {
-                leftover = others;
+            let redriven = self.redrive_injected(&ops).await?;
+            if redriven == 0 && Instant::now() >= settle {
+                leftover = self.dead_letters(&ops).await?.1;
                 break;
-            }
-            for queue in explained {
-                let options = fleet_ops::dlq::RedriveOptions::default();
-                match fleet_ops::dlq::redrive(&self.ops_with_lambda(), &queue, &options).await {
-                    Ok(report) => redriven += report.redriven,
-                    Err(e) => tracing::warn!(queue = %queue.name, error = %e, "redrive failed"),
-                }
             }
             tokio::time::sleep(Duration::from_secs(1)).await;
         }
@@ -401,10 +395,30 @@ impl<'a> Run<'a> {
             },
             subscribers: history.subscribers.len(),
             frames_received: history.subscribers.iter().map(|r| r.arrivals.len()).sum(),
-            dead_letters_redriven: redriven,
+            dead_letters_redriven: self.redriven.load(std::sync::atomic::Ordering::Relaxed),
             counts,
             violations,
         })
+    }
+
+    /// Redrives the DLQs whose every message failed of an injected fault, as the
+    /// on-call engineer would (`fleet dlq redrive`); returns how many messages went back.
+    async fn redrive_injected(&self, ops: &fleet_ops::Ops) -> anyhow::Result<usize> {
+        let (explained, _) = self.dead_letters(ops).await?;
+        let mut redriven = 0;
+        for queue in explained {
+            let options = fleet_ops::dlq::RedriveOptions::default();
+            match fleet_ops::dlq::redrive(&self.ops_with_lambda(), &queue, &options).await {
+                Ok(report) => redriven += report.redriven,
+                Err(e) => tracing::warn!(queue = %queue.name, error = %e, "redrive failed"),
+            }
+        }
+        if redriven > 0 {
+            eprintln!("chaos: redrove {redriven} dead letters of injected faults");
+        }
+        self.redriven
+            .fetch_add(redriven, std::sync::atomic::Ordering::Relaxed);
+        Ok(redriven)
     }
 
     fn events(&self) -> Vec<BusEvent> {
@@ -599,11 +613,18 @@ impl<'a> Run<'a> {
         for (s, _, _) in &submitted {
             *via.entry(s.via.clone()).or_default() += 1;
         }
-        // Wait for every outcome on the bus.
+        // Wait for every outcome on the bus, redriving dead letters of injected faults
+        // every few seconds meanwhile.
+        let ops = fleet_ops::Ops::new(self.stack.topology.clone(), &self.direct);
+        let mut next_redrive = Instant::now();
         loop {
             let all: Vec<&Submitted> = submitted.iter().map(|(s, _, _)| s).collect();
             if self.pending(&all).is_empty() || Instant::now() >= deadline {
                 break;
+            }
+            if Instant::now() >= next_redrive {
+                self.redrive_injected(&ops).await?;
+                next_redrive = Instant::now() + Duration::from_secs(5);
             }
             tokio::time::sleep(Duration::from_millis(500)).await;
         }
