@@ -296,7 +296,12 @@ fn streams(history: &History, out: &mut Vec<Violation>) {
         };
         // Two different frames at one offset.
         let mut at: BTreeMap<u64, &Frame> = BTreeMap::new();
-        for frame in &record.arrivals {
+        // A discontinuity's offset is where the stream goes on, not a frame of its own.
+        for frame in record
+            .arrivals
+            .iter()
+            .filter(|f| f.kind != kinds::DISCONTINUITY)
+        {
             match at.get(&frame.offset) {
                 Some(first) if first.kind != frame.kind || first.data != frame.data => {
                     out.push(violation(
@@ -555,6 +560,23 @@ mod tests {
             ),
         );
         assert!(kinds_of(&h).contains(&Kind::Gap));
+    }
+
+    #[test]
+    fn a_discontinuity_at_a_frames_offset_is_a_gap_not_a_repeat() {
+        let mut h = healthy();
+        let discontinuity = Frame::discontinuity(
+            "user:ana",
+            contracts::frames::Discontinuity {
+                since: 0,
+                resume_after: 1,
+                reason: contracts::frames::DiscontinuityReason::Expired,
+            },
+        );
+        h.subscribers[0].arrivals.insert(0, discontinuity.clone());
+        // Offset 1 was lost: the stream goes on at 2.
+        h.subscribers[0].stream = vec![discontinuity, frame(2, "JobSucceeded", "j1")];
+        assert_eq!(kinds_of(&h), [Kind::Gap]);
     }
 
     #[test]
