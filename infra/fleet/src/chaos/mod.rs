@@ -198,6 +198,11 @@ impl ChaosReport {
     }
 }
 
+/// How long a subscriber may take, once the jobs ended, to reach its channel's head and
+/// every outcome it expects: an event redelivered after a lost receive comes back only
+/// after its visibility timeout, and its frame with it.
+const CATCH_UP: Duration = Duration::from_secs(150);
+
 /// Every violation kind, for the report's counts.
 const KINDS: [checks::Kind; 11] = [
     checks::Kind::Lost,
@@ -524,32 +529,49 @@ impl<'a> Run<'a> {
         let (finish, finish_rx) = watch::channel(false);
         let mut rng = ChaCha8Rng::seed_from_u64(self.config.seed ^ u64::from(name.len() as u32));
         let mut records = Vec::new();
-        let mut follow =
-            |channel: String, token: &str, transport: Transport, rng: &mut ChaCha8Rng| {
-                let spec = Spec {
-                    base: api_base.to_owned(),
-                    token: token.to_owned(),
-                    channel,
-                    transport,
-                    drop_rate,
-                    resume_with_since: self.config.resume_with_since,
-                    seed: rng.random(),
-                };
-                records.push(tokio::spawn(subscribers::follow(
-                    spec,
-                    finish_rx.clone(),
-                    Arc::clone(counters),
-                    Duration::from_secs(60),
-                )));
+        // The jobs whose outcome each user's channel must show before its subscribers stop.
+        let outcomes: BTreeMap<String, subscribers::Outcomes> = users
+            .iter()
+            .map(|u| (u.clone(), subscribers::Outcomes::default()))
+            .collect();
+        let mut follow = |channel: String,
+                          token: &str,
+                          transport: Transport,
+                          outcomes: subscribers::Outcomes,
+                          rng: &mut ChaCha8Rng| {
+            let spec = Spec {
+                base: api_base.to_owned(),
+                token: token.to_owned(),
+                channel,
+                transport,
+                drop_rate,
+                resume_with_since: self.config.resume_with_since,
+                outcomes,
+                seed: rng.random(),
             };
+            records.push(tokio::spawn(subscribers::follow(
+                spec,
+                finish_rx.clone(),
+                Arc::clone(counters),
+                CATCH_UP,
+            )));
+        };
         for (user, token) in &tokens {
+            let expected = outcomes.get(user).cloned().unwrap_or_default();
             follow(
                 format!("user:{user}"),
                 token,
                 Transport::WebSocket,
+                expected.clone(),
                 &mut rng,
             );
-            follow(format!("user:{user}"), token, Transport::Sse, &mut rng);
+            follow(
+                format!("user:{user}"),
+                token,
+                Transport::Sse,
+                expected,
+                &mut rng,
+            );
         }
         let plan = workload::plan(
             jobs,
@@ -588,12 +610,22 @@ impl<'a> Run<'a> {
             let (job, at, result) = joined.context("a submission task")?;
             let submission = result?;
             retries += u64::from(submission.attempts.saturating_sub(1));
+            // The notifier learns owners from the jobs service's events only, so an
+            // upstream service's job reaches its owner's channel not at all.
+            if job.via != Via::Bus
+                && let Some(expected) = outcomes.get(&job.owner)
+            {
+                expected.insert(&submission.job_id);
+            }
             if job.followed {
                 let token = tokens.get(&job.owner).cloned().unwrap_or_default();
+                let expected = subscribers::Outcomes::default();
+                expected.insert(&submission.job_id);
                 follow(
                     format!("job:{}", submission.job_id),
                     &token,
                     Transport::WebSocket,
+                    expected,
                     &mut rng,
                 );
             }

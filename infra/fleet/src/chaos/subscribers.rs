@@ -33,7 +33,34 @@ pub struct Spec {
     pub drop_rate: f64,
     /// Resume with `since` after a drop (off only to show the checks catch gaps).
     pub resume_with_since: bool,
+    /// The jobs whose outcome this channel must show before the subscriber stops.
+    pub outcomes: Outcomes,
     pub seed: u64,
+}
+
+/// Job ids whose outcome frame a subscriber waits for, filled as jobs are submitted.
+#[derive(Debug, Clone, Default)]
+pub struct Outcomes(Arc<std::sync::Mutex<std::collections::BTreeSet<String>>>);
+
+impl Outcomes {
+    pub fn insert(&self, job_id: &str) {
+        if let Ok(mut ids) = self.0.lock() {
+            ids.insert(job_id.to_owned());
+        }
+    }
+
+    /// Whether `stream` holds an outcome frame for every job expected.
+    fn all_in(&self, stream: &[Frame]) -> bool {
+        let Ok(ids) = self.0.lock() else {
+            return true;
+        };
+        ids.iter().all(|id| {
+            stream.iter().any(|f| {
+                (f.kind == contracts::jobs::SUCCEEDED || f.kind == contracts::jobs::FAILED)
+                    && f.data["jobId"].as_str() == Some(id.as_str())
+            })
+        })
+    }
 }
 
 /// What one subscriber saw.
@@ -137,6 +164,9 @@ enum Ended {
     Lost,
 }
 
+/// While finishing, how often a subscriber resubscribes to look at the history.
+const RESYNC: Duration = Duration::from_secs(10);
+
 /// How long a subscriber waits for `subscribed` before it tries again.
 const SUBSCRIBE_ANSWER: Duration = Duration::from_secs(5);
 
@@ -196,7 +226,11 @@ impl Session<'_> {
 
     fn caught_up(&self) -> Step {
         let finished = *self.finish.borrow();
-        if finished && self.cursor.since() >= self.record.head && !self.cursor.has_gap() {
+        if finished
+            && self.cursor.since() >= self.record.head
+            && !self.cursor.has_gap()
+            && self.spec.outcomes.all_in(&self.record.stream)
+        {
             Step::Done
         } else {
             Step::Continue
@@ -232,6 +266,9 @@ impl Session<'_> {
                 _ = tokio::time::sleep_until(answer_by), if !self.subscribed => return Ended::Lost,
                 // Once finishing, resubscribe to learn the head (a live push may never come).
                 _ = finish.changed(), if !finishing => return Ended::Lost,
+                // Once finishing, resubscribe now and then: a push that failed leaves its
+                // frame in the history only.
+                _ = tokio::time::sleep_until(answer_by + RESYNC), if finishing => return Ended::Lost,
             };
             let text = match message {
                 Some(Ok(Message::Text(text))) => text,
@@ -282,6 +319,9 @@ impl Session<'_> {
                 chunk = response.chunk() => chunk,
                 _ = tokio::time::sleep_until(answer_by), if !self.subscribed => return Ended::Lost,
                 _ = finish.changed(), if !finishing => return Ended::Lost,
+                // Once finishing, resubscribe now and then: a push that failed leaves its
+                // frame in the history only.
+                _ = tokio::time::sleep_until(answer_by + RESYNC), if finishing => return Ended::Lost,
             };
             let chunk = match chunk {
                 Ok(Some(chunk)) => chunk,
