@@ -120,7 +120,14 @@ pub struct JobStarted {
     pub job_id: JobId,
     /// Which worker runs it.
     pub worker: String,
-    /// 1 for the first delivery.
+    /// Which hand-out of the job this is: 0 for the first, one more each time Step
+    /// Functions hands the job out again (its worker died or failed transiently). Absent
+    /// in events of older producers, which means 0.
+    #[serde(default)]
+    pub handout: u32,
+    /// Which delivery of the hand-out's queue message this is: 1 for the first. A
+    /// hand-out's message can be delivered again (its worker died, a visibility race), so
+    /// one start of a job is `(handout, attempt)`.
     pub attempt: u32,
 }
 
@@ -528,6 +535,7 @@ mod tests {
             Just("idempotencyKey"),
             Just("requestedBy"),
             Just("worker"),
+            Just("handout"),
             Just("attempt"),
             Just("progress"),
             Just("message"),
@@ -567,13 +575,16 @@ mod tests {
                         requested_by: by,
                     })
                 }),
-            (any_job_id(), ".{0,20}", any::<u32>()).prop_map(|(job_id, worker, attempt)| {
-                JobEvent::Started(JobStarted {
-                    job_id,
-                    worker,
-                    attempt,
-                })
-            }),
+            (any_job_id(), ".{0,20}", any::<u32>(), any::<u32>()).prop_map(
+                |(job_id, worker, handout, attempt)| {
+                    JobEvent::Started(JobStarted {
+                        job_id,
+                        worker,
+                        handout,
+                        attempt,
+                    })
+                }
+            ),
             // Short fractions, as producers send them: serde_json reads a long decimal
             // back within one ULP, not always exactly.
             (

@@ -31,6 +31,11 @@ pub struct SimulationTask {
     pub params: Map<String, Value>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub requested_by: Option<String>,
+    /// Which hand-out of the job this task is (`$$.State.RetryCount`): 0 for the first,
+    /// one more each time the state machine hands the job out again. Absent in tasks of
+    /// older definitions, which means 0.
+    #[serde(default)]
+    pub handout: u32,
 }
 
 impl SimulationTask {

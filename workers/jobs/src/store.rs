@@ -4,7 +4,7 @@
 //!
 //! - A job row: `jobId`, `requestedBy`, `model`, `params` (JSON text), `status`,
 //!   `statusRank` (QUEUED 0 < RUNNING 1 < SUCCEEDED|FAILED 2), `progress`, `createdAt`,
-//!   `updatedAt`, then as the job moves: `worker`, `attempt`, `startedAt`, `summary`
+//!   `updatedAt`, then as the job moves: `worker`, `handout`, `attempt`, `startedAt`, `summary`
 //!   (JSON text), `resultBucket`/`resultKey`/`resultBytes`, `error`/`cause`, `finishedAt`.
 //!   The `byRequester` index (`requestedBy`, `createdAt`) lists a caller's jobs.
 //! - An idempotency item: `jobId = idem#<requester>#<escaped key>`, `target` (the job
@@ -66,6 +66,7 @@ mod attr {
     pub const STARTED_AT: &str = "startedAt";
     pub const FINISHED_AT: &str = "finishedAt";
     pub const WORKER: &str = "worker";
+    pub const HANDOUT: &str = "handout";
     pub const ATTEMPT: &str = "attempt";
     pub const SUMMARY: &str = "summary";
     pub const RESULT_BUCKET: &str = "resultBucket";
@@ -190,6 +191,8 @@ pub struct JobRecord {
     pub created_at: OffsetDateTime,
     pub updated_at: OffsetDateTime,
     pub worker: Option<String>,
+    /// The start shown, `(handout, attempt)`: see [`contracts::jobs::JobStarted`].
+    pub handout: Option<u32>,
     pub attempt: Option<u32>,
     pub result: Option<JobResultView>,
     pub error: Option<JobErrorView>,
@@ -560,7 +563,7 @@ impl<'a> JobStore<'a> {
 
     /// Applies a job event to its row with a conditional update, so the row only moves
     /// forward: status by rank (QUEUED < RUNNING < SUCCEEDED|FAILED, a final status is
-    /// never overwritten), progress only up, the attempt number only up.
+    /// never overwritten), progress only up, the start `(handout, attempt)` only up.
     pub async fn apply(&self, envelope: &Envelope<JobEvent>) -> Result<Applied, StoreError> {
         // The event's time came from its producer: it may not be representable in UTC
         // (e.g. year 9999 with a negative offset), which is the event's fault, for good.
@@ -573,13 +576,29 @@ impl<'a> JobStore<'a> {
                 u.set(attr::STATUS, s(JobStatus::Running.as_str()));
                 u.set(attr::STATUS_RANK, n(rank(JobStatus::Running)));
                 u.set(attr::WORKER, s(&e.worker));
+                u.set(attr::HANDOUT, n(e.handout));
                 u.set(attr::ATTEMPT, n(e.attempt));
                 u.set_if_absent(attr::STARTED_AT, s(&at));
                 let rank_ok = u.cmp(attr::STATUS_RANK, "<=", n(rank(JobStatus::Running)));
                 let attempt = u.name(attr::ATTEMPT);
                 let attempt_value = u.value(n(e.attempt));
+                let handout = u.name(attr::HANDOUT);
+                let handout_value = u.value(n(e.handout));
+                // Starts are ordered by (handout, attempt); a row written before hand-outs
+                // were recorded shows hand-out 0.
+                let (newer, same) = if e.handout == 0 {
+                    (
+                        format!("{handout} < {handout_value}"),
+                        format!("(attribute_not_exists({handout}) OR {handout} = {handout_value})"),
+                    )
+                } else {
+                    (
+                        format!("(attribute_not_exists({handout}) OR {handout} < {handout_value})"),
+                        format!("{handout} = {handout_value}"),
+                    )
+                };
                 u.condition(format!(
-                    "{rank_ok} AND (attribute_not_exists({attempt}) OR {attempt} <= {attempt_value})"
+                    "{rank_ok} AND (attribute_not_exists({attempt}) OR {newer} OR ({same} AND {attempt} <= {attempt_value}))"
                 ));
                 &e.job_id
             }
@@ -861,6 +880,7 @@ fn record(item: &HashMap<String, AttributeValue>) -> Result<JobRecord, StoreErro
         created_at: time(attr::CREATED_AT)?,
         updated_at: time(attr::UPDATED_AT)?,
         worker: text(attr::WORKER),
+        handout: number(attr::HANDOUT).and_then(|a| a.parse().ok()),
         attempt: number(attr::ATTEMPT).and_then(|a| a.parse().ok()),
         result,
         error,

@@ -46,23 +46,25 @@ pub async fn handle_event(event: BusEvent, deps: &Deps) -> Result<EventOutcome, 
         return Ok(EventOutcome::default());
     };
     // Ownership first: a refused claim must not reach the job's channel either.
+    // A job nobody owns (another service requested it on the bus) is recorded as such,
+    // so that its later events need not wait for an owner.
     let requested_by = match &envelope.event {
-        JobEvent::Requested(requested) => match &requested.requested_by {
-            Some(sub) => match deps.store.set_owner(&job_id, sub).await? {
-                Ownership::Recorded => Some(sub.clone()),
+        JobEvent::Requested(requested) => {
+            let sub = requested.requested_by.as_deref();
+            match deps.store.set_owner(&job_id, sub).await? {
+                Ownership::Recorded => sub.map(str::to_owned),
                 Ownership::Refused { owner } => {
                     tracing::warn!(
                         event_id = %event.id,
                         job_id = %job_id,
-                        claimed_by = %sub,
+                        claimed_by = %sub.unwrap_or("(nobody)"),
                         owner = %owner,
                         "JobRequested names another owner than the job's first; refused"
                     );
                     return Ok(EventOutcome::default());
                 }
-            },
-            None => None,
-        },
+            }
+        }
         _ => None,
     };
     let job_channel = Channel::job(&job_id).to_string();

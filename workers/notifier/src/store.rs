@@ -100,7 +100,7 @@ pub struct Store {
     appending: Arc<[tokio::sync::Mutex<()>; APPEND_STRIPES]>,
     /// Owners already read or written: a job's owner never changes, so a warm process
     /// spares every later event of the job that read.
-    owners: Arc<std::sync::Mutex<HashMap<String, String>>>,
+    owners: Arc<std::sync::Mutex<HashMap<String, Owner>>>,
     /// Subscriber shards already read, by channel and shard, with the `rev` they had.
     shards_seen: Arc<std::sync::Mutex<HashMap<String, HashMap<String, Shard>>>>,
 }
@@ -118,6 +118,10 @@ const CHANNELS_REMEMBERED: usize = 1024;
 
 /// Owners remembered at most; past that the memory starts over.
 const OWNERS_REMEMBERED: usize = 4096;
+
+/// The owner row's attributes: the owner's `sub`, or `nobody` (true) for a job nobody owns.
+const OWNER_SUB: &str = "sub";
+const OWNER_NOBODY: &str = "nobody";
 
 /// Lock stripes for appends: appends to different channels (an event's `job:` and
 /// `user:` channels) rarely wait on each other.
@@ -479,29 +483,43 @@ impl Store {
             .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
-    /// Records who requested a job, unless someone else already has: the first owner
-    /// stays (a conditional put), so a later `JobRequested` naming another owner cannot
-    /// take over the job's channel. The same owner again only renews the row.
-    pub async fn set_owner(&self, job_id: &str, sub: &str) -> Result<Ownership, StoreError> {
+    /// Records who requested a job (`None`: nobody, a job another service requested on
+    /// the bus), unless the job already has another owner: the first owner stays (a
+    /// conditional put), so a later `JobRequested` naming another owner cannot take over
+    /// the job's channel, nor one naming an owner a job nobody owns. The same owner
+    /// again only renews the row.
+    pub async fn set_owner(
+        &self,
+        job_id: &str,
+        sub: Option<&str>,
+    ) -> Result<Ownership, StoreError> {
         let mut item = key(format!("job#{job_id}"), "owner");
-        item.insert("sub".into(), s(sub));
         item.insert(EXPIRES.into(), expires(self.config.owner_ttl));
         let put = self
             .client
             .put_item()
             .table_name(&self.table)
-            .set_item(Some(item))
-            // An owner row past its TTL that DynamoDB has not deleted yet is no owner.
-            .condition_expression("attribute_not_exists(pk) OR #s = :s OR #e <= :now")
-            .expression_attribute_names("#s", "sub")
             .expression_attribute_names("#e", EXPIRES)
-            .expression_attribute_values(":s", s(sub))
-            .expression_attribute_values(":now", n(now()))
-            .send()
-            .await;
-        match put {
+            .expression_attribute_values(":now", n(now()));
+        // An owner row past its TTL that DynamoDB has not deleted yet is no owner.
+        let put = match sub {
+            Some(sub) => {
+                item.insert(OWNER_SUB.into(), s(sub));
+                put.condition_expression("attribute_not_exists(pk) OR #s = :s OR #e <= :now")
+                    .expression_attribute_names("#s", OWNER_SUB)
+                    .expression_attribute_values(":s", s(sub))
+            }
+            None => {
+                item.insert(OWNER_NOBODY.into(), AttributeValue::Bool(true));
+                put.condition_expression("attribute_not_exists(pk) OR #n = :n OR #e <= :now")
+                    .expression_attribute_names("#n", OWNER_NOBODY)
+                    .expression_attribute_values(":n", AttributeValue::Bool(true))
+            }
+        };
+        let owner = sub.map_or(Owner::Nobody, |sub| Owner::Sub(sub.to_owned()));
+        match put.set_item(Some(item)).send().await {
             Ok(_) => {
-                self.remember_owner(job_id, sub);
+                self.remember_owner(job_id, owner);
                 Ok(Ownership::Recorded)
             }
             Err(e) => {
@@ -509,45 +527,62 @@ impl Store {
                 if !e.is_conditional_check_failed_exception() {
                     return Err(StoreError::new("PutItem", e));
                 }
-                let owner = self.stored_owner(job_id).await?.unwrap_or_default();
+                let owner = match self.stored_owner(job_id).await? {
+                    Some(Owner::Sub(sub)) => sub,
+                    Some(Owner::Nobody) | None => "(nobody)".to_owned(),
+                };
                 Ok(Ownership::Refused { owner })
             }
         }
     }
 
-    /// Who requested the job, if its `JobRequested` has been seen.
+    /// Who requested the job, if its `JobRequested` has been seen and named someone.
     pub async fn owner(&self, job_id: &str) -> Result<Option<String>, StoreError> {
-        if let Some(sub) = self.known_owners().get(job_id) {
-            return Ok(Some(sub.clone()));
+        Ok(match self.known_owner(job_id).await? {
+            Some(Owner::Sub(sub)) => Some(sub),
+            Some(Owner::Nobody) | None => None,
+        })
+    }
+
+    /// Whom the job's `JobRequested` named, if it has been seen.
+    pub async fn known_owner(&self, job_id: &str) -> Result<Option<Owner>, StoreError> {
+        if let Some(owner) = self.known_owners().get(job_id) {
+            return Ok(Some(owner.clone()));
         }
         self.stored_owner(job_id).await
     }
 
     /// The owner row as stored (one consistent `GetItem`), unless it has expired.
-    async fn stored_owner(&self, job_id: &str) -> Result<Option<String>, StoreError> {
+    async fn stored_owner(&self, job_id: &str) -> Result<Option<Owner>, StoreError> {
         let item = self.get(key(format!("job#{job_id}"), "owner")).await?;
-        let sub = item
-            .filter(|i| !expired(i))
-            .and_then(|i| i.get("sub").and_then(|v| v.as_s().ok()).cloned());
-        if let Some(sub) = &sub {
-            self.remember_owner(job_id, sub);
+        let owner = item.filter(|i| !expired(i)).and_then(|i| {
+            match i.get(OWNER_SUB).and_then(|v| v.as_s().ok()) {
+                Some(sub) => Some(Owner::Sub(sub.clone())),
+                None => i
+                    .get(OWNER_NOBODY)
+                    .is_some_and(|v| v.as_bool().is_ok_and(|b| *b))
+                    .then_some(Owner::Nobody),
+            }
+        });
+        if let Some(owner) = &owner {
+            self.remember_owner(job_id, owner.clone());
         }
-        Ok(sub)
+        Ok(owner)
     }
 
-    fn known_owners(&self) -> std::sync::MutexGuard<'_, HashMap<String, String>> {
+    fn known_owners(&self) -> std::sync::MutexGuard<'_, HashMap<String, Owner>> {
         // The map holds plain strings: one a panicking holder left behind is still whole.
         self.owners
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
-    fn remember_owner(&self, job_id: &str, sub: &str) {
+    fn remember_owner(&self, job_id: &str, owner: Owner) {
         let mut owners = self.known_owners();
         if owners.len() >= OWNERS_REMEMBERED {
             owners.clear();
         }
-        owners.insert(job_id.to_owned(), sub.to_owned());
+        owners.insert(job_id.to_owned(), owner);
     }
 
     /// [`Store::owner`], waiting up to [`NotifierConfig::owner_wait`] for the job's
@@ -566,8 +601,11 @@ impl Store {
         let deadline = tokio::time::Instant::now() + wait;
         let mut pause = Duration::from_millis(25);
         loop {
-            if let Some(owner) = self.owner(job_id).await? {
-                return Ok(Some(owner));
+            match self.known_owner(job_id).await? {
+                Some(Owner::Sub(sub)) => return Ok(Some(sub)),
+                // Known to have none: nothing to wait for.
+                Some(Owner::Nobody) => return Ok(None),
+                None => {}
             }
             let left = deadline.saturating_duration_since(tokio::time::Instant::now());
             if left.is_zero() {
@@ -1028,6 +1066,15 @@ fn next_offset(channel: &str, offset: u64) -> Result<u64, StoreError> {
             format!("{channel} has used every offset"),
         )
     })
+}
+
+/// Whom a job's `JobRequested` named.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Owner {
+    /// The subject that requested the job.
+    Sub(String),
+    /// Nobody: another service requested the job on the bus.
+    Nobody,
 }
 
 /// What [`Store::set_owner`] did.

@@ -135,6 +135,7 @@ impl SimulationHandler {
         self.publish(JobStarted {
             job_id: task.job_id.clone(),
             worker: self.worker_id.clone(),
+            handout: task.handout,
             attempt: ctx.receive_count(),
         })
         .await;

@@ -139,7 +139,10 @@ fn job_history(history: &History, job_id: &str) -> Vec<String> {
         .map(|e| {
             let attempt = e.detail["attempt"]
                 .as_u64()
-                .map(|a| format!(" attempt {a}"))
+                .map(|a| {
+                    let handout = e.detail["handout"].as_u64().unwrap_or(0);
+                    format!(" handout {handout} attempt {a}")
+                })
                 .unwrap_or_default();
             let error = e.detail["error"]
                 .as_str()
@@ -268,14 +271,17 @@ fn simulation_prefix() -> &'static str {
     "results/"
 }
 
-/// What identifies one event in a stream: its type, job, and for a start its attempt.
+/// What identifies one event in a stream: its type, job, and for a start its hand-out
+/// and attempt.
 fn event_identity(frame: &Frame) -> Option<String> {
     let job = frame.data["jobId"].as_str()?;
     match frame.kind.as_str() {
         k if FINAL.contains(&k) => Some(format!("{k} {job}")),
         contracts::jobs::STARTED => Some(format!(
-            "{} {job} attempt {}",
-            frame.kind, frame.data["attempt"]
+            "{} {job} handout {} attempt {}",
+            frame.kind,
+            frame.data["handout"].as_u64().unwrap_or(0),
+            frame.data["attempt"]
         )),
         contracts::jobs::REQUESTED => Some(format!("{} {job}", frame.kind)),
         _ => None,
@@ -577,6 +583,31 @@ mod tests {
         // Offset 1 was lost: the stream goes on at 2.
         h.subscribers[0].stream = vec![discontinuity, frame(2, "JobSucceeded", "j1")];
         assert_eq!(kinds_of(&h), [Kind::Gap]);
+    }
+
+    #[test]
+    fn a_start_is_a_repeat_only_within_one_hand_out() {
+        let started = |offset, handout: u32, attempt: u32, worker: &str| Frame {
+            data: json!({"jobId": "j1", "handout": handout, "attempt": attempt, "worker": worker}),
+            ..frame(offset, "JobStarted", "j1")
+        };
+        let with_starts = |starts: Vec<Frame>| {
+            let mut h = healthy();
+            let stream = &mut h.subscribers[0].stream;
+            let done = stream.pop().expect("the outcome");
+            stream.extend(starts);
+            stream.push(Frame {
+                offset: stream.len() as u64 + 1,
+                ..done
+            });
+            h.subscribers[0].arrivals = h.subscribers[0].stream.clone();
+            h
+        };
+        // Step Functions handed the job out again: its new message is delivery 1 again.
+        let h = with_starts(vec![started(2, 0, 1, "w1"), started(3, 1, 1, "w2")]);
+        assert!(check(&h).is_empty(), "{:?}", check(&h));
+        let h = with_starts(vec![started(2, 0, 1, "w1"), started(3, 0, 1, "w2")]);
+        assert_eq!(kinds_of(&h), [Kind::Repeat]);
     }
 
     #[test]

@@ -337,6 +337,7 @@ async fn list_shows_the_callers_jobs_newest_first_filtered_by_status() {
         let started = JobEvent::Started(contracts::jobs::JobStarted {
             job_id: contracts::JobId::parse(job_id).unwrap(),
             worker: "w1".to_string(),
+            handout: 0,
             attempt: 1,
         });
         let entry = Envelope::new(started, "simulation").to_entry();

@@ -235,9 +235,14 @@ fn progress(job_id: &JobId, progress: f64) -> JobProgress {
 }
 
 fn started(job_id: &JobId, attempt: u32) -> JobStarted {
+    handed_out(job_id, 0, attempt)
+}
+
+fn handed_out(job_id: &JobId, handout: u32, attempt: u32) -> JobStarted {
     JobStarted {
         job_id: job_id.clone(),
-        worker: format!("worker-{attempt}"),
+        worker: format!("worker-{handout}-{attempt}"),
+        handout,
         attempt,
     }
 }
@@ -254,6 +259,48 @@ fn succeeded(job_id: &JobId) -> JobSucceeded {
     }
 }
 
+/// Step Functions hands a job out again with a new message after its worker died, and
+/// that message's deliveries count from 1 again: the view shows the newest hand-out's
+/// worker, not the dead one's, and a late start of an older hand-out does not win.
+#[tokio::test]
+async fn the_view_shows_the_worker_of_the_newest_hand_out() {
+    let sdk = support::sdk().await;
+    let deps = view_deps(&sdk).await;
+    let job_id = new_job(&deps).await;
+    let worker = || async {
+        let row = deps.store().get(&job_id).await.unwrap().expect("a row");
+        (row.worker, row.handout, row.attempt)
+    };
+    let shown = |handout: u32, attempt: u32| {
+        (
+            Some(format!("worker-{handout}-{attempt}")),
+            Some(handout),
+            Some(attempt),
+        )
+    };
+
+    assert_eq!(
+        apply(&deps, handed_out(&job_id, 0, 2)).await,
+        ViewOutcome::Applied
+    );
+    assert_eq!(
+        apply(&deps, handed_out(&job_id, 1, 1)).await,
+        ViewOutcome::Applied,
+        "the job handed out again, its new message delivered for the first time"
+    );
+    assert_eq!(worker().await, shown(1, 1));
+    assert_eq!(
+        apply(&deps, handed_out(&job_id, 0, 3)).await,
+        ViewOutcome::Ignored,
+        "a redelivery of the first hand-out's message, late"
+    );
+    assert_eq!(
+        apply(&deps, handed_out(&job_id, 1, 2)).await,
+        ViewOutcome::Applied
+    );
+    assert_eq!(worker().await, shown(1, 2));
+}
+
 #[tokio::test]
 async fn the_view_follows_a_job_and_never_moves_it_backwards() {
     let sdk = support::sdk().await;
@@ -268,7 +315,7 @@ async fn the_view_follows_a_job_and_never_moves_it_backwards() {
     let running = view().await;
     assert_eq!(
         (running.status, running.worker.as_deref()),
-        (JobStatus::Running, Some("worker-1"))
+        (JobStatus::Running, Some("worker-0-1"))
     );
 
     assert_eq!(

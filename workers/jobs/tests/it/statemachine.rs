@@ -204,6 +204,11 @@ async fn a_transient_worker_failure_is_retried() {
         second.task_token, first.task_token,
         "each attempt has its own token"
     );
+    assert_eq!(
+        (first.handout, second.handout),
+        (0, 1),
+        "each hand-out is numbered, so that its worker's JobStarted tells them apart"
+    );
     // A late answer to the first attempt does not settle the retry.
     let stale = TaskOutput {
         summary: json!({"stale": true}),

@@ -322,7 +322,7 @@ async fn a_job_event_too_large_for_the_gateway_arrives_as_a_reference() {
     let job = JobId::generate();
     let channel = format!("job:{job}");
     deps.store
-        .set_owner(&job.to_string(), "alice")
+        .set_owner(&job.to_string(), Some("alice"))
         .await
         .unwrap();
     deps.store
@@ -372,7 +372,7 @@ async fn a_replay_goes_past_a_frame_the_gateway_refuses_as_too_large() {
     let job = JobId::generate();
     let channel = format!("job:{job}");
     deps.store
-        .set_owner(&job.to_string(), "alice")
+        .set_owner(&job.to_string(), Some("alice"))
         .await
         .unwrap();
     // Offset 1: a frame an older deployment wrote whole, over the gateway's limit.
@@ -474,7 +474,7 @@ async fn a_connection_holds_a_bounded_number_of_channels() {
         .collect();
     for job in &jobs {
         deps.store
-            .set_owner(&job.to_string(), "hoarder")
+            .set_owner(&job.to_string(), Some("hoarder"))
             .await
             .unwrap();
     }
@@ -645,4 +645,64 @@ async fn events_that_came_before_their_jobs_owner_reach_the_owners_channel_once_
     notifier::handle_event(requested, &deps).await.unwrap();
     notifier::handle_event(succeeded, &deps).await.unwrap();
     assert_eq!(deps.store.history(&user, 0).await.unwrap().head, 3);
+}
+
+/// Found by `fleet chaos`: a job another service requested on the bus has no owner, and
+/// every one of its events waited the whole [`NotifierConfig::owner_wait`] for one that
+/// would never come, holding a function instance each time. With a few such jobs the
+/// notifier fell minutes behind every other job. Its `JobRequested` now says there is no
+/// owner, and its events go to `job:<id>` at once.
+#[tokio::test]
+async fn events_of_a_job_nobody_owns_do_not_wait_for_an_owner() {
+    let config = NotifierConfig {
+        // Longer than the test's deadline: an event that waits for an owner fails it.
+        owner_wait: Duration::from_secs(600),
+        ..NotifierConfig::default()
+    };
+    let (endpoint, _posts) = connections_api().await;
+    let (_, table) = table().await;
+    let sdk = emulator::test_emulator().await.sdk_config();
+    let deps = Deps::new(&sdk, table.clone(), &endpoint, config.clone());
+    let job = JobId::generate();
+    let ownerless = bus_event(
+        "fleet.jobs",
+        "JobRequested",
+        json!({ "model": "spin", "params": {}, "jobId": job }),
+    );
+    notifier::handle_event(ownerless, &deps).await.unwrap();
+
+    // Another instance, which has seen nothing of the job, takes its next events.
+    let other = Deps::new(&sdk, table, &endpoint, config);
+    for event in [
+        bus_event(
+            "fleet.jobs",
+            "JobStarted",
+            json!({"jobId": job, "worker": "w1", "attempt": 1}),
+        ),
+        bus_event(
+            "fleet.jobs",
+            "JobSucceeded",
+            json!({"jobId": job, "summary": {}, "result": {"bucket": "b", "key": "k", "bytes": 1}}),
+        ),
+    ] {
+        let outcome = tokio::time::timeout(
+            Duration::from_secs(30),
+            notifier::handle_event(event, &other),
+        )
+        .await
+        .expect("an event of a job nobody owns waited for an owner")
+        .unwrap();
+        assert_eq!(outcome.channels, [format!("job:{job}")]);
+    }
+    let history = deps.store.history(&format!("job:{job}"), 0).await.unwrap();
+    assert_eq!(history.head, 3);
+
+    // Nobody can take the job over later, either.
+    let claimed = bus_event(
+        "fleet.jobs",
+        "JobRequested",
+        requested(&job, "mallory", json!({})),
+    );
+    let outcome = notifier::handle_event(claimed, &other).await.unwrap();
+    assert!(outcome.channels.is_empty(), "{outcome:?}");
 }
