@@ -101,7 +101,24 @@ pub async fn handle_event(event: BusEvent, deps: &Deps) -> Result<EventOutcome, 
     let job = serve(deps, on_job.clone(), &job_id);
     // Boxed: the two channels' futures nested in the runtime's are deeper than the
     // compiler lays out by default.
-    let (job, user) = futures::future::try_join(Box::pin(job), Box::pin(user)).await?;
+    let (job, mut user) = futures::future::try_join(Box::pin(job), Box::pin(user)).await?;
+    if user.is_none()
+        && !matches!(envelope.event, JobEvent::Requested(_))
+        && let Some(owner) = deps.store.owner(&job_id).await?
+    {
+        // The owner became known while this event went to the job's channel alone: the
+        // owner's catch-up may have read that channel before this frame was on it, so
+        // the event goes to the owner's channel itself (appends are idempotent per
+        // event, so doing both is harmless).
+        let user_channel = Channel::user(owner).to_string();
+        if user_channel.len() <= MAX_CHANNEL_NAME_BYTES {
+            let on_user = Draft {
+                channel: &user_channel,
+                ..on_job.clone()
+            };
+            user = Some(serve(deps, on_user, &job_id).await?);
+        }
+    }
     let mut outcome = EventOutcome::default();
     for (name, pushed) in std::iter::once(job).chain(user) {
         outcome.pushed += pushed;
@@ -116,7 +133,8 @@ pub async fn handle_event(event: BusEvent, deps: &Deps) -> Result<EventOutcome, 
 /// The owner's channel catches up with the job's: events that came before the owner was
 /// known (a `JobRequested` delivered late, as at-least-once delivery may, after its job's
 /// other events waited [`crate::NotifierConfig::owner_wait`] for it and went to the job's
-/// channel only) are appended to `user:<owner>` now, once each (appends are idempotent per
+/// channel only; each such event looks for the owner again once its frame is on the
+/// job's channel, so that none falls between the two) are appended to `user:<owner>` now, once each (appends are idempotent per
 /// event), in the job channel's order. Returns how many pushes it made.
 async fn catch_up(deps: &Deps, job_id: &str, owner: &str) -> Result<PushReport, HandlerError> {
     let user_channel = Channel::user(owner).to_string();

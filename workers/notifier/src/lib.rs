@@ -102,7 +102,11 @@ pub struct NotifierConfig {
     /// are mostly CPU, so by default one per core the runtime can use.
     pub push_tasks: usize,
     /// How long a job event waits for the job's `JobRequested` to be projected (it
-    /// travels the bus concurrently) before it goes to `job:<id>` only.
+    /// travels the bus concurrently) before it goes to `job:<id>` only. Short: the
+    /// owner's channel catches up once the owner is known, so the wait only keeps the
+    /// common case in order, and each wait holds a function instance (a `JobRequested`
+    /// delivered minutes late, after a lost receive, made every later event of its job
+    /// wait in full).
     pub owner_wait: Duration,
     /// How long `subscribe` to a `job:<id>` not known yet waits for its `JobRequested`
     /// (a client that subscribes right after `POST /jobs` may be ahead of it); at most
@@ -125,7 +129,7 @@ impl Default for NotifierConfig {
             subscription_shards: 8,
             push_concurrency: 64,
             push_tasks: std::thread::available_parallelism().map_or(1, usize::from),
-            owner_wait: Duration::from_secs(5),
+            owner_wait: Duration::from_millis(500),
             subscribe_owner_wait: Duration::from_secs(1),
         }
     }

@@ -75,6 +75,9 @@ pub struct History {
     pub results: Vec<String>,
     pub dead_letters: Vec<DeadLetter>,
     pub subscribers: Vec<Record>,
+    /// Per job with an execution (named after the job), how many of its hand-outs to a
+    /// worker Step Functions took a successful answer for.
+    pub task_answers: BTreeMap<String, usize>,
 }
 
 /// What went wrong.
@@ -88,6 +91,8 @@ pub enum Kind {
     WrongOutcome,
     /// More than one distinct `JobSucceeded`/`JobFailed` for one job.
     EndedTwice,
+    /// An execution took more than one successful answer from its workers.
+    AnsweredTwice,
     /// A job nobody submitted (a retried request that was not idempotent).
     DuplicateJob,
     /// A succeeded job without its result object, or an object for no succeeded job.
@@ -180,6 +185,14 @@ fn jobs(history: &History, out: &mut Vec<Violation>) {
             out.push(violation(
                 Kind::EndedTwice,
                 format!("{} distinct outcome events on the bus", finals.len()),
+            ));
+        }
+        if let Some(&answers) = history.task_answers.get(id)
+            && answers > 1
+        {
+            out.push(violation(
+                Kind::AnsweredTwice,
+                format!("its execution took {answers} successful task answers"),
             ));
         }
         let Some(stored) = history.stored.get(id) else {
@@ -478,6 +491,7 @@ mod tests {
                 head: 2,
                 ..Record::default()
             }],
+            task_answers: BTreeMap::from([("j1".to_owned(), 1)]),
         }
     }
 
@@ -583,6 +597,15 @@ mod tests {
         // Offset 1 was lost: the stream goes on at 2.
         h.subscribers[0].stream = vec![discontinuity, frame(2, "JobSucceeded", "j1")];
         assert_eq!(kinds_of(&h), [Kind::Gap]);
+    }
+
+    #[test]
+    fn an_execution_that_took_two_answers_is_caught() {
+        let mut h = healthy();
+        h.task_answers.insert("j1".into(), 1);
+        assert!(check(&h).is_empty());
+        h.task_answers.insert("j1".into(), 2);
+        assert_eq!(kinds_of(&h), [Kind::AnsweredTwice]);
     }
 
     #[test]

@@ -187,6 +187,10 @@ pub struct ChaosReport {
     /// Dead letters caused by injected faults, which the harness redrove as on-call
     /// would.
     pub dead_letters_redriven: usize,
+    /// How long after the last job ended every queue of the stack took to drain (the
+    /// notifier's delivery queue last, locally: its function runs at the local host's
+    /// concurrency, not Lambda's), before the subscribers' catch-up began.
+    pub drain_seconds: f64,
     /// Counts per violation kind (every kind listed, zeros included).
     pub counts: BTreeMap<String, usize>,
     pub violations: Vec<Violation>,
@@ -204,11 +208,12 @@ impl ChaosReport {
 const CATCH_UP: Duration = Duration::from_secs(150);
 
 /// Every violation kind, for the report's counts.
-const KINDS: [checks::Kind; 11] = [
+const KINDS: [checks::Kind; 12] = [
     checks::Kind::Lost,
     checks::Kind::Stuck,
     checks::Kind::WrongOutcome,
     checks::Kind::EndedTwice,
+    checks::Kind::AnsweredTwice,
     checks::Kind::DuplicateJob,
     checks::Kind::ResultMismatch,
     checks::Kind::Gap,
@@ -367,6 +372,12 @@ impl<'a> Run<'a> {
             );
         }
 
+        // Every event reaches its consumers before the subscribers are told to finish: a
+        // backlog is late, not lost.
+        let drain_started = Instant::now();
+        self.drain(&ops, Instant::now() + CATCH_UP).await?;
+        let drain_seconds = drain_started.elapsed().as_secs_f64();
+
         // Subscribers catch up with their channels' heads, then stop.
         let mut records = Vec::new();
         for phase in baseline.iter_mut().chain(std::iter::once(&mut faulty)) {
@@ -401,9 +412,73 @@ impl<'a> Run<'a> {
             subscribers: history.subscribers.len(),
             frames_received: history.subscribers.iter().map(|r| r.arrivals.len()).sum(),
             dead_letters_redriven: self.redriven.load(std::sync::atomic::Ordering::Relaxed),
+            drain_seconds,
             counts,
             violations,
         })
+    }
+
+    /// Waits until every queue of the stage (the delivery queues of its functions, the
+    /// simulation queue; not the dead-letter queues fleet-ops knows) holds no message,
+    /// visible or in flight, or `deadline` passes.
+    async fn drain(&self, ops: &fleet_ops::Ops, deadline: Instant) -> anyhow::Result<()> {
+        let dead_letters: BTreeSet<String> = fleet_ops::dlq::dead_letter_queues(ops)
+            .await?
+            .into_iter()
+            .map(|q| q.name)
+            .collect();
+        let sqs = aws_sdk_sqs::Client::new(&self.direct);
+        let prefix = format!("{}-", self.stack.topology.names().prefix());
+        let listed = sqs
+            .list_queues()
+            .queue_name_prefix(&prefix)
+            .max_results(1000)
+            .send()
+            .await
+            .context("listing the stage's queues")?;
+        let queues: Vec<String> = listed
+            .queue_urls()
+            .iter()
+            .filter(|url| !dead_letters.contains(url.rsplit('/').next().unwrap_or(url)))
+            .cloned()
+            .collect();
+        loop {
+            let mut busy = Vec::new();
+            for url in &queues {
+                let attributes = sqs
+                    .get_queue_attributes()
+                    .queue_url(url)
+                    .attribute_names(
+                        aws_sdk_sqs::types::QueueAttributeName::ApproximateNumberOfMessages,
+                    )
+                    .attribute_names(
+                        aws_sdk_sqs::types::QueueAttributeName::ApproximateNumberOfMessagesNotVisible,
+                    )
+                    .send()
+                    .await
+                    .with_context(|| format!("reading the depth of {url}"))?;
+                let depth: u64 = attributes
+                    .attributes()
+                    .into_iter()
+                    .flatten()
+                    .filter_map(|(_, v)| v.parse::<u64>().ok())
+                    .sum();
+                if depth > 0 {
+                    busy.push(format!(
+                        "{} ({depth})",
+                        url.rsplit('/').next().unwrap_or(url)
+                    ));
+                }
+            }
+            if busy.is_empty() {
+                return Ok(());
+            }
+            if Instant::now() >= deadline {
+                tracing::warn!(queues = %busy.join(", "), "queues still not drained at the deadline");
+                return Ok(());
+            }
+            tokio::time::sleep(Duration::from_secs(1)).await;
+        }
     }
 
     /// Redrives the DLQs whose every message failed of an injected fault, as the
@@ -795,7 +870,36 @@ impl<'a> Run<'a> {
             results,
             dead_letters,
             subscribers,
+            task_answers: self.task_answers().await?,
         })
+    }
+
+    /// Per execution of the simulation-job state machine (named after its job), how many
+    /// successful answers to its hand-outs Step Functions took, from the execution's
+    /// history (`TaskSucceeded` of the `waitForTaskToken` task).
+    async fn task_answers(&self) -> anyhow::Result<BTreeMap<String, usize>> {
+        let ops = fleet_ops::Ops::new(self.stack.topology.clone(), &self.direct);
+        let machine = ops.names.state_machine("simulation-job");
+        let runs = fleet_ops::runs::list(&ops, Some(&machine), None, None, usize::MAX)
+            .await
+            .context("listing the simulation-job executions")?;
+        let mut answers = BTreeMap::new();
+        for run in runs {
+            let history = fleet_ops::runs::history(&ops, &run.arn)
+                .await
+                .with_context(|| format!("the history of execution {}", run.name))?;
+            let taken = history
+                .iter()
+                .filter(|e| {
+                    e.kind == "TaskSucceeded"
+                        && e.resource
+                            .as_deref()
+                            .is_some_and(|r| r.contains("waitForTaskToken"))
+                })
+                .count();
+            answers.insert(run.name, taken);
+        }
+        Ok(answers)
     }
 }
 

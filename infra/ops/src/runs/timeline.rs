@@ -128,6 +128,9 @@ impl From<&HistoryEvent> for Event {
             event.heartbeat_seconds = d.heartbeat_in_seconds();
             event.timeout_seconds = d.timeout_in_seconds();
         }
+        if let Some(d) = e.task_succeeded_event_details() {
+            event.resource = Some(format!("{}:{}", d.resource_type(), d.resource()));
+        }
         if let Some(d) = e.activity_scheduled_event_details() {
             event.resource = Some(d.resource().to_owned());
             event.heartbeat_seconds = d.heartbeat_in_seconds();
