@@ -70,9 +70,11 @@ pub struct ChaosConfig {
     /// How long the fault phase may take to end every job.
     pub deadline: Duration,
     /// Protections the harness itself can switch off, to show the checks catch what they
-    /// claim: the `Idempotency-Key` on retried submissions, and `since` on resume.
+    /// claim: the `Idempotency-Key` on retried submissions, `since` on resume, and the
+    /// redrive of dead letters an injected fault caused (as on-call would).
     pub idempotency_keys: bool,
     pub resume_with_since: bool,
+    pub redrive: bool,
     pub home: PathBuf,
     pub exe: PathBuf,
 }
@@ -98,6 +100,7 @@ impl ChaosConfig {
             deadline: Duration::from_secs(600),
             idempotency_keys: true,
             resume_with_since: true,
+            redrive: true,
             home,
             exe,
         }
@@ -343,7 +346,11 @@ impl<'a> Run<'a> {
             if self.pending(&all).is_empty() {
                 break;
             }
-            let redriven = self.redrive_injected(&ops).await?;
+            let redriven = if self.config.redrive {
+                self.redrive_injected(&ops).await?
+            } else {
+                0
+            };
             if redriven == 0 && Instant::now() >= settle {
                 leftover = self.dead_letters(&ops).await?.1;
                 break;

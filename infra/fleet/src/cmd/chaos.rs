@@ -66,6 +66,10 @@ pub struct ChaosArgs {
     /// Resume subscriptions without `since` (shows that the checks catch gaps).
     #[arg(long)]
     pub resume_without_since: bool,
+    /// Leave the dead letters injected faults caused where they are, instead of redriving
+    /// them as on-call would (shows that the checks catch what a crashed Lambda drops).
+    #[arg(long)]
+    pub without_redrive: bool,
     #[arg(long, env = "FLEET_HOME")]
     pub home: Option<PathBuf>,
 }
@@ -111,6 +115,7 @@ impl ChaosArgs {
         config.seed = self.seed;
         config.idempotency_keys = !self.without_idempotency_keys;
         config.resume_with_since = !self.resume_without_since;
+        config.redrive = !self.without_redrive;
         Ok(config)
     }
 }

@@ -93,3 +93,41 @@ async fn subscribers_resuming_without_since_miss_frames_and_the_run_fails() {
     assert_eq!(report["counts"]["lost"], 0, "{report}");
     assert!(!passed);
 }
+
+#[tokio::test]
+async fn without_redriving_what_crashed_lambdas_dead_lettered_jobs_are_left_unfinished_and_the_run_fails()
+ {
+    // Only Lambda crashes and timeouts, often enough that some events fail every retry
+    // and end in a DLQ; nobody redrives them.
+    let (passed, report) = chaos(&[
+        "--jobs",
+        "12",
+        "--rate",
+        "0",
+        "--lambda-fault-rate",
+        "0.6",
+        "--deadline",
+        "45",
+        "--seed",
+        "7",
+        "--without-redrive",
+    ]);
+    let cut = report["injected"]["invocations"]["crashes"]
+        .as_u64()
+        .unwrap_or(0)
+        + report["injected"]["invocations"]["timeouts"]
+            .as_u64()
+            .unwrap_or(0);
+    assert!(cut > 0, "invocations were cut off: {report}");
+    assert_eq!(report["deadLettersRedriven"], 0, "{report}");
+    let unfinished = ["stuck", "lost", "missingFrame", "incomplete"]
+        .iter()
+        .map(|k| report["counts"][k].as_u64().unwrap_or(0))
+        .sum::<u64>();
+    assert!(
+        unfinished > 0,
+        "events left in a DLQ leave jobs or streams unfinished: {report}"
+    );
+    assert_eq!(report["counts"]["duplicateJob"], 0, "{report}");
+    assert!(!passed);
+}
