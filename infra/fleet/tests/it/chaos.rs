@@ -101,13 +101,13 @@ async fn without_redriving_what_crashed_lambdas_dead_lettered_jobs_are_left_unfi
     // and end in a DLQ; nobody redrives them.
     let (passed, report) = chaos(&[
         "--jobs",
-        "12",
+        "8",
         "--rate",
         "0",
         "--lambda-fault-rate",
-        "0.6",
+        "0.4",
         "--deadline",
-        "45",
+        "90",
         "--seed",
         "7",
         "--without-redrive",
