@@ -413,7 +413,40 @@ fn streams(history: &History, out: &mut Vec<Violation>) {
                 ));
             }
         }
+        if let Some(job) = record.channel.strip_prefix("job:")
+            && record.incomplete.is_none()
+        {
+            for (kind, events, frames) in unstreamed(history, &record.stream, job) {
+                out.push(violation(
+                    Kind::MissingFrame,
+                    Some(job.to_owned()),
+                    format!("{events} {kind} events on the bus, {frames} frames in the stream"),
+                ));
+            }
+        }
     }
+}
+
+/// The kinds of the job's events the bus carried more of (by event id) than the job's
+/// stream shows frames: an event dropped on its way to the notifier (a dead letter
+/// nobody redrove, say) is missing from the stream without leaving a gap in its offsets.
+fn unstreamed(history: &History, stream: &[Frame], job: &str) -> Vec<(String, usize, usize)> {
+    let mut events: BTreeMap<&str, BTreeSet<&str>> = BTreeMap::new();
+    for e in history
+        .events
+        .iter()
+        .filter(|e| e.job_id.as_deref() == Some(job))
+    {
+        let id = e.detail["meta"]["eventId"].as_str().unwrap_or(&e.id);
+        events.entry(e.detail_type.as_str()).or_default().insert(id);
+    }
+    events
+        .into_iter()
+        .filter_map(|(kind, ids)| {
+            let frames = stream.iter().filter(|f| f.kind == kind).count();
+            (frames < ids.len()).then(|| (kind.to_owned(), ids.len(), frames))
+        })
+        .collect()
 }
 
 fn dead_letters(history: &History, out: &mut Vec<Violation>) {
@@ -597,6 +630,42 @@ mod tests {
         // Offset 1 was lost: the stream goes on at 2.
         h.subscribers[0].stream = vec![discontinuity, frame(2, "JobSucceeded", "j1")];
         assert_eq!(kinds_of(&h), [Kind::Gap]);
+    }
+
+    #[test]
+    fn an_event_the_bus_carried_but_the_jobs_stream_lacks_is_missing() {
+        let mut h = healthy();
+        let mut stream = vec![
+            Frame {
+                channel: "job:j1".into(),
+                ..frame(1, "JobRequested", "j1")
+            },
+            Frame {
+                channel: "job:j1".into(),
+                ..frame(2, "JobSucceeded", "j1")
+            },
+        ];
+        h.subscribers[0].channel = "job:j1".into();
+        h.subscribers[0].stream = stream.clone();
+        h.subscribers[0].arrivals = stream.clone();
+        h.events.push(event("e0", "JobRequested", "j1"));
+        assert!(check(&h).is_empty(), "{:?}", check(&h));
+        // A progress event the notifier never got: the offsets have no gap.
+        h.events.push(event("e2", "JobProgress", "j1"));
+        assert_eq!(kinds_of(&h), [Kind::MissingFrame]);
+        stream.insert(
+            1,
+            Frame {
+                channel: "job:j1".into(),
+                ..frame(2, "JobProgress", "j1")
+            },
+        );
+        stream[2].offset = 3;
+        h.subscribers[0].stream = stream.clone();
+        h.subscribers[0].arrivals = stream;
+        h.subscribers[0].since = 3;
+        h.subscribers[0].head = 3;
+        assert!(check(&h).is_empty(), "{:?}", check(&h));
     }
 
     #[test]
