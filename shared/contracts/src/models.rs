@@ -330,8 +330,8 @@ pub struct Series {
 
 /// The catalog `GET /models` serves.
 pub fn catalog() -> Catalog {
-    let param = |name: &str, kind: ParamKind, required: bool, default: Value, hint: &str| {
-        ParamSpec {
+    let param =
+        |name: &str, kind: ParamKind, required: bool, default: Value, hint: &str| ParamSpec {
             name: name.to_owned(),
             kind,
             required,
@@ -341,8 +341,7 @@ pub fn catalog() -> Catalog {
             exclusive_minimum: None,
             choices: Vec::new(),
             hint: hint.to_owned(),
-        }
-    };
+        };
     let range = |spec: ParamSpec, min: f64, max: Option<f64>| ParamSpec {
         minimum: Some(min),
         maximum: max,
@@ -357,33 +356,81 @@ pub fn catalog() -> Catalog {
         title: "sir: a stochastic SIR/SEIR epidemic".to_owned(),
         params: vec![
             range(
-                param("population", ParamKind::Integer, true, json!(2000), "people in the closed population"),
+                param(
+                    "population",
+                    ParamKind::Integer,
+                    true,
+                    json!(2000),
+                    "people in the closed population",
+                ),
                 1.0,
                 None,
             ),
             range(
-                param("initialInfected", ParamKind::Integer, true, json!(5), "people infectious on day 0, at most population"),
+                param(
+                    "initialInfected",
+                    ParamKind::Integer,
+                    true,
+                    json!(5),
+                    "people infectious on day 0, at most population",
+                ),
                 1.0,
                 None,
             ),
-            positive(param("beta", ParamKind::Number, true, json!(0.4), "transmission rate per day")),
-            positive(param("gamma", ParamKind::Number, true, json!(0.1), "recovery rate per day (1 / mean infectious days)")),
+            positive(param(
+                "beta",
+                ParamKind::Number,
+                true,
+                json!(0.4),
+                "transmission rate per day",
+            )),
+            positive(param(
+                "gamma",
+                ParamKind::Number,
+                true,
+                json!(0.1),
+                "recovery rate per day (1 / mean infectious days)",
+            )),
             positive(ParamSpec {
                 default: None,
-                ..param("sigma", ParamKind::Number, false, Value::Null, "rate per day the exposed become infectious (1 / mean latent days); set it for SEIR")
+                ..param(
+                    "sigma",
+                    ParamKind::Number,
+                    false,
+                    Value::Null,
+                    "rate per day the exposed become infectious (1 / mean latent days); set it for SEIR",
+                )
             }),
             range(
-                param("days", ParamKind::Integer, true, json!(60), "days to simulate"),
+                param(
+                    "days",
+                    ParamKind::Integer,
+                    true,
+                    json!(60),
+                    "days to simulate",
+                ),
                 1.0,
                 Some(f64::from(MAX_DAYS)),
             ),
             range(
-                param("runs", ParamKind::Integer, false, json!(DEFAULT_RUNS), "independent runs the bands are taken over"),
+                param(
+                    "runs",
+                    ParamKind::Integer,
+                    false,
+                    json!(DEFAULT_RUNS),
+                    "independent runs the bands are taken over",
+                ),
                 1.0,
                 Some(f64::from(MAX_RUNS)),
             ),
             range(
-                param("seed", ParamKind::Integer, false, json!(0), "the same seed gives the same result"),
+                param(
+                    "seed",
+                    ParamKind::Integer,
+                    false,
+                    json!(0),
+                    "the same seed gives the same result",
+                ),
                 0.0,
                 None,
             ),
@@ -412,14 +459,26 @@ pub fn catalog() -> Catalog {
         title: "spin: works for a while".to_owned(),
         params: vec![
             range(
-                param("durationMs", ParamKind::Integer, false, json!(4000), "how long it works, in milliseconds"),
+                param(
+                    "durationMs",
+                    ParamKind::Integer,
+                    false,
+                    json!(4000),
+                    "how long it works, in milliseconds",
+                ),
                 0.0,
                 // Exact: MAX_DURATION_MS is far below 2^53.
                 Some(MAX_DURATION_MS as f64),
             ),
             ParamSpec {
                 choices: SpinMode::NAMES.map(str::to_owned).to_vec(),
-                ..param("mode", ParamKind::Choice, false, json!("ok"), "what it does afterwards: ok, fail, crash (the worker) or hang")
+                ..param(
+                    "mode",
+                    ParamKind::Choice,
+                    false,
+                    json!("ok"),
+                    "what it does afterwards: ok, fail, crash (the worker) or hang",
+                )
             },
         ],
         picture: None,

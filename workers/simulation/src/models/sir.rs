@@ -54,7 +54,10 @@ const MEDIAN: usize = 2;
 
 /// Simulation steps per day for these rates (see the module documentation).
 pub fn steps_per_day(params: &SirParams) -> u32 {
-    let fastest = params.beta.max(params.gamma).max(params.sigma.unwrap_or(0.0));
+    let fastest = params
+        .beta
+        .max(params.gamma)
+        .max(params.sigma.unwrap_or(0.0));
     // A float-to-int `as` saturates, and the clamp bounds it anyway.
     ((fastest / MAX_RATE_PER_STEP).ceil() as u32).clamp(MIN_STEPS_PER_DAY, MAX_STEPS_PER_DAY)
 }
