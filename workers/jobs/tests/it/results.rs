@@ -95,14 +95,8 @@ async fn the_owner_is_sent_to_a_short_lived_link_of_the_stored_result_and_others
     assert_eq!(fetched.status(), 200);
     let body: Value = fetched.json().await.expect("JSON");
     assert_eq!(body, result);
-    // A link altered to point at another object no longer matches its signature.
-    let forged = link.replace(&format!("{job}.json"), "other.json");
-    let refused = http
-        .get(&forged)
-        .send()
-        .await
-        .expect("the forged link answers");
-    assert_eq!(refused.status(), 403, "a forged link is refused");
+    // moto does not check signatures, so that a changed link is refused (as S3 refuses
+    // it) cannot be shown here: docs/local-parity.md, "Left as moto has it".
 
     // Someone else, and an unknown job, get the same 404: nothing tells them apart.
     let mallory = call(&api, "GET", &uri, Some(&token("mallory")), None).await;
