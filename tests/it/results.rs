@@ -113,7 +113,8 @@ async fn a_bucket_without_a_cors_rule_gives_browsers_nothing_as_on_aws() {
 async fn an_out_of_range_sir_parameter_is_refused_at_submit_and_nothing_runs() {
     let local = Local::start().await;
     let carol = local.api("carol");
-    let params = json!({"population": 100, "initialInfected": 500, "beta": 0.3, "gamma": 0.1, "days": 30});
+    let params =
+        json!({"population": 100, "initialInfected": 500, "beta": 0.3, "gamma": 0.1, "days": 30});
     let err = carol.submit("sir", &params, None).await.unwrap_err();
     let message = err.to_string();
     assert!(
@@ -121,6 +122,9 @@ async fn an_out_of_range_sir_parameter_is_refused_at_submit_and_nothing_runs() {
             && message.contains("must be between 1 and population (100), got 500"),
         "{message}"
     );
-    assert!(carol.list(None).await.unwrap().is_empty(), "no job was recorded");
+    assert!(
+        carol.list(None).await.unwrap().is_empty(),
+        "no job was recorded"
+    );
     local.stop().await;
 }
