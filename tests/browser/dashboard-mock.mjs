@@ -1,7 +1,8 @@
 // The dashboard's client logic against a fake backend (Playwright routes for HTTP and the
 // WebSocket), so it runs without the stack: the cursor, reconnect with `since`, replayed
 // and duplicated and out-of-order frames, a gap that forces a resubscription, a
-// discontinuity that reloads the list, statuses that never move backwards.
+// discontinuity that reloads the list, statuses that never move backwards; the form built
+// from `GET /models` (defaults, hints, a refused field marked), and a `sir` result drawn.
 //
 //   node tests/browser/dashboard-mock.mjs [path/to/dashboard.html] [screenshot.png]
 //
@@ -19,6 +20,36 @@ const screenshot = process.argv[3] || join(root, 'target/dashboard-mock.png');
 const ORIGIN = 'http://127.0.0.1:9'; // never reached: every request is routed below
 const TIMEOUT = 10_000;
 const JOB = '01900000-0000-7000-8000-000000000001';
+const SIR_JOB = '01900000-0000-7000-8000-000000000002';
+const DAYS = 30;
+
+/** The shape of `GET /models` (shared/contracts/src/models.rs), cut down. */
+const CATALOG = {
+  otherModels: true,
+  models: [
+    { name: 'sir', title: 'sir: epidemic', params: [
+      { name: 'population', type: 'integer', required: true, default: 2000, minimum: 1, hint: 'people' },
+      { name: 'initialInfected', type: 'integer', required: true, default: 5, minimum: 1, hint: 'at most population' },
+      { name: 'sigma', type: 'number', required: false, exclusiveMinimum: 0, hint: 'set it for SEIR' },
+    ], picture: { kind: 'bands', xLabel: 'day', yLabel: 'people', median: 'p50', band: ['p5', 'p95'],
+      series: ['susceptible', 'exposed', 'infected', 'recovered'].map((f) => ({ field: f, label: f })) } },
+    { name: 'spin', title: 'spin: works', params: [
+      { name: 'durationMs', type: 'integer', required: false, default: 4000, minimum: 0, maximum: 3600000, hint: 'ms' },
+      { name: 'mode', type: 'choice', required: false, default: 'ok', choices: ['ok', 'fail', 'crash', 'hang'], hint: 'then' },
+    ] },
+  ],
+};
+
+/** A SEIR result: each compartment's percentile bands, one value per day. */
+function sirResult() {
+  const band = (f) => Object.fromEntries(['p5', 'p25', 'p50', 'p75', 'p95'].map((k, i) =>
+    [k, Array.from({ length: DAYS + 1 }, (_, d) => Math.round(f(d) * (0.8 + i * 0.1)))]));
+  return {
+    model: 'sir', days: DAYS,
+    susceptible: band((d) => 2000 - 60 * d), exposed: band((d) => 10 * d),
+    infected: band((d) => 20 * d), recovered: band((d) => 30 * d),
+  };
+}
 
 const b64url = (s) => Buffer.from(s).toString('base64url');
 const TOKEN = `${b64url('{"alg":"none"}')}.${b64url(JSON.stringify({ sub: 'dev', exp: 4102444800 }))}.sig`;
@@ -29,6 +60,7 @@ const server = {
   sockets: [],      // WebSocketRoute of every connection, in order
   subscribes: [],   // every subscribe message received
   jobLoads: 0,
+  posted: [],       // every POST /jobs body
   append(type, data) {
     const frame = { channel: 'user:dev', offset: this.history.length + 1, type, data, correlationId: 'c-1' };
     this.history.push(frame);
@@ -54,17 +86,27 @@ async function main() {
       const json = (status, body) => route.fulfill({ status, contentType: 'application/json', body: JSON.stringify(body) });
       if (url.pathname === '/') return route.fulfill({ status: 200, contentType: 'text/html', body: html });
       if (url.pathname === '/dev/token') return json(200, { token: TOKEN, sub: 'dev' });
+      if (url.pathname === '/models') return json(200, CATALOG);
+      if (url.pathname === `/jobs/${SIR_JOB}/result`) return json(200, sirResult());
       if (url.pathname === '/jobs' && route.request().method() === 'GET') {
         server.jobLoads += 1;
         const jobs = server.jobLoads > 1
           ? [{ jobId: JOB, status: 'SUCCEEDED', model: 'spin', progress: 1,
                result: { summary: { spunMs: 4000 }, location: { bucket: 'b', key: 'k' } },
+               createdAt: '2026-01-01T00:00:00Z', updatedAt: '2026-01-01T00:00:04Z' },
+             { jobId: SIR_JOB, status: 'SUCCEEDED', model: 'sir', progress: 1,
+               result: { summary: { peakDay: 12 }, location: { bucket: 'b', key: 'k2' } },
                createdAt: '2026-01-01T00:00:00Z', updatedAt: '2026-01-01T00:00:04Z' }]
           : [];
         return json(200, { jobs });
       }
       if (url.pathname === '/jobs' && route.request().method() === 'POST') {
         check(route.request().headers().authorization === `Bearer ${TOKEN}`, 'POST /jobs carries the token');
+        const body = route.request().postDataJSON();
+        server.posted.push(body);
+        if (body.params && body.params.durationMs > 3600000) {
+          return json(400, { error: 'invalid request: field `params.durationMs`: must be at most 3600000 (one hour), got 9999999', field: 'params.durationMs' });
+        }
         return json(202, { jobId: JOB });
       }
       return json(404, { error: 'not found' });
@@ -120,17 +162,35 @@ async function main() {
     check(server.subscribes[0].channel === 'user:dev' && server.subscribes[0].since === 0, `first subscribe: ${JSON.stringify(server.subscribes[0])}`);
     check((await page.textContent('[data-testid="user"]')).includes('dev'), 'the user is shown');
 
-    step('invalid params JSON is refused in the form');
+    step('the form is built from GET /models: one field per parameter, with defaults and hints');
+    await until(() => document.querySelector('[data-testid="model-select"] option[value="spin"]'));
+    await page.selectOption('[data-testid="model-select"]', 'sir');
+    check((await page.inputValue('[data-testid="param-population"]')) === '2000', 'sir defaults');
+    check((await page.getAttribute('[data-testid="param-population"]', 'min')) === '1', 'limits become attributes');
+    check((await page.inputValue('[data-testid="param-sigma"]')) === '', 'an optional parameter without a default starts empty');
+    check((await page.textContent('#param-population-hint')).includes('at least 1'), 'the hint names the limit');
+    await page.selectOption('[data-testid="model-select"]', 'spin');
+    check((await page.inputValue('[data-testid="param-durationMs"]')) === '4000', 'spin defaults');
+    check((await page.getAttribute('[data-testid="param-durationMs"]', 'max')) === '3600000', 'spin maximum');
+    check(await page.isHidden('[data-testid="other-model"]'), 'the JSON editor is for other models only');
+
+    step('another model: invalid params JSON is refused in the form');
+    await page.selectOption('[data-testid="model-select"]', '');
+    await page.fill('[data-testid="model-name"]', 'my-exec');
     await page.fill('[data-testid="params-input"]', '{"durationMs": ');
     await page.click('[data-testid="submit-job"]');
     await until(() => document.querySelector('[data-testid="submit-status"]').dataset.kind === 'error');
     check(await page.getAttribute('[data-testid="params-input"]', 'aria-invalid') === 'true', 'the field is marked invalid');
+    check(server.posted.length === 0, 'nothing was sent');
 
-    step('the sir model fills its own defaults; back to spin');
-    await page.selectOption('[data-testid="model-select"]', 'sir');
-    check(JSON.parse(await page.inputValue('[data-testid="params-input"]')).population === 2000, 'sir defaults');
+    step("a parameter the API refuses is marked, with the API's message");
     await page.selectOption('[data-testid="model-select"]', 'spin');
-    check(JSON.parse(await page.inputValue('[data-testid="params-input"]')).durationMs === 4000, 'spin defaults');
+    await page.fill('[data-testid="param-durationMs"]', '9999999');
+    await page.click('[data-testid="submit-job"]');
+    await until(() => document.querySelector('[data-testid="submit-status"]').dataset.kind === 'error');
+    check((await page.textContent('[data-testid="submit-status"]')).includes('params.durationMs'), 'the message names the field');
+    check(await page.getAttribute('[data-testid="param-durationMs"]', 'aria-invalid') === 'true', 'the input is marked invalid');
+    await page.fill('[data-testid="param-durationMs"]', '4000');
 
     step('a job is submitted and appears queued');
     await page.click('[data-testid="submit-job"]');
@@ -143,6 +203,8 @@ async function main() {
     server.send(server.append('JobProgress', { jobId: JOB, progress: 0.25 }));
     await until((sel) => document.querySelector(`${sel} [data-testid="job-progress"]`)?.getAttribute('aria-valuenow') === '25', row);
     check((await page.getAttribute(row, 'data-status')) === 'RUNNING', 'running');
+    const sent = server.posted[server.posted.length - 1];
+    check(JSON.stringify(sent) === '{"model":"spin","params":{"durationMs":4000,"mode":"ok"}}', `the form's job: ${JSON.stringify(sent)}`);
 
     step('drop: frames published meanwhile are replayed on reconnect, duplicates and disorder dropped');
     check(await fleet(() => window.fleet.drop()), 'drop() found a connection');
@@ -183,6 +245,18 @@ async function main() {
     await until(() => window.fleet.delivered.length === 11);
     check(JSON.stringify((await offsets()).slice(-2)) === '[20,21]', 'the stream goes on after the discontinuity');
     await until((n) => window.fleet.jobLoads > n, loads);
+
+    step('a finished job without a picture offers its download; a sir job draws its bands');
+    check(await page.isVisible(`${row} [data-testid="job-download"]`), 'the spin job has a download');
+    check((await page.locator(`${row} [data-testid="job-chart-toggle"]`).count()) === 0, 'and no chart');
+    const sirRow = `[data-testid="job"][data-job-id="${SIR_JOB}"]`;
+    await page.click(`${sirRow} [data-testid="job-chart-toggle"]`);
+    await until((sel) => document.querySelectorAll(`${sel} [data-testid="chart-median"]`).length === 4, sirRow);
+    const drawn = await fleet((id) => window.fleet.charts[id], SIR_JOB);
+    check(JSON.stringify(drawn.series) === JSON.stringify({ susceptible: DAYS + 1, exposed: DAYS + 1, infected: DAYS + 1, recovered: DAYS + 1 }),
+      `a median per compartment, a point per day: ${JSON.stringify(drawn)}`);
+    check((await page.locator(`${sirRow} [data-testid="chart-band"]`).count()) === 4, 'a band per compartment');
+    check((await page.textContent(`${sirRow} [data-testid="chart-legend"]`)).includes('recovered'), 'the legend names them');
 
     step('an error frame is shown; frames of other channels are ignored');
     server.send({ channel: 'user:eve', offset: 22, type: 'JobProgress', data: { jobId: 'x', progress: 0.1 } });

@@ -8,7 +8,12 @@
 // waits for the page to reconnect by itself (replaying what it missed), waits for the job
 // to show succeeded with its summary, then checks the frames the page delivered: the
 // job's JobStarted, JobProgress… and JobSucceeded in that order, and the channel's
-// offsets consecutive with no duplicate. Exits 0 when every check passes.
+// offsets consecutive with no duplicate. Then the form built from `GET /models`: a `sir`
+// job with an out-of-range parameter is refused naming it, a valid SEIR job runs, and
+// its result, loaded through `GET /jobs/{id}/result` and the presigned S3 link it
+// redirects to (cross-origin, under the results bucket's CORS rule), is drawn: a median
+// line and a band for each compartment, a point per day (screenshot: <screenshot>-chart.png).
+// Exits 0 when every check passes.
 
 import { mkdirSync } from 'node:fs';
 import { dirname, join } from 'node:path';
@@ -21,6 +26,7 @@ const base = process.argv[2];
 const screenshot = process.argv[3] || join(root, 'target/dashboard.png');
 const SPIN_MS = 8000;
 const OFFLINE_MS = 3500;
+const SIR_DAYS = 60;
 
 if (!base) {
   console.error('usage: node dashboard.mjs <base url, e.g. http://127.0.0.1:8080> [screenshot.png]');
@@ -50,9 +56,13 @@ async function main() {
       () => window.fleet.connected && document.querySelector('[data-testid="connection"]').dataset.state === 'live');
     check((await page.evaluate(() => window.fleet.connections)) === 1, 'one connection so far');
 
+    step('the form is built from GET /models');
+    await until('the catalog fills the model list', 15_000,
+      () => document.querySelector('[data-testid="model-select"] option[value="sir"]'));
+
     step(`submit a spin job of ${SPIN_MS} ms`);
     await page.selectOption('[data-testid="model-select"]', 'spin');
-    await page.fill('[data-testid="params-input"]', JSON.stringify({ durationMs: SPIN_MS }));
+    await page.fill('[data-testid="param-durationMs"]', String(SPIN_MS));
     await page.click('[data-testid="submit-job"]');
     await until('the job is accepted', 15_000, () => window.fleet.lastJobId);
     const jobId = await page.evaluate(() => window.fleet.lastJobId);
@@ -110,8 +120,49 @@ async function main() {
     check(replayed >= 1, 'the resubscription replayed the frames published while offline');
 
     await page.screenshot({ path: screenshot, fullPage: true });
+
+    step('a sir parameter out of range is refused by the API, naming the field');
+    await page.selectOption('[data-testid="model-select"]', 'sir');
+    check((await page.inputValue('[data-testid="param-population"]')) === '2000', 'the catalog default fills the field');
+    await page.fill('[data-testid="param-initialInfected"]', '5000');
+    await page.click('[data-testid="submit-job"]');
+    await until('the refusal is shown', 15_000,
+      () => document.querySelector('[data-testid="submit-status"]').dataset.kind === 'error');
+    const refusal = await page.textContent('[data-testid="submit-status"]');
+    check(refusal.includes('params.initialInfected') && refusal.includes('population (2000)'), `the message names the field and the fix: ${refusal}`);
+    check((await page.getAttribute('[data-testid="param-initialInfected"]', 'aria-invalid')) === 'true', 'the field is marked');
+    check((await page.evaluate(() => window.fleet.lastJobId)) === jobId, 'no job was accepted');
+
+    step(`run a SEIR job of ${SIR_DAYS} days and draw its result`);
+    await page.fill('[data-testid="param-initialInfected"]', '5');
+    await page.fill('[data-testid="param-sigma"]', '0.25');
+    await page.fill('[data-testid="param-days"]', String(SIR_DAYS));
+    await page.fill('[data-testid="param-runs"]', '20');
+    await page.click('[data-testid="submit-job"]');
+    await until('the sir job is accepted', 15_000, (previous) => window.fleet.lastJobId !== previous, jobId);
+    const sirJob = await page.evaluate(() => window.fleet.lastJobId);
+    const sirRow = `[data-testid="job"][data-job-id="${sirJob}"]`;
+    console.log(`  job ${sirJob}`);
+    await until('the sir job succeeds', 90_000, (sel) => document.querySelector(sel)?.dataset.status === 'SUCCEEDED', sirRow);
+    await page.click(`${sirRow} [data-testid="job-chart-toggle"]`);
+    await until('the chart is drawn', 30_000,
+      (sel) => document.querySelectorAll(`${sel} [data-testid="chart-median"]`).length > 0
+        || document.querySelector(`${sel} [data-testid="job-error"]`).textContent.length > 0, sirRow);
+    const chartError = await page.textContent(`${sirRow} [data-testid="job-error"]`);
+    check(!chartError, `the result loads: ${chartError}`);
+    const drawn = await page.evaluate((id) => window.fleet.charts[id], sirJob);
+    const points = SIR_DAYS + 1;
+    for (const compartment of ['susceptible', 'exposed', 'infected', 'recovered']) {
+      check(drawn.series[compartment] === points, `${compartment}: a median of ${points} points (${JSON.stringify(drawn.series)})`);
+    }
+    check((await page.locator(`${sirRow} [data-testid="chart-band"]`).count()) === 4, 'a band per compartment');
+    const legend = await page.textContent(`${sirRow} [data-testid="chart-legend"]`);
+    check(['susceptible', 'exposed', 'infected', 'recovered'].every((c) => legend.includes(c)), `the legend: ${legend}`);
+    const chartShot = screenshot.replace(/\.png$/, '-chart.png');
+    await page.locator(sirRow).screenshot({ path: chartShot });
+
     check(errors.length === 0, `no page errors: ${errors.map((e) => e.message)}`);
-    console.log(`ok: the dashboard ran job ${jobId} live through a dropped connection (screenshot: ${screenshot})`);
+    console.log(`ok: the dashboard ran job ${jobId} live through a dropped connection (screenshot: ${screenshot}) and drew sir job ${sirJob} (${chartShot})`);
   } catch (e) {
     if (page) {
       const failed = screenshot.replace(/\.png$/, '-failed.png');

@@ -8,6 +8,7 @@ mod callbacks;
 mod dashboard;
 mod jobs;
 mod notifier;
+mod results;
 mod schedules;
 mod security;
 mod support;

@@ -10,7 +10,7 @@ fn limits() -> BTreeMap<&'static str, i128> {
     use contracts::callbacks::signature;
     use contracts::jobs as cj;
     use contracts::{frames, timestamp};
-    use simulation::models::{exec, sir, spin};
+    use simulation::models::exec;
     let n = |v: usize| v as i128;
     let secs = |d: std::time::Duration| i128::from(d.as_secs());
     BTreeMap::from([
@@ -27,16 +27,21 @@ fn limits() -> BTreeMap<&'static str, i128> {
             n(cj::MAX_REQUESTER_LEN),
         ),
         (
-            "simulation::models::sir::MAX_DAYS",
-            i128::from(sir::MAX_DAYS),
+            "contracts::models::MAX_DAYS",
+            i128::from(contracts::models::MAX_DAYS),
         ),
         (
-            "simulation::models::sir::MAX_RUNS",
-            i128::from(sir::MAX_RUNS),
+            "contracts::models::MAX_RUNS",
+            i128::from(contracts::models::MAX_RUNS),
         ),
         (
-            "simulation::models::spin::MAX_DURATION_MS",
-            i128::from(spin::MAX_DURATION_MS),
+            "contracts::models::MAX_DURATION_MS",
+            i128::from(contracts::models::MAX_DURATION_MS),
+        ),
+        ("jobs::RESULT_URL_TTL", secs(jobs::RESULT_URL_TTL)),
+        (
+            "fleet::cmd::jobs::MAX_RESULT_BYTES",
+            i128::from(fleet::cmd::jobs::MAX_RESULT_BYTES),
         ),
         (
             "simulation::models::exec::MAX_STDIN_BYTES",

@@ -73,6 +73,58 @@ impl Api {
         serde_json::from_value(body).context("the API answered with an unexpected job shape")
     }
 
+    /// `GET /jobs/{id}/result`: the short-lived link of the job's result that the API
+    /// redirects to, not followed (the link must not carry the bearer token).
+    pub async fn result_link(&self, job_id: &str) -> anyhow::Result<String> {
+        let http = reqwest::Client::builder()
+            .timeout(Duration::from_secs(30))
+            .no_proxy()
+            .redirect(reqwest::redirect::Policy::none())
+            .build()
+            .context("building an HTTP client")?;
+        let response = http
+            .get(format!("{}/jobs/{job_id}/result", self.base))
+            .bearer_auth(&self.token)
+            .send()
+            .await
+            .with_context(|| format!("calling {}", self.base))?;
+        if !response.status().is_redirection() {
+            answer(response).await?;
+            bail!("the API answered without a link to the result");
+        }
+        let link = response
+            .headers()
+            .get(reqwest::header::LOCATION)
+            .and_then(|v| v.to_str().ok())
+            .context("the API redirected without a Location")?;
+        Ok(link.to_owned())
+    }
+
+    /// The job's result: its link, then the bytes behind it, at most `limit` of them.
+    pub async fn result(&self, job_id: &str, limit: u64) -> anyhow::Result<Vec<u8>> {
+        let link = self.result_link(job_id).await?;
+        let mut response = self
+            .http
+            .get(&link)
+            .send()
+            .await
+            .context("downloading the result")?;
+        let status = response.status();
+        if !status.is_success() {
+            bail!(
+                "the result's link answered {status}; ask for a new one (links last a few minutes)"
+            );
+        }
+        let mut bytes = Vec::new();
+        while let Some(chunk) = response.chunk().await.context("downloading the result")? {
+            bytes.extend_from_slice(&chunk);
+            if bytes.len() as u64 > limit {
+                bail!("the result is larger than {limit} bytes (--max-bytes)");
+            }
+        }
+        Ok(bytes)
+    }
+
     /// Asks `GET /jobs` for pages of `size` jobs (1 to 100; the default is the API's
     /// largest, 100).
     pub fn with_page_size(mut self, size: usize) -> Api {
@@ -150,6 +202,7 @@ async fn answer(response: reqwest::Response) -> anyhow::Result<Value> {
             "unauthorized: pass a valid token with --token or FLEET_TOKEN (locally: `fleet auth token --sub NAME`)"
         ),
         404 => bail!("not found: no such job for this user"),
+        409 => bail!("{message}"),
         _ => bail!("the API answered {status}: {message}"),
     }
 }

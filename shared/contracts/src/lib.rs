@@ -11,6 +11,7 @@ pub mod frames;
 pub mod http;
 pub mod jobs;
 pub mod licenses;
+pub mod models;
 pub mod schedules;
 pub mod schema;
 pub mod tasks;

@@ -16,6 +16,7 @@ use crate::jobs::{
     JobAccepted, JobFailed, JobPage, JobProgress, JobRequested, JobStarted, JobSucceeded, JobView,
 };
 use crate::licenses::{LicenseDeactivationDue, SubscriptionCancelled};
+use crate::models::Catalog;
 use crate::schedules::{ScheduleCancelled, ScheduleInput, ScheduleRequested};
 use crate::tasks::{SimulationJobInput, SimulationTask, TaskOutput};
 
@@ -32,6 +33,7 @@ pub fn all() -> Vec<(&'static str, Value)> {
         ("JobAccepted", schema::<JobAccepted>()),
         ("JobPage", schema::<JobPage>()),
         ("ErrorBody", schema::<ErrorBody>()),
+        ("Catalog", schema::<Catalog>()),
         ("SimulationJobInput", schema::<SimulationJobInput>()),
         ("SimulationTask", schema::<SimulationTask>()),
         ("TaskOutput", schema::<TaskOutput>()),

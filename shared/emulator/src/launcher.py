@@ -33,6 +33,11 @@ def watch_parent() -> None:
 if __name__ == "__main__":
     threading.Thread(target=watch_parent, daemon=True).start()
 
+# moto answers every request of every service with `Access-Control-Allow-Origin: *`
+# (flask-cors); AWS answers a browser's cross-origin S3 request only as the bucket's
+# CORS rules allow. Read by moto.settings when it is first imported, just below.
+os.environ["MOTO_DISABLE_GLOBAL_CORS"] = "true"
+
 import moto.backends  # noqa: E402  (imported after the watchdog starts)
 
 _modules = tuple(moto.backends.list_of_moto_modules())

@@ -16,8 +16,8 @@ mod validate;
 
 pub use crate::core::{FAILURES, core};
 pub use model::{
-    Bucket, BusRef, DeadLetter, DeadLetterSource, Dlq, EventBus, FargateService, Function,
-    FunctionKind, Gsi, Key, KeyKind, Method, Permission, Queue, Resource, ResourceKind,
+    Bucket, BucketCors, BusRef, DeadLetter, DeadLetterSource, Dlq, EventBus, FargateService,
+    Function, FunctionKind, Gsi, Key, KeyKind, Method, Permission, Queue, Resource, ResourceKind,
     ResourceRef, Route, Rule, Scaling, Service, Sources, StateMachine, TASK_TOKEN_ACTIONS, Table,
     Target, TokenSetting, Topic, Topology, ValueRef, default_definitions_dir,
 };

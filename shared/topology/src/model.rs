@@ -111,6 +111,23 @@ pub struct Gsi {
 #[derive(Debug, Clone)]
 pub struct Bucket {
     pub name: String,
+    /// Which web pages may read objects through links they hold (CORS); none by default.
+    pub cors: Option<BucketCors>,
+}
+
+/// A bucket's one CORS rule: pages of `allowed_origins` may `GET` objects cross-origin.
+/// CORS grants no access by itself: a request still needs a valid signature (a presigned
+/// link), it only lets a page read the answer.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BucketCors {
+    pub allowed_origins: Vec<String>,
+    /// How long a browser may cache a preflight's answer.
+    pub max_age_secs: u32,
+}
+
+impl BucketCors {
+    /// The only method a rule allows: reading objects.
+    pub const METHODS: [&str; 2] = ["GET", "HEAD"];
 }
 
 /// A Standard Step Functions state machine whose definition lives in a file of
@@ -797,7 +814,16 @@ impl Gsi {
 
 impl Bucket {
     pub fn new(name: impl Into<String>) -> Self {
-        Bucket { name: name.into() }
+        Bucket {
+            name: name.into(),
+            cors: None,
+        }
+    }
+
+    /// Lets pages of `cors.allowed_origins` read objects through presigned links.
+    pub fn with_cors(mut self, cors: BucketCors) -> Self {
+        self.cors = Some(cors);
+        self
     }
 }
 

@@ -1,7 +1,12 @@
-//! The HTTP API: `POST /jobs`, `GET /jobs/{id}`, `GET /jobs?status=`.
+//! The HTTP API: `POST /jobs`, `GET /jobs/{id}`, `GET /jobs/{id}/result`,
+//! `GET /jobs?status=`, `GET /models`.
 //!
 //! Every route needs a bearer token; a job belongs to its token's `sub`, and another
-//! caller's job answers 404 exactly like a job that does not exist.
+//! caller's job answers 404 exactly like a job that does not exist (its result too).
+//!
+//! The params of a built-in model (`contracts::models`) are checked before anything is
+//! written: `400` naming the field and the fix. Other model names are accepted: they
+//! may be `exec` models of the workers' deployment, which the workers check.
 //!
 //! Every input is bounded before anything is written: the body ([`MAX_BODY_BYTES`]) and
 //! its `params` ([`contracts::jobs::MAX_PARAMS_BYTES`]) answer `413`; the
@@ -15,6 +20,7 @@ use std::collections::HashMap;
 use std::sync::Arc;
 
 use auth::Claims;
+use aws_sdk_s3::presigning::PresigningConfig;
 use axum::Json;
 use axum::Router;
 use axum::body::Bytes;
@@ -33,7 +39,7 @@ use serde_json::{Map, Value};
 use time::OffsetDateTime;
 
 use crate::error::ApiError;
-use crate::store::{Claim, ClaimState, Created, Cursor, NewJob, StoreError};
+use crate::store::{Claim, ClaimState, Created, Cursor, JobRecord, NewJob, StoreError};
 use crate::{ApiDeps, PRODUCER};
 
 /// The header naming a client's retry-safe request.
@@ -67,6 +73,8 @@ pub fn app(deps: Arc<ApiDeps>) -> Router {
     Router::new()
         .route("/jobs", post(create_job).get(list_jobs))
         .route("/jobs/{id}", get(get_job))
+        .route("/jobs/{id}/result", get(get_result))
+        .route("/models", get(list_models))
         .fallback(|| async { ApiError::NotFound })
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
         .with_state(deps)
@@ -117,6 +125,7 @@ async fn create_job(
     // Everything the client sent is checked before anything is written.
     let body = body.map_err(|e| body_refused(&e, &headers))?;
     let (model, params) = parse_body(&body)?;
+    check_params(&model, &params)?;
     let key = idempotency_key(&headers)?;
     let publisher = &deps.publisher;
     let store = deps.jobs.store();
@@ -219,13 +228,96 @@ async fn get_job(
     Caller(claims): Caller,
     Path(id): Path<String>,
 ) -> Result<Response, ApiError> {
-    let job_id = JobId::parse(&id).map_err(|e| match e {
+    let job = owned_job(&deps, &claims, &id).await?;
+    Ok(Json(job.view()).into_response())
+}
+
+/// The caller's job `id`; another caller's job is [`ApiError::NotFound`], as one that
+/// does not exist.
+async fn owned_job(deps: &ApiDeps, claims: &Claims, id: &str) -> Result<JobRecord, ApiError> {
+    let job_id = JobId::parse(id).map_err(|e| match e {
         contracts::ContractError::Invalid { message, .. } => ApiError::field("id", message),
         other => ApiError::field("id", other),
     })?;
     match deps.jobs.store().get(&job_id).await.map_err(store_failed)? {
-        Some(job) if job.requested_by == claims.sub => Ok(Json(job.view()).into_response()),
+        Some(job) if job.requested_by == claims.sub => Ok(job),
         _ => Err(ApiError::NotFound),
+    }
+}
+
+/// `GET /jobs/{id}/result`: `303 See Other` to a presigned `GetObject` link of the result
+/// that works for [`crate::RESULT_URL_TTL`]; `409` while the job has none.
+async fn get_result(
+    State(deps): State<Arc<ApiDeps>>,
+    Caller(claims): Caller,
+    Path(id): Path<String>,
+) -> Result<Response, ApiError> {
+    let job = owned_job(&deps, &claims, &id).await?;
+    let location = match (job.status, &job.result) {
+        (JobStatus::Succeeded, Some(result)) => &result.location,
+        (JobStatus::Failed, _) => {
+            return Err(ApiError::NoResult(format!(
+                "job {} failed, so it has no result: see its `error` in GET /jobs/{}",
+                job.job_id, job.job_id
+            )));
+        }
+        (JobStatus::Succeeded, None) => {
+            tracing::error!(job_id = %job.job_id, "a succeeded job has no result location");
+            return Err(ApiError::Internal);
+        }
+        (status, _) => {
+            return Err(ApiError::NoResult(format!(
+                "job {} is {}: its result exists once it has SUCCEEDED; poll GET /jobs/{} until then",
+                job.job_id,
+                status.as_str(),
+                job.job_id
+            )));
+        }
+    };
+    let ttl = deps.results.url_ttl.min(crate::RESULT_URL_TTL);
+    let config = PresigningConfig::expires_in(ttl).map_err(|e| {
+        tracing::error!(error = %e, "invalid presigning configuration");
+        ApiError::Internal
+    })?;
+    let presigned = deps
+        .results
+        .s3
+        .get_object()
+        .bucket(&location.bucket)
+        .key(&location.key)
+        .presigned(config)
+        .await
+        .map_err(|e| {
+            tracing::error!(job_id = %job.job_id, error = %e, "cannot presign the result");
+            ApiError::Internal
+        })?;
+    let url = HeaderValue::from_str(presigned.uri()).map_err(|_| {
+        tracing::error!(job_id = %job.job_id, "the presigned link is not a header value");
+        ApiError::Internal
+    })?;
+    tracing::info!(job_id = %job.job_id, requested_by = %claims.sub, expires_in_secs = ttl.as_secs(), "result link handed out");
+    Ok((
+        StatusCode::SEE_OTHER,
+        [
+            (header::LOCATION, url),
+            // The link is a credential for a few minutes: no cache keeps it.
+            (header::CACHE_CONTROL, HeaderValue::from_static("no-store")),
+        ],
+    )
+        .into_response())
+}
+
+/// `GET /models`: the built-in models' parameters and pictures.
+async fn list_models(Caller(_): Caller) -> Response {
+    Json(contracts::models::catalog()).into_response()
+}
+
+/// The params of a built-in model, checked as the worker will check them.
+fn check_params(model: &str, params: &Map<String, Value>) -> Result<(), ApiError> {
+    // A clone of at most MAX_PARAMS_BYTES, already bounded by `parse_body`.
+    match contracts::models::check(model, &Value::Object(params.clone())) {
+        Some(Err(e)) => Err(ApiError::param(e)),
+        Some(Ok(())) | None => Ok(()),
     }
 }
 

@@ -82,9 +82,9 @@ impl From<HandlerError> for lambda_runtime::Diagnostic {
     }
 }
 
-/// An HTTP error answer: `{"error": "..."}`. Only [`ApiError::BadRequest`] and
-/// [`ApiError::OverLimit`] carry detail, and that detail is about the client's own
-/// request.
+/// An HTTP error answer: `{"error": "..."}`. Only [`ApiError::BadRequest`],
+/// [`ApiError::InvalidParam`], [`ApiError::OverLimit`] and [`ApiError::NoResult`] carry
+/// detail, and that detail is about the client's own request or job.
 ///
 /// Only [`ApiError::Unavailable`] (503) and [`ApiError::InProgress`] (409) tell the client
 /// to retry the same request: a request that cannot succeed as sent is a 4xx, a fault of
@@ -101,7 +101,15 @@ pub enum ApiError {
         limit: usize,
         message: String,
     },
+    /// A parameter a built-in model refuses (`400`, with `field` in the body).
+    InvalidParam {
+        field: String,
+        message: String,
+    },
     NotFound,
+    /// The job exists but has no result to give (still running, or failed): `409`, the
+    /// message says why.
+    NoResult(String),
     /// Another request with the same `Idempotency-Key` is still being handled; the
     /// client retries after a moment and then gets its outcome.
     InProgress,
@@ -124,6 +132,14 @@ impl ApiError {
 
     pub(crate) fn field(field: &str, message: impl std::fmt::Display) -> ApiError {
         ApiError::BadRequest(format!("invalid request: field `{field}`: {message}"))
+    }
+
+    /// `params.<name>` refused by the model's check.
+    pub(crate) fn param(error: contracts::models::ParamError) -> ApiError {
+        ApiError::InvalidParam {
+            message: format!("invalid request: field `{}`: {}", error.field, error.reason),
+            field: error.field,
+        }
     }
 
     /// `field` is `actual` long, over `limit` (`unit` says of what: bytes, characters).
@@ -150,7 +166,9 @@ impl ApiError {
             ApiError::Unauthorized => StatusCode::UNAUTHORIZED,
             ApiError::BadRequest(_) => StatusCode::BAD_REQUEST,
             ApiError::OverLimit { status, .. } => *status,
+            ApiError::InvalidParam { .. } => StatusCode::BAD_REQUEST,
             ApiError::NotFound => StatusCode::NOT_FOUND,
+            ApiError::NoResult(_) => StatusCode::CONFLICT,
             ApiError::InProgress => StatusCode::CONFLICT,
             ApiError::Unavailable => StatusCode::SERVICE_UNAVAILABLE,
             ApiError::Internal => StatusCode::INTERNAL_SERVER_ERROR,
@@ -162,7 +180,9 @@ impl ApiError {
             ApiError::Unauthorized => "unauthorized",
             ApiError::BadRequest(message) => message,
             ApiError::OverLimit { message, .. } => message,
+            ApiError::InvalidParam { message, .. } => message,
             ApiError::NotFound => "not found",
+            ApiError::NoResult(message) => message,
             ApiError::InProgress => {
                 "a request with this Idempotency-Key is in progress: retry after a moment to get its outcome"
             }
@@ -185,6 +205,10 @@ impl IntoResponse for ApiError {
                 field.clone(),
                 u64::try_from(*limit).unwrap_or(u64::MAX),
             ),
+            ApiError::InvalidParam { field, message } => ErrorBody {
+                field: Some(field.clone()),
+                ..ErrorBody::new(message.clone())
+            },
             other => ErrorBody::new(other.message()),
         };
         let mut response = (self.status(), Json(body)).into_response();

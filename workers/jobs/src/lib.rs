@@ -4,7 +4,10 @@
 //! [`service::FUNCTIONS`] (a `bootstrap` binary is one line):
 //!
 //! - [`app`] (`jobs-api`): the HTTP API. `POST /jobs` publishes `JobRequested` and
-//!   records the job as QUEUED; `GET /jobs/{id}` and `GET /jobs?status=` read the table.
+//!   records the job as QUEUED (refusing invalid params of a built-in model first, from
+//!   `contracts::models`); `GET /jobs/{id}` and `GET /jobs?status=` read the table;
+//!   `GET /jobs/{id}/result` redirects the owner to a short-lived presigned link of the
+//!   result; `GET /models` is the catalog of built-in models.
 //! - [`handle_job_requested`] (`jobs-requested`): every `JobRequested` on the bus, from
 //!   the API or an upstream service, becomes one simulation-job execution named after
 //!   the job id.
@@ -83,12 +86,14 @@ impl Jobs {
     }
 }
 
-/// What `jobs-api` needs: the table, a publisher of `JobRequested` and a token verifier.
+/// What `jobs-api` needs: the table, a publisher of `JobRequested`, a token verifier and
+/// the presigner of result links.
 #[derive(Debug, Clone)]
 pub struct ApiDeps {
     pub jobs: Jobs,
     pub publisher: Arc<dyn RequestPublisher>,
     pub verifier: Arc<auth::Verifier>,
+    pub results: Results,
 }
 
 impl ApiDeps {
@@ -96,11 +101,42 @@ impl ApiDeps {
         jobs: Jobs,
         publisher: impl RequestPublisher + 'static,
         verifier: impl Into<Arc<auth::Verifier>>,
+        results: Results,
     ) -> ApiDeps {
         ApiDeps {
             jobs,
             publisher: Arc::new(publisher),
             verifier: verifier.into(),
+            results,
+        }
+    }
+}
+
+/// How long a link of `GET /jobs/{id}/result` works: five minutes, long enough to start
+/// a download, short enough that a link copied into a log or a chat is soon useless.
+pub const RESULT_URL_TTL: std::time::Duration = std::time::Duration::from_secs(300);
+
+/// Presigns `GetObject` of job results (the bucket and key come from the job's row, which
+/// only the simulation worker's outcome writes). Presigning is local computation: no
+/// call reaches S3 until the client follows the link, signed with this function's
+/// credentials (its role on AWS), which must allow `s3:GetObject` on the results.
+#[derive(Debug, Clone)]
+pub struct Results {
+    pub s3: aws_sdk_s3::Client,
+    /// At most [`RESULT_URL_TTL`].
+    pub url_ttl: std::time::Duration,
+}
+
+impl Results {
+    /// Path-style addressing against a custom endpoint (the emulator, at 127.0.0.1, has
+    /// no `<bucket>.127.0.0.1` host), virtual-hosted on AWS.
+    pub fn new(sdk: &aws_config::SdkConfig) -> Results {
+        let config = aws_sdk_s3::config::Builder::from(sdk)
+            .force_path_style(sdk.endpoint_url().is_some())
+            .build();
+        Results {
+            s3: aws_sdk_s3::Client::from_conf(config),
+            url_ttl: RESULT_URL_TTL,
         }
     }
 }

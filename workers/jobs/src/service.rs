@@ -46,7 +46,12 @@ fn jobs(ctx: &Context) -> Result<crate::Jobs, ShellError> {
 
 fn build_api(ctx: &Context) -> Result<Handler, ShellError> {
     let publisher = bus::Publisher::from_sdk(ctx.sdk(), ctx.var(topology::env::BUS)?);
-    let deps = crate::ApiDeps::new(jobs(ctx)?, publisher, ctx.verifier()?);
+    let deps = crate::ApiDeps::new(
+        jobs(ctx)?,
+        publisher,
+        ctx.verifier()?,
+        crate::Results::new(ctx.sdk()),
+    );
     Ok(Handler::http(crate::app(std::sync::Arc::new(deps))))
 }
 
@@ -70,7 +75,9 @@ fn build_view(ctx: &Context) -> Result<Handler, ShellError> {
 /// The jobs service: the jobs table, the simulation-job state machine, and three Lambda
 /// functions (crate `workers/jobs`, one binary each).
 ///
-/// - `jobs-api` serves `POST /jobs`, `GET /jobs` and `GET /jobs/{id}`, and publishes
+/// - `jobs-api` serves `POST /jobs`, `GET /jobs`, `GET /jobs/{id}`, `GET /jobs/{id}/result`
+///   (a presigned link of the result, so it may read the results bucket's objects) and
+///   `GET /models`, and publishes
 ///   `JobRequested`. Its token settings (`JWT_ISSUER`, `JWT_AUDIENCE`, `JWKS_URL`) belong
 ///   to the deployment's identity provider, not to the topology: they are parameters of
 ///   the service's stack ([`ValueRef::Token`]).
@@ -84,6 +91,8 @@ pub fn topology() -> Service {
     const TABLE: &str = "jobs";
     const MACHINE: &str = "simulation-job";
     const QUEUE: &str = "simulation";
+    // The simulation service's, defined before this one.
+    const RESULTS_BUCKET: &str = "results";
     let table = || ResourceRef::Table(TABLE.into());
 
     let api = Function::http(
@@ -92,6 +101,8 @@ pub fn topology() -> Service {
             Route::new(Method::Post, "/jobs"),
             Route::new(Method::Get, "/jobs"),
             Route::new(Method::Get, "/jobs/{id}"),
+            Route::new(Method::Get, "/jobs/{id}/result"),
+            Route::new(Method::Get, "/models"),
         ],
     )
     .env(topology::env::STAGE, ValueRef::Stage)
@@ -109,6 +120,12 @@ pub fn topology() -> Service {
         table(),
     )
     .allow(&["dynamodb:Query"], ResourceRef::TableIndexes(TABLE.into()))
+    // Presigned links of results: the link is signed with this role, so the role must
+    // be allowed to read what the link reads (and nothing else of the bucket).
+    .allow(
+        &["s3:GetObject"],
+        ResourceRef::BucketObjects(RESULTS_BUCKET.into()),
+    )
     .publish(Sources::Only(vec![JOBS_SOURCE]));
 
     let requested = Function::asynchronous(REQUESTED.name)

@@ -6,7 +6,8 @@ use std::time::Duration;
 
 use contracts::jobs::SOURCE as JOBS_SOURCE;
 use topology::{
-    Bucket, FargateService, Key, Queue, ResourceRef, Scaling, Service, Sources, Table, ValueRef,
+    Bucket, BucketCors, FargateService, Key, Queue, ResourceRef, Scaling, Service, Sources, Table,
+    ValueRef,
 };
 
 /// The environment variable names this service's functions read (besides
@@ -86,6 +87,13 @@ pub fn topology() -> Service {
                 .with_dlq(5),
         )
         .with(Table::new(TABLE, Key::string("jobId")).with_ttl("expiresAt"))
-        .with(Bucket::new(BUCKET))
+        // Results are read by browsers through the short-lived links of
+        // `GET /jobs/{id}/result` (the dashboard draws them): any page may read the answer
+        // of a link it holds, since the link's signature, not the page's origin, is what
+        // grants the read (SECURITY.md).
+        .with(Bucket::new(BUCKET).with_cors(BucketCors {
+            allowed_origins: vec!["*".to_owned()],
+            max_age_secs: 300,
+        }))
         .with(worker)
 }

@@ -1,9 +1,10 @@
-//! `fleet jobs submit|status|watch|ls`: jobs through the HTTP API and the notifier's
-//! WebSocket.
+//! `fleet jobs submit|status|watch|ls|result`: jobs through the HTTP API and the
+//! notifier's WebSocket.
 
 use std::path::PathBuf;
 use std::time::Duration;
 
+use anyhow::Context as _;
 use clap::{Args, Subcommand};
 use contracts::jobs::{JobStatus, JobView};
 
@@ -64,6 +65,18 @@ pub enum JobsCommand {
         #[command(flatten)]
         api: ApiArgs,
     },
+    /// Download a finished job's result (JSON) to a file, or to stdout.
+    Result {
+        job_id: String,
+        /// Where to write it; stdout when absent or `-`.
+        #[arg(short, long)]
+        output: Option<PathBuf>,
+        /// Refuse a result larger than this many bytes.
+        #[arg(long, default_value_t = MAX_RESULT_BYTES)]
+        max_bytes: u64,
+        #[command(flatten)]
+        api: ApiArgs,
+    },
     /// Your jobs, newest first.
     Ls {
         #[arg(long)]
@@ -74,6 +87,10 @@ pub enum JobsCommand {
         api: ApiArgs,
     },
 }
+
+/// The largest result `fleet jobs result` downloads unless told otherwise: 256 MiB, four
+/// times the most an `exec` model may print.
+pub const MAX_RESULT_BYTES: u64 = 256 << 20;
 
 pub async fn run(command: JobsCommand) -> anyhow::Result<()> {
     match command {
@@ -129,6 +146,28 @@ pub async fn run(command: JobsCommand) -> anyhow::Result<()> {
             timeout_secs,
             api: args,
         } => watch_job(api(args)?, &job_id, Duration::from_secs(timeout_secs)).await,
+        JobsCommand::Result {
+            job_id,
+            output,
+            max_bytes,
+            api: args,
+        } => {
+            let bytes = api(args)?.result(&job_id, max_bytes).await?;
+            match output {
+                Some(path) if path.as_os_str() != "-" => {
+                    std::fs::write(&path, &bytes)
+                        .with_context(|| format!("writing {}", path.display()))?;
+                    eprintln!("wrote {} bytes to {}", bytes.len(), path.display());
+                }
+                _ => {
+                    use std::io::Write as _;
+                    let mut stdout = std::io::stdout().lock();
+                    stdout.write_all(&bytes).context("writing to stdout")?;
+                    stdout.flush().context("writing to stdout")?;
+                }
+            }
+            Ok(())
+        }
         JobsCommand::Ls {
             status,
             json,

@@ -107,7 +107,7 @@ pub async fn deploy(
         d.table(table).await?;
     }
     for bucket in topology.buckets() {
-        d.bucket(&bucket.name).await?;
+        d.bucket(bucket).await?;
     }
     for machine in topology.state_machines() {
         d.state_machine(machine).await?;

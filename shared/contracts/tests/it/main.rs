@@ -290,3 +290,70 @@ fn http_answers_have_the_documented_shape() {
         json!({"error": "not found"})
     );
 }
+
+/// The catalog `GET /models` serves describes exactly what the models' checks accept: its
+/// defaults pass, and each declared bound is where the check starts refusing, naming
+/// the parameter.
+#[test]
+fn the_model_catalog_matches_the_checks() {
+    use contracts::models::{self, ParamKind};
+    for model in models::catalog().models {
+        let defaults: serde_json::Map<String, Value> = model
+            .params
+            .iter()
+            .filter_map(|p| Some((p.name.clone(), p.default.clone()?)))
+            .collect();
+        let check = |params: &serde_json::Map<String, Value>| {
+            models::check(&model.name, &Value::Object(params.clone()))
+                .expect("a catalog model is built in")
+        };
+        assert_eq!(check(&defaults), Ok(()), "{}'s defaults", model.name);
+        for param in &model.params {
+            let field = format!("params.{}", param.name);
+            let refused = |value: Value| {
+                let mut params = defaults.clone();
+                params.insert(param.name.clone(), value.clone());
+                let error = check(&params).expect_err(&format!("{field} = {value} is refused"));
+                assert_eq!(error.field, field, "{value}: {error}");
+            };
+            let accepted = |value: Value| {
+                let mut params = defaults.clone();
+                params.insert(param.name.clone(), value.clone());
+                assert_eq!(check(&params), Ok(()), "{field} = {value}");
+            };
+            if let Some(max) = param.maximum {
+                accepted(json!(max as u64));
+                refused(json!(max as u64 + 1));
+            }
+            if let Some(min) = param.minimum
+                && min >= 1.0
+            {
+                refused(json!(min as u64 - 1));
+            }
+            if param.exclusive_minimum == Some(0.0) {
+                refused(json!(0.0));
+                accepted(json!(0.5));
+            }
+            if param.kind == ParamKind::Choice {
+                for choice in &param.choices {
+                    accepted(json!(choice));
+                }
+                refused(json!("no-such-choice"));
+            }
+            if !param.required {
+                let mut params = defaults.clone();
+                params.remove(&param.name);
+                assert_eq!(check(&params), Ok(()), "{field} may be left out");
+            } else {
+                let mut params = defaults.clone();
+                params.remove(&param.name);
+                assert_eq!(
+                    check(&params).unwrap_err().field,
+                    field,
+                    "{field} is required"
+                );
+            }
+        }
+    }
+    assert_eq!(models::check("an-exec-model", &json!({})), None);
+}

@@ -13,14 +13,15 @@ use tower::ServiceExt as _;
 
 use crate::support::{self, Api, ISSUER, token};
 
-struct Answer {
-    status: StatusCode,
-    location: Option<String>,
+pub(crate) struct Answer {
+    pub(crate) status: StatusCode,
+    pub(crate) location: Option<String>,
     retry_after: Option<String>,
-    body: Value,
+    pub(crate) body: Value,
+    pub(crate) cache_control: Option<String>,
 }
 
-async fn call(
+pub(crate) async fn call(
     api: &Api,
     method: &str,
     uri: &str,
@@ -59,11 +60,14 @@ async fn call_with(
         .get(header::LOCATION)
         .and_then(|v| v.to_str().ok())
         .map(ToString::to_string);
-    let retry_after = response
-        .headers()
-        .get(header::RETRY_AFTER)
-        .and_then(|v| v.to_str().ok())
-        .map(ToString::to_string);
+    let header_of = |headers: &axum::http::HeaderMap, name| {
+        headers
+            .get(name)
+            .and_then(|v| v.to_str().ok())
+            .map(ToString::to_string)
+    };
+    let retry_after = header_of(response.headers(), header::RETRY_AFTER);
+    let cache_control = header_of(response.headers(), header::CACHE_CONTROL);
     let bytes = axum::body::to_bytes(response.into_body(), 1 << 20)
         .await
         .expect("a body");
@@ -78,19 +82,20 @@ async fn call_with(
         location,
         retry_after,
         body,
+        cache_control,
     }
 }
 
 const SPIN: &str = r#"{"model": "spin", "params": {"durationMs": 100}}"#;
 
-async fn post_job(api: &Api, sub: &str) -> String {
+pub(crate) async fn post_job(api: &Api, sub: &str) -> String {
     let answer = call(api, "POST", "/jobs", Some(&token(sub)), Some(SPIN)).await;
     assert_eq!(answer.status, StatusCode::ACCEPTED, "{}", answer.body);
     answer.body["jobId"].as_str().expect("a job id").to_string()
 }
 
 /// The JobRequested events the API published, decoded.
-async fn published(api: &Api) -> Vec<(BusEvent, JobEvent)> {
+pub(crate) async fn published(api: &Api) -> Vec<(BusEvent, JobEvent)> {
     support::drain(&api.sdk, &api.requested_url)
         .await
         .iter()
@@ -468,6 +473,7 @@ async fn a_job_that_cannot_be_published_is_undone() {
             },
         ),
         verifier,
+        api.deps.results.clone(),
     );
     let broken = Api {
         deps: std::sync::Arc::new(broken),
@@ -533,7 +539,8 @@ async fn table_items(api: &Api) -> usize {
 /// A `POST /jobs` body whose params hold one string of `n` bytes: `{"x":"…"}` is `n + 8`
 /// bytes of params.
 fn body_with_params_of(n: usize) -> String {
-    json!({"model": "spin", "params": {"x": "a".repeat(n)}}).to_string()
+    // Not a built-in model, whose checks would refuse `x` before its size mattered.
+    json!({"model": "size-probe", "params": {"x": "a".repeat(n)}}).to_string()
 }
 
 /// Checks a refusal for a limit: the status, the field and limit in the body, and a
@@ -714,7 +721,12 @@ async fn a_retry_while_the_first_request_is_in_flight_never_gets_a_job_that_roll
     };
     let verifier = auth::Verifier::new(ISSUER.verifier_config().unwrap());
     let held = Api {
-        deps: Arc::new(jobs::ApiDeps::new(api.deps.jobs.clone(), held, verifier)),
+        deps: Arc::new(jobs::ApiDeps::new(
+            api.deps.jobs.clone(),
+            held,
+            verifier,
+            api.deps.results.clone(),
+        )),
         sdk: api.sdk.clone(),
         requested_url: api.requested_url.clone(),
         bus: api.bus.clone(),
@@ -868,6 +880,7 @@ async fn a_retry_after_a_request_died_mid_way_carries_it_on_instead_of_making_a_
                 reached: Mutex::new(Some(reached_tx)),
             },
             verifier,
+            api.deps.results.clone(),
         )),
         sdk: api.sdk.clone(),
         requested_url: api.requested_url.clone(),

@@ -3,5 +3,6 @@
 mod api;
 mod asl;
 mod handlers;
+mod results;
 mod statemachine;
 mod support;

@@ -163,6 +163,7 @@ pub async fn api() -> Api {
         Jobs::new(&sdk, table),
         bus::Publisher::from_sdk(&sdk, bus.clone()),
         verifier,
+        jobs::Results::new(&sdk),
     );
     Api {
         deps: Arc::new(deps),

@@ -6,7 +6,9 @@
 //! goes into the Step Functions output.
 //!
 //! Built-in models: [`sir`] (stochastic SIR/SEIR epidemics) and [`spin`] (burns CPU, fails,
-//! crashes or hangs on request, for benchmarks and fault tests). Any number of [`exec`]
+//! crashes or hangs on request, for benchmarks and fault tests). Their parameters, limits
+//! and checks live in `contracts::models`, the catalog the jobs API checks jobs against
+//! at submit: one check, in one place. Any number of [`exec`]
 //! models run an external command; their commands come from [`RegistryConfig`], never from
 //! a message, so a job can only choose among commands the operator configured.
 
@@ -21,7 +23,6 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
-use serde::de::DeserializeOwned;
 use serde_json::Value;
 
 pub use exec::ExecModel;
@@ -167,6 +168,15 @@ impl ModelError {
     }
 }
 
+impl From<contracts::models::ParamError> for ModelError {
+    fn from(error: contracts::models::ParamError) -> Self {
+        Self::InvalidParams {
+            field: error.field,
+            reason: error.reason,
+        }
+    }
+}
+
 /// A simulation model.
 ///
 /// `run` is blocking CPU work: the caller runs it on a blocking thread
@@ -307,46 +317,6 @@ impl Registry {
     /// The names of all models, sorted.
     pub fn names(&self) -> impl Iterator<Item = &str> {
         self.models.keys().map(String::as_str)
-    }
-}
-
-/// Deserializes a model's parameters, naming the offending field on failure.
-///
-/// Parameter structs use `deny_unknown_fields`, so a typo such as `betta` is reported as
-/// `params.betta` rather than silently ignored.
-pub(crate) fn parse_params<T: DeserializeOwned>(params: &Value) -> Result<T, ModelError> {
-    if !params.is_object() {
-        return Err(ModelError::invalid(
-            "params",
-            format!("must be a JSON object, got {}", json_kind(params)),
-        ));
-    }
-    serde_path_to_error::deserialize(params).map_err(|error| {
-        let path = error.path().to_string();
-        let reason = error.into_inner().to_string();
-        let field = if path == "." {
-            // Unknown and missing fields are reported at the object itself; serde names the
-            // field between the first pair of backticks ("unknown field `betta`, ...").
-            match reason.split('`').nth(1) {
-                Some(name) if !name.is_empty() => format!("params.{name}"),
-                _ => "params".to_owned(),
-            }
-        } else {
-            format!("params.{path}")
-        };
-        ModelError::InvalidParams { field, reason }
-    })
-}
-
-/// A word for the JSON type of `value`, for error messages.
-pub(crate) fn json_kind(value: &Value) -> &'static str {
-    match value {
-        Value::Null => "null",
-        Value::Bool(_) => "a boolean",
-        Value::Number(_) => "a number",
-        Value::String(_) => "a string",
-        Value::Array(_) => "an array",
-        Value::Object(_) => "an object",
     }
 }
 

@@ -31,13 +31,12 @@
 use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
 use rand_distr::{Binomial, Distribution};
-use serde::Deserialize;
 use serde_json::{Value, json};
 
-use crate::models::{CancelFlag, Model, ModelError, ModelOutput, Progress, parse_params};
+use crate::models::{CancelFlag, Model, ModelError, ModelOutput, Progress};
 
 /// The name jobs use for this model.
-pub const NAME: &str = "sir";
+pub const NAME: &str = contracts::models::SIR;
 
 /// The most that `rate × dt` may be for the fastest rate; keeps the binomial chain close to
 /// the exact process.
@@ -46,112 +45,21 @@ pub const MAX_RATE_PER_STEP: f64 = 0.05;
 pub const MIN_STEPS_PER_DAY: u32 = 4;
 /// Most steps per day, however fast the rates: bounds the cost of extreme parameters.
 pub const MAX_STEPS_PER_DAY: u32 = 200;
-/// The most `days` a job may simulate: ten years.
-pub const MAX_DAYS: u32 = 3650;
-/// The most independent `runs` a job may ask for.
-pub const MAX_RUNS: u32 = 10_000;
+pub use contracts::models::{MAX_DAYS, MAX_RUNS, SirParams};
 
-/// The percentiles reported for each day, with their JSON keys.
-const PERCENTILES: [(&str, f64); 5] = [
-    ("p5", 0.05),
-    ("p25", 0.25),
-    ("p50", 0.50),
-    ("p75", 0.75),
-    ("p95", 0.95),
-];
+use contracts::models::PERCENTILES;
 
-/// The parameters of a `sir` job (camelCase JSON keys; unknown keys are rejected).
-#[derive(Debug, Clone, PartialEq, Deserialize)]
-#[serde(rename_all = "camelCase", deny_unknown_fields)]
-pub struct SirParams {
-    /// People in the closed population, at least 1.
-    pub population: u64,
-    /// People infectious on day 0, `1..=population`.
-    pub initial_infected: u64,
-    /// Transmission rate per day, `> 0`.
-    pub beta: f64,
-    /// Recovery rate per day (1 / mean infectious period), `> 0`.
-    pub gamma: f64,
-    /// Rate per day at which the exposed become infectious (1 / mean latent period), `> 0`.
-    /// Present ⇒ SEIR; absent ⇒ SIR.
-    #[serde(default)]
-    pub sigma: Option<f64>,
-    /// Days to simulate, `1..=3650`.
-    pub days: u32,
-    /// Independent runs, `1..=10000`.
-    #[serde(default = "default_runs")]
-    pub runs: u32,
-    /// Seed of the whole experiment.
-    #[serde(default)]
-    pub seed: u64,
-}
+/// The index of `p50` in [`PERCENTILES`].
+const MEDIAN: usize = 2;
 
-fn default_runs() -> u32 {
-    100
-}
-
-impl SirParams {
-    /// Parses and validates parameters, naming the offending field on failure.
-    pub fn from_json(params: &Value) -> Result<Self, ModelError> {
-        let parsed: Self = parse_params(params)?;
-        parsed.validate()?;
-        Ok(parsed)
-    }
-
-    /// Checks the ranges serde cannot express.
-    pub fn validate(&self) -> Result<(), ModelError> {
-        if self.population < 1 {
-            return Err(ModelError::invalid(
-                "params.population",
-                format!("must be at least 1, got {}", self.population),
-            ));
-        }
-        if !(1..=self.population).contains(&self.initial_infected) {
-            return Err(ModelError::invalid(
-                "params.initialInfected",
-                format!(
-                    "must be between 1 and population ({}), got {}",
-                    self.population, self.initial_infected
-                ),
-            ));
-        }
-        check_rate("params.beta", self.beta)?;
-        check_rate("params.gamma", self.gamma)?;
-        if let Some(sigma) = self.sigma {
-            check_rate("params.sigma", sigma)?;
-        }
-        if !(1..=MAX_DAYS).contains(&self.days) {
-            return Err(ModelError::invalid(
-                "params.days",
-                format!("must be between 1 and {MAX_DAYS}, got {}", self.days),
-            ));
-        }
-        if !(1..=MAX_RUNS).contains(&self.runs) {
-            return Err(ModelError::invalid(
-                "params.runs",
-                format!("must be between 1 and {MAX_RUNS}, got {}", self.runs),
-            ));
-        }
-        Ok(())
-    }
-
-    /// Simulation steps per day for these rates (see the module documentation).
-    pub fn steps_per_day(&self) -> u32 {
-        let fastest = self.beta.max(self.gamma).max(self.sigma.unwrap_or(0.0));
-        // A float-to-int `as` saturates, and the clamp bounds it anyway.
-        ((fastest / MAX_RATE_PER_STEP).ceil() as u32).clamp(MIN_STEPS_PER_DAY, MAX_STEPS_PER_DAY)
-    }
-}
-
-fn check_rate(field: &str, value: f64) -> Result<(), ModelError> {
-    if value.is_finite() && value > 0.0 {
-        Ok(())
-    } else {
-        Err(ModelError::invalid(
-            field,
-            format!("must be a number > 0, got {value}"),
-        ))
-    }
+/// Simulation steps per day for these rates (see the module documentation).
+pub fn steps_per_day(params: &SirParams) -> u32 {
+    let fastest = params
+        .beta
+        .max(params.gamma)
+        .max(params.sigma.unwrap_or(0.0));
+    // A float-to-int `as` saturates, and the clamp bounds it anyway.
+    ((fastest / MAX_RATE_PER_STEP).ceil() as u32).clamp(MIN_STEPS_PER_DAY, MAX_STEPS_PER_DAY)
 }
 
 /// The `sir` model.
@@ -164,7 +72,8 @@ impl Model for SirModel {
     }
 
     fn validate(&self, params: &Value) -> Result<(), ModelError> {
-        SirParams::from_json(params).map(drop)
+        SirParams::from_json(params)?;
+        Ok(())
     }
 
     fn run(
@@ -184,7 +93,7 @@ pub fn simulate(
     progress: &dyn Progress,
     cancel: &CancelFlag,
 ) -> Result<ModelOutput, ModelError> {
-    let steps = params.steps_per_day();
+    let steps = steps_per_day(params);
     let dt = 1.0 / f64::from(steps);
     let rates = StepProbabilities {
         recover: -(-params.gamma * dt).exp_m1(),
@@ -197,21 +106,26 @@ pub fn simulate(
 
     let days = params.days as usize;
     let seir = params.sigma.is_some();
-    let mut infected: Vec<Vec<f64>> = vec![Vec::with_capacity(days + 1); PERCENTILES.len()];
-    let mut susceptible_p50 = Vec::with_capacity(days + 1);
-    let mut exposed_p50 = Vec::new();
-    let mut recovered_p50 = Vec::with_capacity(days + 1);
+    // Per compartment, one series per percentile; E only for SEIR.
+    let new_bands = || vec![Vec::with_capacity(days + 1); PERCENTILES.len()];
+    let mut susceptible = new_bands();
+    let mut exposed = if seir { new_bands() } else { Vec::new() };
+    let mut infected = new_bands();
+    let mut recovered = new_bands();
     let mut scratch = Vec::with_capacity(runs.len());
     let mut record = |runs: &[RunState]| {
-        let bands = percentiles(&mut scratch, runs.iter().map(|run| run.i));
-        for (band, value) in infected.iter_mut().zip(bands) {
-            band.push(value);
-        }
-        susceptible_p50.push(median(&mut scratch, runs.iter().map(|run| run.s)));
+        let mut push = |bands: &mut Vec<Vec<f64>>, of: fn(&RunState) -> u64| {
+            let values = percentiles(&mut scratch, runs.iter().map(of));
+            for (band, value) in bands.iter_mut().zip(values) {
+                band.push(value);
+            }
+        };
+        push(&mut susceptible, |run| run.s);
         if seir {
-            exposed_p50.push(median(&mut scratch, runs.iter().map(|run| run.e)));
+            push(&mut exposed, |run| run.e);
         }
-        recovered_p50.push(median(&mut scratch, runs.iter().map(|run| run.r)));
+        push(&mut infected, |run| run.i);
+        push(&mut recovered, |run| run.r);
     };
 
     record(&runs);
@@ -242,7 +156,7 @@ pub fn simulate(
         .collect();
     let final_size_median = quantile_sorted(&final_sizes, 0.5);
 
-    let median_curve = &infected[2];
+    let median_curve = &infected[MEDIAN];
     let (peak_day, peak_infected) = median_curve.iter().copied().enumerate().fold(
         (0, f64::NEG_INFINITY),
         |best, (day, value)| {
@@ -265,11 +179,14 @@ pub fn simulate(
         "peakDay": peak_day,
         "finalSizeMedian": final_size_median,
     });
-    let bands: serde_json::Map<String, Value> = PERCENTILES
-        .iter()
-        .zip(infected)
-        .map(|(&(key, _), band)| (key.to_owned(), json!(band)))
-        .collect();
+    let as_json = |bands: Vec<Vec<f64>>| -> serde_json::Map<String, Value> {
+        PERCENTILES
+            .iter()
+            .zip(bands)
+            .map(|(&(key, _), band)| (key.to_owned(), json!(band)))
+            .collect()
+    };
+    let median_of = |bands: &[Vec<f64>]| json!(bands.get(MEDIAN).cloned().unwrap_or_default());
     let mut result = json!({
         "model": NAME,
         "variant": variant,
@@ -281,14 +198,18 @@ pub fn simulate(
         "runs": params.runs,
         "seed": params.seed,
         "stepsPerDay": steps,
-        "infected": bands,
-        "susceptibleP50": susceptible_p50,
-        "recoveredP50": recovered_p50,
+        // The medians alone, as results had them before every compartment had bands.
+        "susceptibleP50": median_of(&susceptible),
+        "recoveredP50": median_of(&recovered),
+        "susceptible": as_json(susceptible),
+        "infected": as_json(infected),
+        "recovered": as_json(recovered),
         "finalSize": final_size,
     });
     if let (Some(sigma), Value::Object(fields)) = (params.sigma, &mut result) {
         fields.insert("sigma".into(), json!(sigma));
-        fields.insert("exposedP50".into(), json!(exposed_p50));
+        fields.insert("exposedP50".into(), median_of(&exposed));
+        fields.insert("exposed".into(), Value::Object(as_json(exposed)));
     }
     Ok(ModelOutput { summary, result })
 }
@@ -367,11 +288,6 @@ fn percentiles(scratch: &mut Vec<f64>, values: impl Iterator<Item = u64>) -> [f6
     PERCENTILES.map(|(_, q)| quantile_sorted(scratch, q))
 }
 
-fn median(scratch: &mut Vec<f64>, values: impl Iterator<Item = u64>) -> f64 {
-    fill_sorted(scratch, values);
-    quantile_sorted(scratch, 0.5)
-}
-
 fn fill_sorted(scratch: &mut Vec<f64>, values: impl Iterator<Item = u64>) {
     scratch.clear();
     scratch.extend(values.map(|value| value as f64));
@@ -415,13 +331,13 @@ mod tests {
             runs: 1,
             seed: 0,
         };
-        assert_eq!(params.steps_per_day(), 6);
+        assert_eq!(steps_per_day(&params), 6);
         params.sigma = Some(2.0);
-        assert_eq!(params.steps_per_day(), 40);
+        assert_eq!(steps_per_day(&params), 40);
         params.beta = 1e300;
-        assert_eq!(params.steps_per_day(), MAX_STEPS_PER_DAY);
+        assert_eq!(steps_per_day(&params), MAX_STEPS_PER_DAY);
         params.beta = 0.01;
         params.sigma = None;
-        assert_eq!(params.steps_per_day(), MIN_STEPS_PER_DAY);
+        assert_eq!(steps_per_day(&params), MIN_STEPS_PER_DAY);
     }
 }

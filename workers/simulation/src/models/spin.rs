@@ -17,15 +17,13 @@
 
 use std::time::{Duration, Instant};
 
-use serde::Deserialize;
 use serde_json::{Value, json};
 
-use crate::models::{CancelFlag, Model, ModelError, ModelOutput, Progress, parse_params};
+use crate::models::{CancelFlag, Model, ModelError, ModelOutput, Progress};
 
 /// The name jobs use for this model.
-pub const NAME: &str = "spin";
-/// The longest `durationMs` accepted: one hour.
-pub const MAX_DURATION_MS: u64 = 3_600_000;
+pub const NAME: &str = contracts::models::SPIN;
+pub use contracts::models::{MAX_DURATION_MS, SpinMode, SpinParams};
 /// The exit code of the process after `"mode": "crash"`.
 pub const CRASH_EXIT_CODE: i32 = 101;
 
@@ -33,50 +31,6 @@ pub const CRASH_EXIT_CODE: i32 = 101;
 const HANG_POLL: Duration = Duration::from_millis(50);
 /// Busy-loop iterations between two looks at the clock (roughly a microsecond of work).
 const ITERATIONS_PER_CHECK: u64 = 1024;
-
-/// The parameters of a `spin` job (camelCase JSON keys; unknown keys are rejected).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
-#[serde(rename_all = "camelCase", deny_unknown_fields)]
-pub struct SpinParams {
-    /// How long to work, in milliseconds, `0..=3_600_000`; defaults to 0.
-    #[serde(default)]
-    pub duration_ms: u64,
-    /// What to do afterwards.
-    #[serde(default)]
-    pub mode: SpinMode,
-}
-
-/// What `spin` does once it has worked for `durationMs`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum SpinMode {
-    /// Succeed.
-    #[default]
-    Ok,
-    /// Fail with [`ModelError::Failed`].
-    Fail,
-    /// Exit the process with [`CRASH_EXIT_CODE`].
-    Crash,
-    /// Sleep through `durationMs` without progress; the worker must not heartbeat.
-    Hang,
-}
-
-impl SpinParams {
-    /// Parses and validates parameters, naming the offending field on failure.
-    pub fn from_json(params: &Value) -> Result<Self, ModelError> {
-        let parsed: Self = parse_params(params)?;
-        if parsed.duration_ms > MAX_DURATION_MS {
-            return Err(ModelError::invalid(
-                "params.durationMs",
-                format!(
-                    "must be at most {MAX_DURATION_MS} (one hour), got {}",
-                    parsed.duration_ms
-                ),
-            ));
-        }
-        Ok(parsed)
-    }
-}
 
 /// The `spin` model.
 #[derive(Debug, Clone, Copy, Default)]
@@ -88,7 +42,8 @@ impl Model for SpinModel {
     }
 
     fn validate(&self, params: &Value) -> Result<(), ModelError> {
-        SpinParams::from_json(params).map(drop)
+        SpinParams::from_json(params)?;
+        Ok(())
     }
 
     fn run(

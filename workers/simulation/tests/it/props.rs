@@ -68,8 +68,10 @@ fn registry() -> Registry {
 }
 
 /// The field an error names, or a failure naming what came instead.
-fn field(result: Result<impl std::fmt::Debug, ModelError>) -> Result<String, TestCaseError> {
-    match result {
+fn field<T: std::fmt::Debug, E: Into<ModelError>>(
+    result: Result<T, E>,
+) -> Result<String, TestCaseError> {
+    match result.map_err(Into::into) {
         Err(ModelError::InvalidParams { field, .. }) => Ok(field),
         other => Err(TestCaseError::fail(format!(
             "expected InvalidParams, got {other:?}"
