@@ -88,7 +88,11 @@ pub fn plan(jobs: usize, users: &[String], over: Duration, seed: u64) -> Vec<Pla
                 )
             };
             let via_roll: f64 = rng.random();
-            let via = if via_roll < 0.2 {
+            // `POST /jobs` refuses invalid parameters of a built-in model at once (400), so
+            // a job meant to fail in the worker with them comes from upstream, whose
+            // events only the worker checks.
+            let invalid = matches!(&expected, Expected::Failed { error } if error == "Model.InvalidParams");
+            let via = if via_roll < 0.2 || invalid {
                 Via::Bus
             } else if via_roll < 0.4 {
                 Via::HttpTwice
@@ -250,6 +254,13 @@ mod tests {
         assert!(count(&|p| p.model == "spin") > 60);
         assert!(count(&|p| p.expected != Expected::Succeeded) > 15);
         assert!(count(&|p| p.via == Via::Bus) > 20);
+        assert!(
+            plan1
+                .iter()
+                .filter(|p| p.params["initialInfected"] == 500)
+                .all(|p| p.via == Via::Bus),
+            "invalid parameters would be refused at submit"
+        );
         assert!(count(&|p| p.via == Via::HttpTwice) > 20);
         assert!(plan1.iter().all(|p| p.at <= Duration::from_secs(100)));
     }
