@@ -10,6 +10,7 @@ fn limits() -> BTreeMap<&'static str, i128> {
     use contracts::callbacks::signature;
     use contracts::jobs as cj;
     use contracts::{frames, timestamp};
+    use fleet::cost::bounds as cost;
     use simulation::models::exec;
     let n = |v: usize| v as i128;
     let secs = |d: std::time::Duration| i128::from(d.as_secs());
@@ -173,6 +174,46 @@ fn limits() -> BTreeMap<&'static str, i128> {
         (
             "local_host::MAX_MESSAGE_BYTES",
             n(local_host::MAX_MESSAGE_BYTES),
+        ),
+        (
+            "fleet::cost::bounds::MAX_PER_MONTH",
+            i128::from(cost::MAX_PER_MONTH),
+        ),
+        (
+            "fleet::cost::bounds::MAX_JOB_SECONDS",
+            i128::from(cost::MAX_JOB_SECONDS),
+        ),
+        (
+            "fleet::cost::bounds::MAX_PROGRESS_PER_JOB",
+            i128::from(cost::MAX_PROGRESS_PER_JOB),
+        ),
+        (
+            "fleet::cost::bounds::MAX_SUBSCRIBERS",
+            i128::from(cost::MAX_SUBSCRIBERS),
+        ),
+        (
+            "fleet::cost::bounds::MAX_CONNECTED_HOURS",
+            i128::from(cost::MAX_CONNECTED_HOURS),
+        ),
+        (
+            "fleet::cost::bounds::MAX_WORKER_VCPU",
+            i128::from(cost::MAX_WORKER_VCPU),
+        ),
+        (
+            "fleet::cost::bounds::MAX_WORKER_MEMORY_GB",
+            i128::from(cost::MAX_WORKER_MEMORY_GB),
+        ),
+        (
+            "fleet::cost::bounds::MAX_PEAK_FACTOR",
+            i128::from(cost::MAX_PEAK_FACTOR),
+        ),
+        (
+            "fleet::cost::bounds::MAX_MEASURE_JOBS",
+            n(cost::MAX_MEASURE_JOBS),
+        ),
+        (
+            "fleet::cmd::cost::MAX_MEASURE_WORKERS",
+            n(fleet::cmd::cost::MAX_MEASURE_WORKERS),
         ),
     ])
 }

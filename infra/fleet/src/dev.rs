@@ -160,6 +160,35 @@ impl Stack {
         })
     }
 
+    /// A stack for one run of a harness (`fleet chaos`, `fleet cost --measure`): its own
+    /// stage `<prefix><6 random hex digits>`, free ports, `workers` worker processes of
+    /// `exe`, and `faults`.
+    pub async fn start_run(
+        prefix: &str,
+        home: &std::path::Path,
+        exe: &std::path::Path,
+        workers: usize,
+        faults: Faults,
+    ) -> anyhow::Result<Stack> {
+        raise_open_files_limit();
+        let stage = Stage::new(format!(
+            "{prefix}{}",
+            &uuid::Uuid::new_v4().simple().to_string()[..6]
+        ))
+        .with_context(|| format!("a {prefix} stage name"))?;
+        eprintln!("{prefix}: starting the stack (stage {stage})");
+        Stack::start(&DevConfig {
+            stage,
+            emulator_port: 0,
+            home: home.to_path_buf(),
+            workers,
+            http_port: 0,
+            exe: Some(exe.to_path_buf()),
+            faults,
+        })
+        .await
+    }
+
     /// Turns the configured faults (AWS API and invocation faults) on or off.
     pub fn set_faults(&self, on: bool) {
         if let Some(proxy) = &self.proxy {

@@ -7,6 +7,7 @@ pub mod api;
 pub mod bench;
 pub mod chaos;
 pub mod cmd;
+pub mod cost;
 pub mod dev;
 pub mod events;
 pub mod infra;

@@ -44,6 +44,7 @@ pub fn router(
         functions,
         crate::Config::DEFAULT_FUNCTION_INSTANCES,
         &std::sync::Arc::new(crate::faults::Injector::new(Default::default())),
+        &std::sync::Arc::default(),
     )?;
     Ok(Api::new(topology, &bound, account)?.into_router())
 }

@@ -114,12 +114,14 @@ impl Host {
         let faults = Arc::new(crate::faults::Injector::new(
             config.invocation_faults.clone(),
         ));
+        let meter = Arc::new(crate::meter::Meter::default());
         let (bound, account) = bind(
             topology,
             report,
             &functions,
             config.function_instances,
             &faults,
+            &meter,
         )?;
         let names = topology.names();
         let sqs_client = aws_sdk_sqs::Client::new(sdk);
@@ -379,6 +381,7 @@ impl Host {
         Ok(RunningHost {
             http_addr,
             faults,
+            meter,
             token,
             tasks,
         })
@@ -390,6 +393,7 @@ impl Host {
 pub struct RunningHost {
     http_addr: Option<SocketAddr>,
     faults: Arc<crate::faults::Injector>,
+    meter: Arc<crate::meter::Meter>,
     token: CancellationToken,
     tasks: JoinSet<Result<(), HostError>>,
 }
@@ -403,6 +407,11 @@ impl RunningHost {
     /// The invocation faults injected so far ([`crate::Config::invocation_faults`]).
     pub fn invocation_faults(&self) -> crate::InvocationFaultCounts {
         self.faults.counts()
+    }
+
+    /// Every function's invocations and billed time so far, by logical name.
+    pub fn function_usage(&self) -> BTreeMap<String, crate::FunctionUsage> {
+        self.meter.usage()
     }
 
     /// Turns the configured invocation faults on or off (they start on).
@@ -484,6 +493,7 @@ pub(crate) fn bind(
     functions: &Functions,
     instances: NonZeroUsize,
     faults: &Arc<crate::faults::Injector>,
+    meter: &Arc<crate::meter::Meter>,
 ) -> Result<(BTreeMap<String, Bound>, Account), HostError> {
     let names = topology.names();
     let mut registered = Vec::new();
@@ -536,6 +546,7 @@ pub(crate) fn bind(
                 handler: Arc::clone(&implementation.function),
                 instances: Arc::new(Semaphore::new(instances.get())),
                 faults: Arc::clone(faults),
+                meter: Arc::clone(meter),
             };
             (f.name.clone(), function)
         })

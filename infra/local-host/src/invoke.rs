@@ -29,6 +29,8 @@ pub(crate) struct Bound {
     pub(crate) instances: Arc<Semaphore>,
     /// The host's fault injector, shared by every function.
     pub(crate) faults: Arc<crate::faults::Injector>,
+    /// The host's meter, shared by every function.
+    pub(crate) meter: Arc<crate::meter::Meter>,
 }
 
 /// An instance of a function, taken for one invocation ([`Bound::instance`]).
@@ -169,7 +171,9 @@ impl Instance<'_> {
                 }
             }
         };
-        let duration_ms = started.elapsed().as_secs_f64() * 1000.0;
+        let took = started.elapsed();
+        function.meter.record(&function.name, took);
+        let duration_ms = took.as_secs_f64() * 1000.0;
         match &result {
             Ok(_) => tracing::info!(
                 function = %function.name,
@@ -254,6 +258,7 @@ mod tests {
             handler: Arc::new(handler),
             instances: Arc::new(Semaphore::new(instances)),
             faults: Arc::new(crate::faults::Injector::new(Default::default())),
+            meter: Arc::default(),
         };
         (function, running, most)
     }

@@ -32,7 +32,7 @@ use serde::Serialize;
 use tokio::sync::watch;
 use tokio::time::Instant;
 
-use crate::dev::{DevConfig, Faults, Stack};
+use crate::dev::{Faults, Stack};
 use checks::{BusEvent, DeadLetter, History, Stored, Submitted, Violation};
 use subscribers::{Counters, Record, Spec, Transport};
 use workload::{Planned, Submitter, Via};
@@ -230,25 +230,16 @@ const KINDS: [checks::Kind; 12] = [
 pub async fn run(config: &ChaosConfig) -> anyhow::Result<ChaosReport> {
     anyhow::ensure!(config.users > 0, "--users must be at least 1");
     anyhow::ensure!(config.workers > 0, "--workers must be at least 1");
-    crate::dev::raise_open_files_limit();
-    let stage = provision::Stage::new(format!(
-        "chaos{}",
-        &uuid::Uuid::new_v4().simple().to_string()[..6]
-    ))
-    .context("a chaos stage name")?;
-    eprintln!("chaos: starting the stack (stage {stage})");
-    let stack = Stack::start(&DevConfig {
-        stage,
-        emulator_port: 0,
-        home: config.home.clone(),
-        workers: config.workers,
-        http_port: 0,
-        exe: Some(config.exe.clone()),
-        faults: Faults {
+    let stack = Stack::start_run(
+        "chaos",
+        &config.home,
+        &config.exe,
+        config.workers,
+        Faults {
             aws: Some(config.aws_plan()),
             invocations: config.invocation_faults(),
         },
-    })
+    )
     .await?;
     let outcome = Run::new(config, &stack).drive().await;
     stack.stop().await;
@@ -528,60 +519,9 @@ impl<'a> Run<'a> {
         &self,
         ops: fleet_ops::Ops,
     ) -> anyhow::Result<(watch::Sender<bool>, tokio::task::JoinHandle<()>)> {
-        let pattern = fleet_ops::pattern::Pattern::parse(
-            &serde_json::json!({"source": [contracts::jobs::SOURCE]}).to_string(),
-        )
-        .context("the tail's pattern")?;
+        let pattern = serde_json::json!({"source": [contracts::jobs::SOURCE]});
         let bus = self.stack.topology.names().bus();
-        let (stop, mut stopped) = watch::channel(false);
-        let (ready_tx, ready_rx) = tokio::sync::oneshot::channel();
-        let events = Arc::clone(&self.events);
-        let started = self.started;
-        let handle = tokio::spawn(async move {
-            let shutdown = async move {
-                let _ = stopped.wait_for(|s| *s).await;
-            };
-            let mut ready = Some(ready_tx);
-            let result = fleet_ops::tail::tail(
-                &ops,
-                &bus,
-                &pattern,
-                shutdown,
-                |text| {
-                    if let Ok(event) = serde_json::from_str::<serde_json::Value>(text) {
-                        let detail = event["detail"].clone();
-                        let record = BusEvent {
-                            id: event["id"].as_str().unwrap_or_default().to_owned(),
-                            detail_type: event["detail-type"]
-                                .as_str()
-                                .unwrap_or_default()
-                                .to_owned(),
-                            job_id: detail["jobId"].as_str().map(str::to_owned),
-                            detail,
-                            seen_ms: u64::try_from(started.elapsed().as_millis()).unwrap_or(0),
-                        };
-                        if let Ok(mut all) = events.lock() {
-                            all.push(record);
-                        }
-                    }
-                    Ok(())
-                },
-                |_| {
-                    if let Some(tx) = ready.take() {
-                        let _ = tx.send(());
-                    }
-                },
-            )
-            .await;
-            if let Err(e) = result {
-                tracing::error!(error = %e, "the bus tail failed");
-            }
-        });
-        tokio::time::timeout(Duration::from_secs(30), ready_rx)
-            .await
-            .context("the bus tail did not start within 30 s")?
-            .context("the bus tail ended before it started")?;
-        Ok((stop, handle))
+        tail_bus(ops, bus, &pattern, self.started, Arc::clone(&self.events)).await
     }
 
     /// Submits a phase's jobs with their subscribers and waits until they end (or the
@@ -908,6 +848,64 @@ impl<'a> Run<'a> {
         }
         Ok(answers)
     }
+}
+
+/// Tails the events matching `pattern` on `bus` into `events`, each with when it was
+/// seen after `started`, until the returned sender says stop; returns once the tail is
+/// listening (`fleet chaos` and `fleet cost --measure`).
+pub(crate) async fn tail_bus(
+    ops: fleet_ops::Ops,
+    bus: String,
+    pattern: &serde_json::Value,
+    started: Instant,
+    events: Arc<Mutex<Vec<BusEvent>>>,
+) -> anyhow::Result<(watch::Sender<bool>, tokio::task::JoinHandle<()>)> {
+    let pattern =
+        fleet_ops::pattern::Pattern::parse(&pattern.to_string()).context("the tail's pattern")?;
+    let (stop, mut stopped) = watch::channel(false);
+    let (ready_tx, ready_rx) = tokio::sync::oneshot::channel();
+    let handle = tokio::spawn(async move {
+        let shutdown = async move {
+            let _ = stopped.wait_for(|s| *s).await;
+        };
+        let mut ready = Some(ready_tx);
+        let result = fleet_ops::tail::tail(
+            &ops,
+            &bus,
+            &pattern,
+            shutdown,
+            |text| {
+                if let Ok(event) = serde_json::from_str::<serde_json::Value>(text) {
+                    let detail = event["detail"].clone();
+                    let record = BusEvent {
+                        id: event["id"].as_str().unwrap_or_default().to_owned(),
+                        detail_type: event["detail-type"].as_str().unwrap_or_default().to_owned(),
+                        job_id: detail["jobId"].as_str().map(str::to_owned),
+                        detail,
+                        seen_ms: u64::try_from(started.elapsed().as_millis()).unwrap_or(0),
+                    };
+                    if let Ok(mut all) = events.lock() {
+                        all.push(record);
+                    }
+                }
+                Ok(())
+            },
+            |_| {
+                if let Some(tx) = ready.take() {
+                    let _ = tx.send(());
+                }
+            },
+        )
+        .await;
+        if let Err(e) = result {
+            tracing::error!(error = %e, "the bus tail failed");
+        }
+    });
+    tokio::time::timeout(Duration::from_secs(30), ready_rx)
+        .await
+        .context("the bus tail did not start within 30 s")?
+        .context("the bus tail ended before it started")?;
+    Ok((stop, handle))
 }
 
 /// Whether a dead letter's reason is a fault the harness injected (a cut-off

@@ -4,6 +4,7 @@
 pub mod auth;
 pub mod bench;
 pub mod chaos;
+pub mod cost;
 pub mod dev;
 pub mod dlq;
 pub mod events;
@@ -64,6 +65,9 @@ pub enum Command {
     /// duplicate deliveries, Lambda crashes, subscriber drops), check that every job ended
     /// once with every effect once and every stream gapless, and print a JSON report.
     Chaos(chaos::ChaosArgs),
+    /// What a month of the fleet costs on AWS, per service, from the topology and a dated
+    /// us-east-1 price table (`--measure N`: from requests counted on the local stack).
+    Cost(cost::CostArgs),
     /// Run one simulation worker (what `fleet dev` starts; also usable alone).
     #[command(hide = true)]
     Worker(crate::workers::WorkerArgs),
@@ -83,6 +87,7 @@ pub async fn run(command: Command, globals: &Globals) -> anyhow::Result<()> {
         Command::Auth(command) => auth::run(command),
         Command::Bench(command) => bench::run(command).await,
         Command::Chaos(args) => chaos::run(args).await,
+        Command::Cost(args) => cost::run(args, globals).await,
         Command::Worker(args) => {
             let shutdown = shutdown_on_signals()?;
             crate::workers::run(args, crate::aws_from_env().await, shutdown).await

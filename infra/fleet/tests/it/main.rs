@@ -5,5 +5,6 @@
 
 mod chaos;
 mod cli;
+mod cost;
 mod dev;
 mod ops;

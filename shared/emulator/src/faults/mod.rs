@@ -154,6 +154,43 @@ pub struct OperationReport {
     pub calls: u64,
     /// How many of each kind; a duplicate receive counts once per message.
     pub injected: BTreeMap<FaultKind, u64>,
+    /// The sizes of the calls the emulator answered, in the units AWS bills by.
+    #[serde(default)]
+    pub sizes: Sizes,
+    /// The calls the emulator answered per SQS queue (the last segment of `QueueUrl`).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub queues: BTreeMap<String, Sizes>,
+}
+
+/// What answered calls weighed: sums over the calls, each rounded up on its own as AWS
+/// rounds each request (`fleet cost --measure` reads these).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct Sizes {
+    pub calls: u64,
+    pub request_bytes: u64,
+    pub response_bytes: u64,
+    /// Σ ⌈request / 64 KiB⌉, at least 1 a call: SQS's, SNS's and EventBridge's unit.
+    pub request_64k: u64,
+    /// Σ ⌈request / 1 KiB⌉, at least 1 a call: DynamoDB's write unit.
+    pub request_1k: u64,
+    /// Σ ⌈response / 4 KiB⌉, at least 1 a call: DynamoDB's read unit.
+    pub response_4k: u64,
+    /// SQS receives answered without a message (idle long polls).
+    pub empty_receives: u64,
+}
+
+impl Sizes {
+    fn add(&mut self, request: usize, response: usize, empty_receive: bool) {
+        let up = |n: usize, unit: usize| n.div_ceil(unit).max(1) as u64;
+        self.calls += 1;
+        self.request_bytes += request as u64;
+        self.response_bytes += response as u64;
+        self.request_64k += up(request, 64 * 1024);
+        self.request_1k += up(request, 1024);
+        self.response_4k += up(response, 4 * 1024);
+        self.empty_receives += u64::from(empty_receive);
+    }
 }
 
 impl FaultReport {
@@ -178,6 +215,25 @@ impl FaultReport {
     fn record_call(&mut self, key: &str) {
         self.calls += 1;
         self.operations.entry(key.to_string()).or_default().calls += 1;
+    }
+
+    fn record_sizes(
+        &mut self,
+        key: &str,
+        queue: Option<&str>,
+        request: usize,
+        response: usize,
+        empty_receive: bool,
+    ) {
+        let operation = self.operations.entry(key.to_string()).or_default();
+        operation.sizes.add(request, response, empty_receive);
+        if let Some(queue) = queue {
+            operation.queues.entry(queue.to_string()).or_default().add(
+                request,
+                response,
+                empty_receive,
+            );
+        }
     }
 
     fn record_fault(&mut self, key: &str, kind: FaultKind) {

@@ -220,11 +220,11 @@ impl Shared {
                 return Ok(response);
             }
         };
-        if answer.status.is_success()
-            && call.service == "sqs"
+        let receive = call.service == "sqs"
             && call.operation == "ReceiveMessage"
-            && matches!(call.protocol, Protocol::AwsJson { .. })
-        {
+            && matches!(call.protocol, Protocol::AwsJson { .. });
+        self.record_sizes(&call, &body, &answer_body, receive);
+        if answer.status.is_success() && receive {
             self.duplicate_receives(&call, &parts, &body, &answer_body)
                 .await;
         }
@@ -256,6 +256,29 @@ impl Shared {
             );
         }
         decision
+    }
+
+    /// Adds an answered call's sizes to the report, and to its queue's for SQS.
+    fn record_sizes(&self, call: &Call, body: &[u8], answer: &[u8], receive: bool) {
+        let queue = (call.service == "sqs")
+            .then(|| serde_json::from_slice::<Value>(body).ok())
+            .flatten()
+            .and_then(|v| {
+                let url = v.get("QueueUrl")?.as_str()?;
+                Some(url.rsplit('/').next().unwrap_or(url).to_string())
+            });
+        let empty_receive = receive
+            && serde_json::from_slice::<Value>(answer)
+                .ok()
+                .and_then(|v| v.get("Messages")?.as_array().map(Vec::is_empty))
+                .unwrap_or(true);
+        self.report().record_sizes(
+            &call.key(),
+            queue.as_deref(),
+            body.len(),
+            answer.len(),
+            empty_receive,
+        );
     }
 
     /// Makes each message a `ReceiveMessage` returned visible again at the rule's rate,
