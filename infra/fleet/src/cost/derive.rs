@@ -53,7 +53,7 @@ pub enum DeriveError {
 pub fn profile(topology: &Topology) -> Result<Profile, DeriveError> {
     let mut job = Requests::default();
     // `POST /jobs` starts a job: one HTTP request and its function.
-    http(topology, Method::Post, "/jobs", &mut job);
+    http(topology, Method::Post, "/jobs", &mut job)?;
     for detail_type in [
         contracts::jobs::REQUESTED,
         contracts::jobs::STARTED,
@@ -84,7 +84,7 @@ pub fn profile(topology: &Topology) -> Result<Profile, DeriveError> {
         Method::Post,
         "/callbacks/{provider}",
         &mut callback,
-    );
+    )?;
     let mut schedule = Requests::default();
     event(
         topology,
@@ -114,7 +114,12 @@ pub fn profile(topology: &Topology) -> Result<Profile, DeriveError> {
 }
 
 /// The function serving `method path`, invoked once, with its logs and storage.
-fn http(topology: &Topology, method: Method, path: &str, into: &mut Requests) {
+fn http(
+    topology: &Topology,
+    method: Method,
+    path: &str,
+    into: &mut Requests,
+) -> Result<(), DeriveError> {
     let serving = topology.functions().find(|f| match &f.kind {
         FunctionKind::Http { routes } => {
             routes.iter().any(|r| r.method == method && r.path == path)
@@ -122,8 +127,9 @@ fn http(topology: &Topology, method: Method, path: &str, into: &mut Requests) {
         _ => false,
     });
     into.http_requests += 1.0;
-    if let Some(f) = serving {
-        invoke(topology, &f.name, into);
+    match serving {
+        Some(f) => invoke(topology, &f.name, into),
+        None => Ok(()),
     }
 }
 
@@ -153,7 +159,7 @@ fn event(
         for target in &rule.targets {
             match target {
                 Target::Function(name) => {
-                    invoke(topology, name, into);
+                    invoke(topology, name, into)?;
                     if pushes_frames(topology, name) {
                         into.frames += 1.0;
                     }
@@ -167,10 +173,11 @@ fn event(
     Ok(())
 }
 
-/// One invocation of `function`, with the storage its role may touch and its logs.
-fn invoke(topology: &Topology, function: &str, into: &mut Requests) {
+/// One invocation of `function`, with the storage its role may touch, its logs and an
+/// execution of each state machine it may start.
+fn invoke(topology: &Topology, function: &str, into: &mut Requests) -> Result<(), DeriveError> {
     let Some(f) = topology.function(function) else {
-        return;
+        return Ok(());
     };
     into.add_scaled(
         &Requests {
@@ -186,6 +193,14 @@ fn invoke(topology: &Topology, function: &str, into: &mut Requests) {
         1.0,
     );
     storage(&f.permissions, into);
+    for p in &f.permissions {
+        if let ResourceRef::StateMachine(machine) = &p.resource
+            && p.actions.contains(&"states:StartExecution")
+        {
+            execution(topology, machine, into)?;
+        }
+    }
+    Ok(())
 }
 
 /// One unit per table or bucket action a role may take: a write unit (and an item) per
