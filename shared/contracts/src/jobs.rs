@@ -22,6 +22,8 @@ pub const PROGRESS: &str = "JobProgress";
 pub const SUCCEEDED: &str = "JobSucceeded";
 /// The `detail-type` of [`JobFailed`].
 pub const FAILED: &str = "JobFailed";
+/// The `detail-type` of [`JobCancelled`].
+pub const CANCELLED: &str = "JobCancelled";
 
 /// The longest job id: a Step Functions execution name has at most 80 characters.
 pub const MAX_JOB_ID_LEN: usize = 80;
@@ -178,6 +180,16 @@ pub struct JobFailed {
     pub cause: String,
 }
 
+/// The job was cancelled by its owner: its execution is stopped, and a job still queued
+/// never runs.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct JobCancelled {
+    pub job_id: JobId,
+    /// The subject that cancelled it (its owner).
+    pub cancelled_by: String,
+}
+
 /// Any job event.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 #[serde(untagged)]
@@ -187,11 +199,16 @@ pub enum JobEvent {
     Progress(JobProgress),
     Succeeded(JobSucceeded),
     Failed(JobFailed),
+    Cancelled(JobCancelled),
 }
 
 impl JobEvent {
     /// Every job detail-type, in lifecycle order.
-    pub const DETAIL_TYPES: [&'static str; 5] = [REQUESTED, STARTED, PROGRESS, SUCCEEDED, FAILED];
+    pub const DETAIL_TYPES: [&'static str; 6] =
+        [REQUESTED, STARTED, PROGRESS, SUCCEEDED, FAILED, CANCELLED];
+
+    /// The detail-types that end a job.
+    pub const FINAL: [&'static str; 3] = [SUCCEEDED, FAILED, CANCELLED];
 
     /// The job's id (a `JobRequested` may not have one yet).
     pub fn job_id(&self) -> Option<&JobId> {
@@ -201,6 +218,7 @@ impl JobEvent {
             JobEvent::Progress(e) => Some(&e.job_id),
             JobEvent::Succeeded(e) => Some(&e.job_id),
             JobEvent::Failed(e) => Some(&e.job_id),
+            JobEvent::Cancelled(e) => Some(&e.job_id),
         }
     }
 
@@ -233,6 +251,7 @@ impl JobEvent {
             }
             SUCCEEDED => JobEvent::Succeeded(from_value(&what, &payload)?),
             FAILED => JobEvent::Failed(from_value(&what, &payload)?),
+            CANCELLED => JobEvent::Cancelled(from_value(&what, &payload)?),
             other => {
                 return Err(ContractError::UnknownDetailType {
                     source_name: SOURCE.to_string(),
@@ -358,6 +377,7 @@ impl Event for JobEvent {
             JobEvent::Progress(_) => PROGRESS,
             JobEvent::Succeeded(_) => SUCCEEDED,
             JobEvent::Failed(_) => FAILED,
+            JobEvent::Cancelled(_) => CANCELLED,
         }
     }
     fn correlation_id(&self) -> Option<String> {
@@ -379,6 +399,7 @@ job_event!(JobStarted, Started);
 job_event!(JobProgress, Progress);
 job_event!(JobSucceeded, Succeeded);
 job_event!(JobFailed, Failed);
+job_event!(JobCancelled, Cancelled);
 
 /// Where a job stands, as the HTTP API reports it.
 #[derive(
@@ -390,12 +411,16 @@ pub enum JobStatus {
     Running,
     Succeeded,
     Failed,
+    Cancelled,
 }
 
 impl JobStatus {
     /// Whether the job can no longer change.
     pub fn is_final(self) -> bool {
-        matches!(self, JobStatus::Succeeded | JobStatus::Failed)
+        matches!(
+            self,
+            JobStatus::Succeeded | JobStatus::Failed | JobStatus::Cancelled
+        )
     }
 
     pub fn as_str(self) -> &'static str {
@@ -404,6 +429,7 @@ impl JobStatus {
             JobStatus::Running => "RUNNING",
             JobStatus::Succeeded => "SUCCEEDED",
             JobStatus::Failed => "FAILED",
+            JobStatus::Cancelled => "CANCELLED",
         }
     }
 }
@@ -416,11 +442,12 @@ impl std::str::FromStr for JobStatus {
             "RUNNING" => Ok(JobStatus::Running),
             "SUCCEEDED" => Ok(JobStatus::Succeeded),
             "FAILED" => Ok(JobStatus::Failed),
+            "CANCELLED" => Ok(JobStatus::Cancelled),
             _ => Err(ContractError::invalid(
                 "job status",
                 "status",
                 format!(
-                    "`{}` is not a status: use QUEUED, RUNNING, SUCCEEDED or FAILED",
+                    "`{}` is not a status: use QUEUED, RUNNING, SUCCEEDED, FAILED or CANCELLED",
                     quote(s)
                 ),
             )),

@@ -13,7 +13,7 @@ use crate::envelope::Meta;
 use crate::frames::{ClientMessage, Discontinuity, ErrorData, Frame, Subscribed};
 use crate::http::ErrorBody;
 use crate::jobs::{
-    JobAccepted, JobFailed, JobPage, JobProgress, JobRequested, JobStarted, JobSucceeded, JobView,
+    JobAccepted, JobCancelled, JobFailed, JobPage, JobProgress, JobRequested, JobStarted, JobSucceeded, JobView,
 };
 use crate::licenses::{LicenseDeactivationDue, SubscriptionCancelled};
 use crate::models::Catalog;
@@ -29,6 +29,7 @@ pub fn all() -> Vec<(&'static str, Value)> {
         ("JobProgress", schema::<JobProgress>()),
         ("JobSucceeded", schema::<JobSucceeded>()),
         ("JobFailed", schema::<JobFailed>()),
+        ("JobCancelled", schema::<JobCancelled>()),
         ("JobView", schema::<JobView>()),
         ("JobAccepted", schema::<JobAccepted>()),
         ("JobPage", schema::<JobPage>()),

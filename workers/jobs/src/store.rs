@@ -3,7 +3,7 @@
 //! Layout (`fleet-<stage>-jobs`, partition key `jobId`):
 //!
 //! - A job row: `jobId`, `requestedBy`, `model`, `params` (JSON text), `status`,
-//!   `statusRank` (QUEUED 0 < RUNNING 1 < SUCCEEDED|FAILED 2), `progress`, `createdAt`,
+//!   `statusRank` (QUEUED 0 < RUNNING 1 < SUCCEEDED|FAILED|CANCELLED 2), `progress`, `createdAt`,
 //!   `updatedAt`, then as the job moves: `worker`, `handout`, `attempt`, `startedAt`, `summary`
 //!   (JSON text), `resultBucket`/`resultKey`/`resultBytes`, `error`/`cause`, `finishedAt`.
 //!   The `byRequester` index (`requestedBy`, `createdAt`) lists a caller's jobs.
@@ -562,7 +562,7 @@ impl<'a> JobStore<'a> {
     }
 
     /// Applies a job event to its row with a conditional update, so the row only moves
-    /// forward: status by rank (QUEUED < RUNNING < SUCCEEDED|FAILED, a final status is
+    /// forward: status by rank (QUEUED < RUNNING < SUCCEEDED|FAILED|CANCELLED, a final status is
     /// never overwritten), progress only up, the start `(handout, attempt)` only up.
     pub async fn apply(&self, envelope: &Envelope<JobEvent>) -> Result<Applied, StoreError> {
         // The event's time came from its producer: it may not be representable in UTC
@@ -635,6 +635,16 @@ impl<'a> JobStore<'a> {
                 u.set(attr::CAUSE, s(&e.cause));
                 u.set(attr::FINISHED_AT, s(&at));
                 let not_final = u.cmp(attr::STATUS_RANK, "<", n(rank(JobStatus::Failed)));
+                u.condition(not_final);
+                &e.job_id
+            }
+            JobEvent::Cancelled(e) => {
+                u.set(attr::STATUS, s(JobStatus::Cancelled.as_str()));
+                u.set(attr::STATUS_RANK, n(rank(JobStatus::Cancelled)));
+                u.set(attr::ERROR, s(CANCELLED_ERROR));
+                u.set(attr::CAUSE, s(&format!("cancelled by {}", e.cancelled_by)));
+                u.set(attr::FINISHED_AT, s(&at));
+                let not_final = u.cmp(attr::STATUS_RANK, "<", n(rank(JobStatus::Cancelled)));
                 u.condition(not_final);
                 &e.job_id
             }
@@ -735,11 +745,14 @@ fn idempotency_item_id(requester: &str, key: &str) -> String {
     format!("idem#{}#{}", escape(requester), escape(key))
 }
 
+/// The error a cancelled job shows (its cause names who cancelled it).
+pub const CANCELLED_ERROR: &str = "Job.Cancelled";
+
 fn rank(status: JobStatus) -> u8 {
     match status {
         JobStatus::Queued => 0,
         JobStatus::Running => 1,
-        JobStatus::Succeeded | JobStatus::Failed => 2,
+        JobStatus::Succeeded | JobStatus::Failed | JobStatus::Cancelled => 2,
     }
 }
 
