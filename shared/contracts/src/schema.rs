@@ -13,7 +13,8 @@ use crate::envelope::Meta;
 use crate::frames::{ClientMessage, Discontinuity, ErrorData, Frame, Subscribed};
 use crate::http::ErrorBody;
 use crate::jobs::{
-    JobAccepted, JobCancelled, JobFailed, JobPage, JobProgress, JobRequested, JobStarted, JobSucceeded, JobView,
+    JobAccepted, JobCancelled, JobFailed, JobPage, JobProgress, JobRequested, JobStarted,
+    JobSucceeded, JobView,
 };
 use crate::licenses::{LicenseDeactivationDue, SubscriptionCancelled};
 use crate::models::Catalog;

@@ -5,7 +5,7 @@ parent pid means the emulator never outlives the fleet process that owns it.
 
 Importing this file also patches moto: it spares work that changes none of moto's
 answers, and it makes a few behaviours (DynamoDB item writes, task heartbeats, failure
-causes and task tokens) as AWS has them. Each change, why, and the test that proves it
+causes, task tokens and stopping an execution) as AWS has them. Each change, why, and the test that proves it
 are listed once, in docs/local-parity.md at the repository's root.
 
 Importing this file applies those changes and nothing else; run as a script, it also
@@ -197,6 +197,36 @@ for _answer in ("send_task_success", "send_task_heartbeat"):
         _answer,
         _ended_executions_timed_out(getattr(StepFunctionsParserBackend, _answer)),
     )
+
+from moto.stepfunctions.parser.api import ExecutionStatus  # noqa: E402
+from moto.stepfunctions.parser.backend.execution import (  # noqa: E402
+    Execution as ParserExecution,
+)
+
+_stop_execution = ParserExecution.stop
+
+
+def _stopped_before_the_answer(self, stop_date, error, cause):
+    # AWS has stopped an execution when StopExecution answers: it is ABORTED and its task
+    # tokens are closed. moto only asks the execution's thread to stop, and the thread
+    # notices when the task it waits on hears from its heartbeat clock: until then the
+    # execution reads RUNNING and its worker's heartbeats are accepted.
+    _stop_execution(self, stop_date=stop_date, error=error, cause=cause)
+    worker = self.exec_worker
+    if worker is None:
+        return
+    if self.exec_status == ExecutionStatus.RUNNING:
+        self.exec_status = ExecutionStatus.ABORTED
+        self.stop_date = stop_date
+    for endpoint in list(worker.env.callback_pool_manager._pool.values()):
+        endpoint._fleet_closed = True
+        clock = endpoint._heartbeat_endpoint
+        if clock is not None:
+            # Wakes the waiting task, which then sees its execution stopped.
+            clock.notify()
+
+
+ParserExecution.stop = _stopped_before_the_answer
 
 from moto.stepfunctions.responses import StepFunctionResponse  # noqa: E402
 

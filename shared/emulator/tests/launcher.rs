@@ -40,3 +40,8 @@ fn a_heartbeat_sent_before_the_clock_starts_is_accepted_and_counts() {
 fn a_task_that_hears_nothing_still_misses_its_heartbeat() {
     check("a_silent_task_still_times_out");
 }
+
+#[test]
+fn a_stopped_execution_is_aborted_and_its_tokens_closed_when_stop_answers() {
+    check("a_stopped_execution_has_stopped_when_stop_answers");
+}

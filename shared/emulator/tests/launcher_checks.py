@@ -5,7 +5,9 @@ when the check fails. Run by `launcher.rs`, one test per check.
 """
 import importlib.util
 import sys
+import threading
 import time
+from types import SimpleNamespace
 
 from moto.stepfunctions.parser.asl.eval.callback.callback import (
     CallbackOutcomeSuccess,
@@ -69,12 +71,51 @@ def a_silent_task_still_times_out():
     assert waited >= 0.2, f"its heartbeat window ended early, after {waited:.2f} s"
 
 
+def a_stopped_execution_has_stopped_when_stop_answers():
+    from moto.stepfunctions.parser.api import ExecutionStatus
+    from moto.stepfunctions.parser.backend.execution import Execution
+
+    pool, endpoint = waiting_task()
+    clock = endpoint.setup_heartbeat_endpoint(heartbeat_seconds=HEARTBEAT_SECONDS)
+    woken = threading.Event()
+
+    def wait_as_the_task_does():
+        clock.clear_and_wait()
+        woken.set()
+
+    threading.Thread(target=wait_as_the_task_does, daemon=True).start()
+    asked = []
+    worker = SimpleNamespace(
+        env=SimpleNamespace(callback_pool_manager=pool),
+        stop=lambda **details: asked.append(details),
+    )
+    execution = SimpleNamespace(
+        exec_worker=worker, exec_status=ExecutionStatus.RUNNING, stop_date=None
+    )
+    Execution.stop(execution, stop_date="now", error="Job.Cancelled", cause="by alice")
+    assert asked, "the execution's thread was not asked to stop"
+    assert execution.exec_status == ExecutionStatus.ABORTED, (
+        f"DescribeExecution right after StopExecution reads {execution.exec_status}"
+    )
+    assert execution.stop_date == "now"
+    try:
+        pool.heartbeat(endpoint.callback_id)
+    except Exception as e:  # noqa: BLE001 (the launcher's TaskTimedOut)
+        assert type(e).__name__ == "TaskTimedOut", f"refused with {e!r}"
+    else:
+        raise AssertionError("the stopped execution's token took a heartbeat")
+    assert woken.wait(HEARTBEAT_SECONDS / 2), (
+        "the task waiting on the stopped execution's token was not woken"
+    )
+
+
 CHECKS = {
     f.__name__: f
     for f in (
         answer_before_the_clock_starts,
         heartbeat_before_the_clock_starts,
         a_silent_task_still_times_out,
+        a_stopped_execution_has_stopped_when_stop_answers,
     )
 }
 

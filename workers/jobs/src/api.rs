@@ -1,5 +1,5 @@
 //! The HTTP API: `POST /jobs`, `GET /jobs/{id}`, `GET /jobs/{id}/result`,
-//! `GET /jobs?status=`, `GET /models`.
+//! `POST /jobs/{id}/cancel` ([`crate::cancel`]), `GET /jobs?status=`, `GET /models`.
 //!
 //! Every route needs a bearer token; a job belongs to its token's `sub`, and another
 //! caller's job answers 404 exactly like a job that does not exist (its result too).
@@ -74,6 +74,7 @@ pub fn app(deps: Arc<ApiDeps>) -> Router {
         .route("/jobs", post(create_job).get(list_jobs))
         .route("/jobs/{id}", get(get_job))
         .route("/jobs/{id}/result", get(get_result))
+        .route("/jobs/{id}/cancel", post(crate::cancel::cancel_job))
         .route("/models", get(list_models))
         .fallback(|| async { ApiError::NotFound })
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
@@ -81,7 +82,7 @@ pub fn app(deps: Arc<ApiDeps>) -> Router {
 }
 
 /// The verified caller.
-struct Caller(Claims);
+pub(crate) struct Caller(pub(crate) Claims);
 
 impl FromRequestParts<Arc<ApiDeps>> for Caller {
     type Rejection = ApiError;
@@ -234,7 +235,11 @@ async fn get_job(
 
 /// The caller's job `id`; another caller's job is [`ApiError::NotFound`], as one that
 /// does not exist.
-async fn owned_job(deps: &ApiDeps, claims: &Claims, id: &str) -> Result<JobRecord, ApiError> {
+pub(crate) async fn owned_job(
+    deps: &ApiDeps,
+    claims: &Claims,
+    id: &str,
+) -> Result<JobRecord, ApiError> {
     let job_id = JobId::parse(id).map_err(|e| match e {
         contracts::ContractError::Invalid { message, .. } => ApiError::field("id", message),
         other => ApiError::field("id", other),
@@ -514,7 +519,7 @@ fn accepted(job_id: &JobId) -> Response {
 }
 
 /// The table failed: logged in full, answered as 503 if a retry can help, else 500.
-fn store_failed(error: StoreError) -> ApiError {
+pub(crate) fn store_failed(error: StoreError) -> ApiError {
     tracing::error!(error = %error, transient = error.is_transient(), "request failed");
     if error.is_transient() {
         ApiError::Unavailable
@@ -525,7 +530,7 @@ fn store_failed(error: StoreError) -> ApiError {
 
 /// The bus refused the job's event: 503 unless it always will (see
 /// [`PERMANENT_PUBLISH_CODES`]).
-fn publish_failed(error: &bus::PublishError) -> ApiError {
+pub(crate) fn publish_failed(error: &bus::PublishError) -> ApiError {
     let bus::PublishError::Rejected { code, .. } = error;
     if PERMANENT_PUBLISH_CODES.contains(&code.as_str()) {
         ApiError::Internal

@@ -36,6 +36,8 @@ pub enum HandlerError {
     KeyInProgress { requested_by: String, key: String },
     #[error("StartExecution for job {job_id} failed: {message}")]
     StartExecution { job_id: String, message: String },
+    #[error(transparent)]
+    Execution(#[from] crate::executions::ExecutionError),
 }
 
 impl HandlerError {
@@ -57,7 +59,7 @@ impl HandlerError {
             HandlerError::Store(e) if e.is_transient() => "Jobs.Transient",
             HandlerError::Store(_) => "Jobs.StoreRefused",
             HandlerError::KeyInProgress { .. } => "Jobs.Transient",
-            HandlerError::StartExecution { .. } => "Jobs.Transient",
+            HandlerError::StartExecution { .. } | HandlerError::Execution(_) => "Jobs.Transient",
         }
     }
 }
@@ -83,7 +85,7 @@ impl From<HandlerError> for lambda_runtime::Diagnostic {
 }
 
 /// An HTTP error answer: `{"error": "..."}`. Only [`ApiError::BadRequest`],
-/// [`ApiError::InvalidParam`], [`ApiError::OverLimit`] and [`ApiError::NoResult`] carry
+/// [`ApiError::InvalidParam`], [`ApiError::OverLimit`], [`ApiError::NoResult`] and [`ApiError::Ended`] carry
 /// detail, and that detail is about the client's own request or job.
 ///
 /// Only [`ApiError::Unavailable`] (503) and [`ApiError::InProgress`] (409) tell the client
@@ -110,6 +112,8 @@ pub enum ApiError {
     /// The job exists but has no result to give (still running, or failed): `409`, the
     /// message says why.
     NoResult(String),
+    /// A cancel of a job that has ended: `409`, the message says how it ended.
+    Ended(String),
     /// Another request with the same `Idempotency-Key` is still being handled; the
     /// client retries after a moment and then gets its outcome.
     InProgress,
@@ -168,7 +172,7 @@ impl ApiError {
             ApiError::OverLimit { status, .. } => *status,
             ApiError::InvalidParam { .. } => StatusCode::BAD_REQUEST,
             ApiError::NotFound => StatusCode::NOT_FOUND,
-            ApiError::NoResult(_) => StatusCode::CONFLICT,
+            ApiError::NoResult(_) | ApiError::Ended(_) => StatusCode::CONFLICT,
             ApiError::InProgress => StatusCode::CONFLICT,
             ApiError::Unavailable => StatusCode::SERVICE_UNAVAILABLE,
             ApiError::Internal => StatusCode::INTERNAL_SERVER_ERROR,
@@ -182,7 +186,7 @@ impl ApiError {
             ApiError::OverLimit { message, .. } => message,
             ApiError::InvalidParam { message, .. } => message,
             ApiError::NotFound => "not found",
-            ApiError::NoResult(message) => message,
+            ApiError::NoResult(message) | ApiError::Ended(message) => message,
             ApiError::InProgress => {
                 "a request with this Idempotency-Key is in progress: retry after a moment to get its outcome"
             }

@@ -7,12 +7,13 @@
 //!   records the job as QUEUED (refusing invalid params of a built-in model first, from
 //!   `contracts::models`); `GET /jobs/{id}` and `GET /jobs?status=` read the table;
 //!   `GET /jobs/{id}/result` redirects the owner to a short-lived presigned link of the
-//!   result; `GET /models` is the catalog of built-in models.
+//!   result; `POST /jobs/{id}/cancel` stops the owner's job ([`cancel`]); `GET /models` is
+//!   the catalog of built-in models.
 //! - [`handle_job_requested`] (`jobs-requested`): every `JobRequested` on the bus, from
 //!   the API or an upstream service, becomes one simulation-job execution named after
-//!   the job id.
-//! - [`handle_job_event`] (`jobs-view`): `JobStarted`, `JobProgress`, `JobSucceeded` and
-//!   `JobFailed` update the job's row, never moving it backwards.
+//!   the job id (none for a job cancelled before it started).
+//! - [`handle_job_event`] (`jobs-view`): `JobStarted`, `JobProgress`, `JobSucceeded`,
+//!   `JobFailed` and `JobCancelled` update the job's row, never moving it backwards.
 //!
 //! The state machine (`statemachines/simulation-job.asl.json`) hands the job to a worker
 //! and publishes the outcome; it does not touch the table, so the row has one writer
@@ -26,7 +27,9 @@ use std::sync::Arc;
 use contracts::{Envelope, JobEvent};
 
 mod api;
+mod cancel;
 mod error;
+pub mod executions;
 mod requested;
 pub mod service;
 pub mod store;
@@ -36,7 +39,9 @@ pub use api::{
     DEFAULT_PAGE_SIZE, IDEMPOTENCY_KEY, MAX_BODY_BYTES, MAX_NEXT_TOKEN_LEN, MAX_PAGE_SIZE,
     MAX_QUERY_BYTES, app,
 };
+pub use cancel::cancelled_event;
 pub use error::{ApiError, HandlerError};
+pub use executions::Executions;
 pub use requested::{Started, handle_job_requested, job_id_for_event};
 pub use store::{CLAIM_LEASE, JobStore};
 pub use view::{ViewOutcome, handle_job_event};
@@ -86,14 +91,15 @@ impl Jobs {
     }
 }
 
-/// What `jobs-api` needs: the table, a publisher of `JobRequested`, a token verifier and
-/// the presigner of result links.
+/// What `jobs-api` needs: the table, a publisher of `JobRequested` and `JobCancelled`, a
+/// token verifier, the presigner of result links and the executions a cancel stops.
 #[derive(Debug, Clone)]
 pub struct ApiDeps {
     pub jobs: Jobs,
     pub publisher: Arc<dyn RequestPublisher>,
     pub verifier: Arc<auth::Verifier>,
     pub results: Results,
+    pub executions: Executions,
 }
 
 impl ApiDeps {
@@ -102,12 +108,14 @@ impl ApiDeps {
         publisher: impl RequestPublisher + 'static,
         verifier: impl Into<Arc<auth::Verifier>>,
         results: Results,
+        executions: Executions,
     ) -> ApiDeps {
         ApiDeps {
             jobs,
             publisher: Arc::new(publisher),
             verifier: verifier.into(),
             results,
+            executions,
         }
     }
 }
@@ -145,8 +153,7 @@ impl Results {
 #[derive(Debug, Clone)]
 pub struct RequestedDeps {
     pub jobs: Jobs,
-    pub sfn: aws_sdk_sfn::Client,
-    pub state_machine_arn: String,
+    pub executions: Executions,
 }
 
 impl RequestedDeps {
@@ -157,8 +164,7 @@ impl RequestedDeps {
     ) -> RequestedDeps {
         RequestedDeps {
             jobs,
-            sfn: aws_sdk_sfn::Client::new(sdk),
-            state_machine_arn: state_machine_arn.into(),
+            executions: Executions::new(sdk, state_machine_arn),
         }
     }
 }

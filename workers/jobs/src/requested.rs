@@ -4,8 +4,12 @@
 //! is idempotent end to end: the job id is the event's own or derived from the event id;
 //! the row is written only if absent; the execution is named after the job id, so a
 //! second `StartExecution` is refused as `ExecutionAlreadyExists` and counted a success.
+//!
+//! A job cancelled before its execution started never runs: the row is read before the
+//! start (a `CANCELLED` row starts nothing) and again after it (a cancel that came in
+//! between finds no execution to stop, so this handler stops the one it started).
 
-use aws_sdk_sfn::error::{DisplayErrorContext, ProvideErrorMetadata};
+use contracts::jobs::JobStatus;
 use contracts::tasks::SimulationJobInput;
 use contracts::{BusEvent, ContractError, JobEvent, JobId};
 use serde::Serialize;
@@ -13,6 +17,7 @@ use time::OffsetDateTime;
 
 use crate::RequestedDeps;
 use crate::error::HandlerError;
+use crate::executions::Start;
 use crate::store::{Claim, ClaimState, NewJob};
 
 /// The namespace of job ids derived from event ids (UUID v5), fixed forever: changing it
@@ -28,6 +33,9 @@ pub struct Started {
     pub execution_arn: Option<String>,
     /// The execution already existed: this was a redelivery.
     pub duplicate: bool,
+    /// The job was cancelled before it ran: its execution was not started, or stopped
+    /// at once.
+    pub cancelled: bool,
 }
 
 /// The job id for a `JobRequested` without one: the same for every delivery of the
@@ -55,7 +63,6 @@ pub async fn handle_job_requested(
             },
         ));
     };
-    let state_machine = deps.state_machine_arn.as_str();
     // Upstream services may leave `requestedBy` out: the job then belongs to the source.
     let requested_by = request
         .requested_by
@@ -101,6 +108,15 @@ pub async fn handle_job_requested(
         store.commit_key(&requested_by, key, id).await?;
     }
 
+    if cancelled(deps, &job_id).await? {
+        tracing::info!(job_id = %job_id, "the job was cancelled before it started: not starting it");
+        return Ok(Started {
+            job_id,
+            execution_arn: None,
+            duplicate: false,
+            cancelled: true,
+        });
+    }
     let input = SimulationJobInput {
         job_id: job_id.clone(),
         model: request.model.clone(),
@@ -111,34 +127,31 @@ pub async fn handle_job_requested(
         job_id: job_id.to_string(),
         message: format!("encoding its input: {e}"),
     })?;
-    let result = deps
-        .sfn
-        .start_execution()
-        .state_machine_arn(state_machine)
-        .name(job_id.as_str())
-        .input(input)
-        .send()
-        .await;
-    match result {
-        Ok(output) => {
-            tracing::info!(job_id = %job_id, requested_by = %requested_by, execution = %output.execution_arn(), "execution started");
-            Ok(Started {
-                job_id,
-                execution_arn: Some(output.execution_arn().to_string()),
-                duplicate: false,
-            })
+    let (execution_arn, duplicate) = match deps.executions.start(&job_id, input).await? {
+        Start::Started { execution_arn } => {
+            tracing::info!(job_id = %job_id, requested_by = %requested_by, execution = %execution_arn, "execution started");
+            (Some(execution_arn), false)
         }
-        Err(e) if e.code() == Some("ExecutionAlreadyExists") => {
+        Start::AlreadyExists => {
             tracing::info!(job_id = %job_id, "execution already exists: a redelivered request");
-            Ok(Started {
-                job_id,
-                execution_arn: None,
-                duplicate: true,
-            })
+            (None, true)
         }
-        Err(e) => Err(HandlerError::StartExecution {
-            job_id: job_id.to_string(),
-            message: DisplayErrorContext(&e).to_string(),
-        }),
+    };
+    // A cancel between the first read and the start found nothing to stop.
+    let cancelled = cancelled(deps, &job_id).await?;
+    if cancelled {
+        tracing::info!(job_id = %job_id, "the job was cancelled while it started: stopping it");
+        deps.executions.stop(&job_id, &requested_by).await?;
     }
+    Ok(Started {
+        job_id,
+        execution_arn,
+        duplicate,
+        cancelled,
+    })
+}
+
+async fn cancelled(deps: &RequestedDeps, job_id: &JobId) -> Result<bool, HandlerError> {
+    let row = deps.jobs.store().get(job_id).await?;
+    Ok(row.is_some_and(|row| row.status == JobStatus::Cancelled))
 }

@@ -51,6 +51,7 @@ fn build_api(ctx: &Context) -> Result<Handler, ShellError> {
         publisher,
         ctx.verifier()?,
         crate::Results::new(ctx.sdk()),
+        crate::Executions::new(ctx.sdk(), ctx.var(topology::env::STATE_MACHINE_ARN)?),
     );
     Ok(Handler::http(crate::app(std::sync::Arc::new(deps))))
 }
@@ -76,9 +77,9 @@ fn build_view(ctx: &Context) -> Result<Handler, ShellError> {
 /// functions (crate `workers/jobs`, one binary each).
 ///
 /// - `jobs-api` serves `POST /jobs`, `GET /jobs`, `GET /jobs/{id}`, `GET /jobs/{id}/result`
-///   (a presigned link of the result, so it may read the results bucket's objects) and
-///   `GET /models`, and publishes
-///   `JobRequested`. Its token settings (`JWT_ISSUER`, `JWT_AUDIENCE`, `JWKS_URL`) belong
+///   (a presigned link of the result, so it may read the results bucket's objects),
+///   `POST /jobs/{id}/cancel` (it marks the row and stops the execution) and
+///   `GET /models`, and publishes `JobRequested` and `JobCancelled`. Its token settings (`JWT_ISSUER`, `JWT_AUDIENCE`, `JWKS_URL`) belong
 ///   to the deployment's identity provider, not to the topology: they are parameters of
 ///   the service's stack ([`ValueRef::Token`]).
 /// - `jobs-requested` turns every `JobRequested` on the bus, from any source (upstream
@@ -102,22 +103,32 @@ pub fn topology() -> Service {
             Route::new(Method::Get, "/jobs"),
             Route::new(Method::Get, "/jobs/{id}"),
             Route::new(Method::Get, "/jobs/{id}/result"),
+            Route::new(Method::Post, "/jobs/{id}/cancel"),
             Route::new(Method::Get, "/models"),
         ],
     )
     .env(topology::env::STAGE, ValueRef::Stage)
     .env(env::JOBS_TABLE, ValueRef::TableName(TABLE.into()))
     .env(topology::env::BUS, ValueRef::BusName)
+    .env(
+        topology::env::STATE_MACHINE_ARN,
+        ValueRef::StateMachineArn(MACHINE.into()),
+    )
     .with_token_settings()
     // Put: the QUEUED row and idempotency keys; Get: reads and key lookups; Delete:
-    // undoing a job whose JobRequested could not be published.
+    // undoing a job whose JobRequested could not be published; Update: a cancel.
     .allow(
         &[
             "dynamodb:GetItem",
             "dynamodb:PutItem",
             "dynamodb:DeleteItem",
+            "dynamodb:UpdateItem",
         ],
         table(),
+    )
+    .allow(
+        &["states:DescribeExecution", "states:StopExecution"],
+        ResourceRef::Executions(MACHINE.into()),
     )
     .allow(&["dynamodb:Query"], ResourceRef::TableIndexes(TABLE.into()))
     // Presigned links of results: the link is signed with this role, so the role must
@@ -139,6 +150,11 @@ pub fn topology() -> Service {
         .allow(
             &["states:StartExecution"],
             ResourceRef::StateMachine(MACHINE.into()),
+        )
+        // A job cancelled while its execution started.
+        .allow(
+            &["states:StopExecution"],
+            ResourceRef::Executions(MACHINE.into()),
         );
 
     let view = Function::asynchronous(VIEW.name)
@@ -179,7 +195,13 @@ pub fn topology() -> Service {
                 "job-view",
                 json!({
                     "source": [JOBS_SOURCE],
-                    "detail-type": [jb::STARTED, jb::PROGRESS, jb::SUCCEEDED, jb::FAILED],
+                    "detail-type": [
+                        jb::STARTED,
+                        jb::PROGRESS,
+                        jb::SUCCEEDED,
+                        jb::FAILED,
+                        jb::CANCELLED,
+                    ],
                 }),
             )
             .target(Target::Function(VIEW.name.into())),

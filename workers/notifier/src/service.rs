@@ -135,7 +135,13 @@ pub fn topology() -> Service {
                 "notifier-job-events",
                 json!({
                     "source": [JOBS_SOURCE],
-                    "detail-type": [jb::STARTED, jb::PROGRESS, jb::SUCCEEDED, jb::FAILED],
+                    "detail-type": [
+                        jb::STARTED,
+                        jb::PROGRESS,
+                        jb::SUCCEEDED,
+                        jb::FAILED,
+                        jb::CANCELLED,
+                    ],
                 }),
             )
             .target(Target::Function(EVENTS.name.into())),

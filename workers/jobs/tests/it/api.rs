@@ -474,6 +474,7 @@ async fn a_job_that_cannot_be_published_is_undone() {
         ),
         verifier,
         api.deps.results.clone(),
+        api.deps.executions.clone(),
     );
     let broken = Api {
         deps: std::sync::Arc::new(broken),
@@ -726,6 +727,7 @@ async fn a_retry_while_the_first_request_is_in_flight_never_gets_a_job_that_roll
             held,
             verifier,
             api.deps.results.clone(),
+            api.deps.executions.clone(),
         )),
         sdk: api.sdk.clone(),
         requested_url: api.requested_url.clone(),
@@ -881,6 +883,7 @@ async fn a_retry_after_a_request_died_mid_way_carries_it_on_instead_of_making_a_
             },
             verifier,
             api.deps.results.clone(),
+            api.deps.executions.clone(),
         )),
         sdk: api.sdk.clone(),
         requested_url: api.requested_url.clone(),

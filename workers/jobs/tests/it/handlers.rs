@@ -45,8 +45,9 @@ async fn requested_deps(sdk: &SdkConfig) -> (Arc<RequestedDeps>, support::Machin
 }
 
 async fn executions(deps: &RequestedDeps) -> Vec<(String, String)> {
-    let arn = deps.state_machine_arn.as_str();
+    let arn = deps.executions.state_machine_arn.as_str();
     let out = deps
+        .executions
         .sfn
         .list_executions()
         .state_machine_arn(arn)
@@ -56,6 +57,7 @@ async fn executions(deps: &RequestedDeps) -> Vec<(String, String)> {
     let mut names = Vec::new();
     for e in out.executions() {
         let described = deps
+            .executions
             .sfn
             .describe_execution()
             .execution_arn(e.execution_arn())

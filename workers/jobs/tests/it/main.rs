@@ -2,6 +2,7 @@
 
 mod api;
 mod asl;
+mod cancel;
 mod handlers;
 mod results;
 mod statemachine;

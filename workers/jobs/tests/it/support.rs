@@ -144,11 +144,12 @@ pub async fn machine(sdk: &SdkConfig, definition: &Value) -> Machine {
     }
 }
 
-/// API dependencies on a fresh table and bus; the bus's JobRequested events are captured.
+/// API dependencies on a fresh table, bus and state machine; the bus's JobRequested and
+/// JobCancelled events are captured.
 pub struct Api {
     pub deps: Arc<ApiDeps>,
     pub sdk: SdkConfig,
-    /// Receives every JobRequested the API publishes.
+    /// Receives every JobRequested and JobCancelled the API publishes.
     pub requested_url: String,
     /// The bus the API publishes on.
     pub bus: String,
@@ -157,13 +158,19 @@ pub struct Api {
 pub async fn api() -> Api {
     let sdk = sdk().await;
     let table = jobs_table(&sdk).await;
-    let (bus, requested_url) = bus_captured(&sdk, json!({"detail-type": ["JobRequested"]})).await;
+    let (bus, requested_url) = bus_captured(
+        &sdk,
+        json!({"detail-type": ["JobRequested", "JobCancelled"]}),
+    )
+    .await;
     let verifier = Verifier::new(ISSUER.verifier_config().expect("the dev JWKS is valid"));
+    let machine = machine(&sdk, &simulation_job_definition()).await;
     let deps = ApiDeps::new(
         Jobs::new(&sdk, table),
         bus::Publisher::from_sdk(&sdk, bus.clone()),
         verifier,
         jobs::Results::new(&sdk),
+        jobs::Executions::new(&sdk, machine.arn),
     );
     Api {
         deps: Arc::new(deps),
