@@ -288,3 +288,176 @@ async fn listing_jobs_follows_every_page() {
     }
     local.stop().await;
 }
+
+/// The in-flight and waiting messages of the simulation queue and its DLQ.
+async fn simulation_queue_depths(local: &Local) -> (i64, i64) {
+    let sqs = aws_sdk_sqs::Client::new(&local.stack.sdk);
+    let mut depths = Vec::new();
+    let queue = local
+        .stack
+        .report
+        .queue_url("simulation")
+        .unwrap()
+        .to_string();
+    let dlq = local
+        .stack
+        .report
+        .dlq_url("simulation")
+        .unwrap()
+        .to_string();
+    for url in [queue, dlq] {
+        let attributes = sqs
+            .get_queue_attributes()
+            .queue_url(url)
+            .attribute_names(aws_sdk_sqs::types::QueueAttributeName::All)
+            .send()
+            .await
+            .unwrap();
+        let count = |name| {
+            attributes
+                .attributes()
+                .and_then(|a| a.get(&name))
+                .and_then(|v| v.parse::<i64>().ok())
+                .unwrap_or_default()
+        };
+        depths.push(
+            count(aws_sdk_sqs::types::QueueAttributeName::ApproximateNumberOfMessages)
+                + count(
+                    aws_sdk_sqs::types::QueueAttributeName::ApproximateNumberOfMessagesNotVisible,
+                ),
+        );
+    }
+    (depths[0], depths[1])
+}
+
+#[tokio::test]
+async fn a_cancelled_job_ends_cancelled_its_worker_stops_and_takes_the_next_job() {
+    let local = Local::start().await;
+    let captured = local.capture(&["JobCancelled", "JobStarted"]).await;
+    let api = local.api("dave");
+    // Far longer than the test: only the cancel ends it.
+    let long = api
+        .submit("spin", &json!({"durationMs": 3_600_000}), None)
+        .await
+        .unwrap();
+    let running =
+        crate::support::until("the long job running", Duration::from_secs(60), || async {
+            let view = api.status(&long).await.ok()?;
+            (view.status == JobStatus::Running).then_some(view)
+        })
+        .await;
+    assert_eq!(running.status, JobStatus::Running);
+    let watcher = {
+        let api = local.api("dave");
+        let long = long.clone();
+        tokio::spawn(async move {
+            fleet::watch::watch(&api, &long, Duration::from_secs(60), |_| {}).await
+        })
+    };
+
+    let cancelled = api.cancel(&long).await.unwrap();
+    assert_eq!(cancelled.status, JobStatus::Cancelled);
+    assert_eq!(
+        api.cancel(&long).await.unwrap().status,
+        JobStatus::Cancelled
+    );
+    let (outcome, _) = watcher.await.unwrap().unwrap();
+    assert_eq!(
+        outcome,
+        fleet::watch::Outcome::Cancelled { by: "dave".into() }
+    );
+    let events = local
+        .drain(&captured, |seen| {
+            job_ids(seen, "JobCancelled").len() == 1 && job_ids(seen, "JobStarted").len() == 1
+        })
+        .await;
+    assert_eq!(job_ids(&events, "JobCancelled"), vec![long.clone()]);
+    let worker_of = |events: &[Value], job: &str| -> Option<String> {
+        events
+            .iter()
+            .find(|e| e["detail-type"] == "JobStarted" && e["detail"]["jobId"] == job)
+            .and_then(|e| e["detail"]["worker"].as_str().map(str::to_string))
+    };
+    let worker = worker_of(&events, &long).expect("the long job's worker");
+
+    // The worker learns of it from its next heartbeat, stops the model and acknowledges
+    // the message: nothing is retried, nothing dead-lettered.
+    crate::support::until(
+        "the simulation queue empty",
+        Duration::from_secs(30),
+        || async { (simulation_queue_depths(&local).await == (0, 0)).then_some(()) },
+    )
+    .await;
+    // Both workers are free: two jobs of 2 s each run at once and succeed, one of them
+    // on the cancelled job's worker.
+    let params = json!({"durationMs": 2000});
+    let mut next = Vec::new();
+    for _ in 0..2 {
+        next.push(api.submit("spin", &params, None).await.unwrap());
+    }
+    for job in &next {
+        let view = api.wait(job, Duration::from_secs(60)).await.unwrap();
+        assert_eq!(view.status, JobStatus::Succeeded, "{view:?}");
+    }
+    let events = local
+        .drain(&captured, |seen| job_ids(seen, "JobStarted").len() == 2)
+        .await;
+    let workers: BTreeSet<String> = next
+        .iter()
+        .filter_map(|job| worker_of(&events, job))
+        .collect();
+    assert!(
+        workers.contains(&worker),
+        "the cancelled job's worker {worker} ran none of the next jobs: {workers:?}"
+    );
+    let shown = api.status(&long).await.unwrap();
+    assert_eq!(shown.status, JobStatus::Cancelled, "{shown:?}");
+    local.stop().await;
+}
+
+#[tokio::test]
+async fn a_job_cancelled_while_queued_never_runs() {
+    let local = Local::start().await;
+    let captured = local.capture(&["JobStarted", "JobCancelled"]).await;
+    let api = local.api("erin");
+    // Both workers busy, so the third job waits in the queue.
+    let params = json!({"durationMs": 3_600_000});
+    let mut busy = Vec::new();
+    for _ in 0..2 {
+        busy.push(api.submit("spin", &params, None).await.unwrap());
+    }
+    for job in &busy {
+        crate::support::until("both workers busy", Duration::from_secs(60), || async {
+            (api.status(job).await.ok()?.status == JobStatus::Running).then_some(())
+        })
+        .await;
+    }
+    let queued = api
+        .submit("spin", &json!({"durationMs": 200}), None)
+        .await
+        .unwrap();
+    assert_eq!(
+        api.cancel(&queued).await.unwrap().status,
+        JobStatus::Cancelled
+    );
+    for job in &busy {
+        api.cancel(job).await.unwrap();
+    }
+    // The workers come free and take the queued job's message: they acknowledge it unrun.
+    crate::support::until(
+        "the simulation queue empty",
+        Duration::from_secs(30),
+        || async { (simulation_queue_depths(&local).await == (0, 0)).then_some(()) },
+    )
+    .await;
+    let events = local.drain(&captured, |seen| seen.len() >= 5).await;
+    assert!(
+        !job_ids(&events, "JobStarted").contains(&queued),
+        "the cancelled queued job started: {events:?}"
+    );
+    assert_eq!(
+        api.status(&queued).await.unwrap().status,
+        JobStatus::Cancelled
+    );
+    local.stop().await;
+}

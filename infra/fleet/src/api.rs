@@ -73,6 +73,19 @@ impl Api {
         serde_json::from_value(body).context("the API answered with an unexpected job shape")
     }
 
+    /// `POST /jobs/{id}/cancel`: the job as it stands after the cancel (`CANCELLED`).
+    pub async fn cancel(&self, job_id: &str) -> anyhow::Result<JobView> {
+        let response = self
+            .http
+            .post(format!("{}/jobs/{job_id}/cancel", self.base))
+            .bearer_auth(&self.token)
+            .send()
+            .await
+            .with_context(|| format!("calling {}", self.base))?;
+        let body = answer(response).await?;
+        serde_json::from_value(body).context("the API answered with an unexpected job shape")
+    }
+
     /// `GET /jobs/{id}/result`: the short-lived link of the job's result that the API
     /// redirects to, not followed (the link must not carry the bearer token).
     pub async fn result_link(&self, job_id: &str) -> anyhow::Result<String> {
@@ -167,7 +180,7 @@ impl Api {
         }
     }
 
-    /// Polls until the job is SUCCEEDED or FAILED, or `timeout` passes.
+    /// Polls until the job has ended (SUCCEEDED, FAILED or CANCELLED), or `timeout` passes.
     pub async fn wait(&self, job_id: &str, timeout: Duration) -> anyhow::Result<JobView> {
         let deadline = tokio::time::Instant::now() + timeout;
         loop {

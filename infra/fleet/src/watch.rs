@@ -19,8 +19,17 @@ use crate::api::Api;
 /// How a watched job ended.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Outcome {
-    Succeeded { summary: serde_json::Value },
-    Failed { error: String, cause: String },
+    Succeeded {
+        summary: serde_json::Value,
+    },
+    Failed {
+        error: String,
+        cause: String,
+    },
+    /// Its owner cancelled it.
+    Cancelled {
+        by: String,
+    },
 }
 
 /// What the watcher saw, for callers that check it (tests) rather than print it.
@@ -158,6 +167,10 @@ async fn session(
                                 view.error.map(|e| (e.error, e.cause)).unwrap_or_default();
                             return Ok(Outcome::Failed { error, cause });
                         }
+                        JobStatus::Cancelled => {
+                            let by = view.error.map(|e| e.cause).unwrap_or_default();
+                            return Ok(Outcome::Cancelled { by });
+                        }
                         _ => {}
                     }
                 }
@@ -175,6 +188,9 @@ fn outcome_of(frame: &Frame) -> Option<Outcome> {
         "JobFailed" => Some(Outcome::Failed {
             error: text("error"),
             cause: text("cause"),
+        }),
+        "JobCancelled" => Some(Outcome::Cancelled {
+            by: text("cancelledBy"),
         }),
         _ => None,
     }

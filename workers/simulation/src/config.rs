@@ -39,6 +39,8 @@ pub struct WorkerConfig {
     /// fewest requests, a short one suits a laptop's Ctrl-C.
     pub receive_wait: Duration,
     /// How often `SendTaskHeartbeat` is sent; well under the state's `HeartbeatSeconds`.
+    /// A cancelled job's model is stopped within one interval (the heartbeat is how the
+    /// worker learns of it).
     pub heartbeat_interval: Duration,
     /// At most one `JobProgress` per job this often (plus the final 1.0).
     pub progress_interval: Duration,
@@ -70,7 +72,7 @@ impl WorkerConfig {
             drain_timeout: Duration::from_secs(100),
             visibility_timeout: None,
             receive_wait: Duration::from_secs(20),
-            heartbeat_interval: Duration::from_secs(10),
+            heartbeat_interval: Duration::from_secs(5),
             progress_interval: Duration::from_secs(1),
             registry: RegistryConfig::default(),
             metrics_log: Some(Duration::from_secs(60)),

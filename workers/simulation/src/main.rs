@@ -14,7 +14,7 @@
 //! | `DRAIN_TIMEOUT_SECS` | after SIGTERM, how long running jobs may finish (default 100) |
 //! | `VISIBILITY_SECS` | SQS lease (default: the queue's `VisibilityTimeout`) |
 //! | `RECEIVE_WAIT_SECS` | long-poll wait of an idle receive, 1 to 20 (default 20); an idle worker takes up to this long to stop |
-//! | `HEARTBEAT_SECS` | `SendTaskHeartbeat` interval (default 10) |
+//! | `HEARTBEAT_SECS` | `SendTaskHeartbeat` interval (default 5): a cancelled job stops within it |
 //! | `METRICS_SECS` | EMF metrics line interval, 0 for none (default 60) |
 //! | `WORKER_ID` | this worker's name (default `simulation-<random>`) |
 //! | `EXEC_MODELS` | `exec` models: a JSON object, or the path of a file holding one |

@@ -56,12 +56,21 @@ pub enum JobsCommand {
         api: ApiArgs,
     },
     /// Stream a job's progress from the notifier's WebSocket until it ends; exits 0
-    /// when it succeeded, 1 when it failed.
+    /// when it succeeded, 1 when it failed or was cancelled.
     Watch {
         job_id: String,
         /// Give up after this long.
         #[arg(long, default_value_t = 3600)]
         timeout_secs: u64,
+        #[command(flatten)]
+        api: ApiArgs,
+    },
+    /// Cancel a job that has not ended: its execution stops, and its worker stops the
+    /// model within a heartbeat. Cancelling a cancelled job again changes nothing.
+    Cancel {
+        job_id: String,
+        #[arg(long)]
+        json: bool,
         #[command(flatten)]
         api: ApiArgs,
     },
@@ -125,7 +134,11 @@ pub async fn run(command: JobsCommand) -> anyhow::Result<()> {
             if let Some(result) = &view.result {
                 println!("{}", serde_json::to_string_pretty(&result.summary)?);
             }
-            anyhow::ensure!(view.status == JobStatus::Succeeded, "job {job_id} failed");
+            anyhow::ensure!(
+                view.status == JobStatus::Succeeded,
+                "job {job_id} ended {}",
+                view.status.as_str()
+            );
             Ok(())
         }
         JobsCommand::Status {
@@ -146,6 +159,19 @@ pub async fn run(command: JobsCommand) -> anyhow::Result<()> {
             timeout_secs,
             api: args,
         } => watch_job(api(args)?, &job_id, Duration::from_secs(timeout_secs)).await,
+        JobsCommand::Cancel {
+            job_id,
+            json,
+            api: args,
+        } => {
+            let view = api(args)?.cancel(&job_id).await?;
+            if json {
+                println!("{}", serde_json::to_string_pretty(&view)?);
+            } else {
+                println!("{}", render(&view));
+            }
+            Ok(())
+        }
         JobsCommand::Result {
             job_id,
             output,
@@ -231,6 +257,10 @@ async fn watch_job(api: Api, job_id: &str, timeout: Duration) -> anyhow::Result<
         Outcome::Failed { error, cause } => {
             bar.abandon_with_message("failed");
             anyhow::bail!("job {job_id} failed: {error}: {cause}")
+        }
+        Outcome::Cancelled { by } => {
+            bar.abandon_with_message("cancelled");
+            anyhow::bail!("job {job_id} was cancelled by {by}")
         }
     }
 }
