@@ -163,6 +163,8 @@ fn limits() -> BTreeMap<&'static str, i128> {
         ),
         ("auth::MAX_JWKS_BYTES", n(auth::MAX_JWKS_BYTES)),
         ("auth::MAX_KEYS", n(auth::MAX_KEYS)),
+        ("auth::MAX_GROUPS", n(auth::MAX_GROUPS)),
+        ("auth::MAX_GROUP_LEN", n(auth::MAX_GROUP_LEN)),
         (
             "fleet_ops::pattern::MAX_PATTERN_LEN",
             n(fleet_ops::pattern::MAX_PATTERN_LEN),
