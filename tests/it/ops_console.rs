@@ -157,6 +157,16 @@ async fn the_ops_api_needs_the_ops_group_and_redrives_one_message_by_id() {
     .await
     .unwrap();
     assert_eq!(report["redriven"], 1, "{report}");
+    let progress: Value = http
+        .get(format!("{base}/ops/api/dlqs/simulation-dlq/redrive"))
+        .bearer_auth(&ops)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(progress, json!({"expected": 1, "sent": 1, "done": true}));
     let simulation = stack.topology.names().queue("simulation");
     assert_eq!(
         report["destinations"],

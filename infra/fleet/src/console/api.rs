@@ -2,6 +2,8 @@
 //! `fleet-ops` call and answers its data, or `{error, field?}`. Every change (redrive,
 //! purge, a task answered) is logged with the caller's `sub`.
 
+use std::sync::Arc;
+
 use auth::Claims;
 use axum::extract::rejection::{JsonRejection, QueryRejection};
 use axum::extract::{Extension, Path, Query, State};
@@ -16,7 +18,10 @@ use serde::Deserialize;
 use serde_json::{Value, json};
 
 use super::Console;
-use super::limits::*;
+use super::limits::{
+    DEFAULT_REDRIVE_RATE, MAX_CAUSE_LEN, MAX_ERROR_LEN, MAX_EXECUTION_LEN, MAX_FILTER_LEN,
+    MAX_LIST, MAX_NAME_LEN, MAX_PEEK, MAX_REDRIVE, MAX_REDRIVE_RATE, MAX_TASK_TOKEN_LEN,
+};
 
 pub fn routes() -> Router<Console> {
     Router::new()
@@ -24,7 +29,7 @@ pub fn routes() -> Router<Console> {
         .route("/live", get(live))
         .route("/dlqs", get(dlqs))
         .route("/dlqs/{name}/messages", get(messages))
-        .route("/dlqs/{name}/redrive", post(redrive))
+        .route("/dlqs/{name}/redrive", post(redrive).get(redrive_progress))
         .route("/dlqs/{name}/purge", post(purge))
         .route("/runs", get(list_runs))
         .route("/runs/{execution}", get(show_run))
@@ -246,9 +251,19 @@ async fn redrive(
         (None, None) => None,
     };
     let queue = resolve(&console, &name).await?;
-    if !request.dry_run {
+    // A dry run changes nothing, so it needs neither the confirmation nor the queue.
+    let tracker = if request.dry_run {
+        None
+    } else {
         confirmed(&request.confirm, &queue.name)?;
-    }
+        let Some(tracker) = console.redrives.begin(&queue.name) else {
+            return Err(ApiError::new(
+                StatusCode::CONFLICT,
+                format!("a redrive of {} is running; wait for it to end", queue.name),
+            ));
+        };
+        Some(Arc::new(tracker))
+    };
     let options = RedriveOptions {
         // One message by id: stop once it is sent.
         max: Some(if request.message_id.is_some() { 1 } else { max }),
@@ -256,7 +271,7 @@ async fn redrive(
         rate: Some(f64::from(rate)),
         dry_run: request.dry_run,
         function: request.function.clone(),
-        progress: None,
+        progress: tracker.map(|t| t as Arc<dyn dlq::Progress>),
     };
     let report = dlq::redrive(&console.ops, &queue, &options).await?;
     if !request.dry_run {
@@ -269,6 +284,16 @@ async fn redrive(
         );
     }
     answer(report)
+}
+
+/// `GET /ops/api/dlqs/{name}/redrive`: how far the queue's latest redrive from the
+/// console has got (`{}` if none ran since the console started).
+async fn redrive_progress(State(console): State<Console>, Path(name): Path<String>) -> Answer {
+    let queue = resolve(&console, &name).await?;
+    match console.redrives.get(&queue.name) {
+        Some(progress) => answer(progress),
+        None => answer(json!({})),
+    }
 }
 
 fn confirmed(confirm: &Option<String>, name: &str) -> Result<(), ApiError> {

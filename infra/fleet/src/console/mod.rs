@@ -12,6 +12,7 @@
 pub mod access;
 mod api;
 pub mod limits;
+mod progress;
 
 use std::sync::Arc;
 
@@ -33,6 +34,7 @@ pub const OPS_GROUP: &str = "fleet-ops";
 pub struct Console {
     pub ops: Arc<Ops>,
     pub verifier: Arc<Verifier>,
+    redrives: progress::Redrives,
 }
 
 /// `GET /ops` and `/ops/api/...` over `ops`, for tokens `verifier` accepts.
@@ -40,6 +42,7 @@ pub fn routes(ops: Ops, verifier: Arc<Verifier>) -> Router {
     let console = Console {
         ops: Arc::new(ops),
         verifier,
+        redrives: progress::Redrives::default(),
     };
     let api = api::routes()
         .layer(axum::middleware::from_fn_with_state(
