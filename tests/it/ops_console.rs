@@ -241,6 +241,86 @@ async fn the_ops_api_needs_the_ops_group_and_redrives_one_message_by_id() {
     stack.stop().await;
 }
 
+/// No worker runs, so a submitted job waits on its task token: the console lists it in
+/// flight and among the waiting tokens, fails it for the worker, and shows the run's
+/// timeline ending in the failure.
+#[tokio::test]
+async fn the_console_fails_a_waiting_task_and_shows_the_run_s_timeline() {
+    let stack = stack().await;
+    let base = format!("http://{}", stack.http_addr);
+    let http = reqwest::Client::new();
+    let ops = ops_token(&stack, "olive");
+    let get = |path: String| {
+        let request = http.get(format!("{base}/ops/api{path}")).bearer_auth(&ops);
+        async move {
+            let response = request.send().await.unwrap();
+            let status = response.status();
+            (status, response.json::<Value>().await.unwrap())
+        }
+    };
+    let api = fleet::api::Api::new(&base, plain_token(&stack, "alice"));
+    let job = api
+        .submit("spin", &json!({"durationMs": 10}), None)
+        .await
+        .unwrap();
+
+    let task = until(
+        "the job waits on its task token",
+        Duration::from_secs(30),
+        || async {
+            let (_, tasks) = get("/tokens?machine=simulation-job".to_owned()).await;
+            tasks
+                .as_array()
+                .and_then(|t| t.iter().find(|t| t["execution"] == job.as_str()).cloned())
+        },
+    )
+    .await;
+    let (status, live) = get("/live".to_owned()).await;
+    assert_eq!(status, 200, "{live}");
+    assert!(
+        live["jobs_in_flight"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|r| r["name"] == job.as_str()),
+        "{live}"
+    );
+    let (status, bad) = get("/runs?status=broken".to_owned()).await;
+    assert_eq!(
+        (status.as_u16(), &bad["field"]),
+        (400, &json!("status")),
+        "{bad}"
+    );
+
+    let failed = http
+        .post(format!("{base}/ops/api/tokens/fail"))
+        .bearer_auth(&ops)
+        .json(&json!({"token": task["token"], "error": "Model.Failed", "cause": "failed from the ops console"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(failed.status(), 200);
+    let run = until("the run fails", Duration::from_secs(30), || async {
+        let (_, runs) = get("/runs?machine=simulation-job&status=FAILED".to_owned()).await;
+        runs.as_array()
+            .and_then(|r| r.iter().find(|r| r["name"] == job.as_str()).cloned())
+    })
+    .await;
+    let (status, detail) = get(format!("/runs/{}", run["arn"].as_str().unwrap())).await;
+    assert_eq!(status, 200, "{detail}");
+    let steps = detail["steps"].as_array().unwrap();
+    assert!(
+        steps.iter().any(|s| s["error"] == "Model.Failed"),
+        "the timeline shows the error the console sent: {detail}"
+    );
+    let (status, by_job) = get(format!("/runs/{job}")).await;
+    assert_eq!(
+        (status.as_u16(), &by_job["status"]),
+        (200, &json!("FAILED"))
+    );
+    stack.stop().await;
+}
+
 #[tokio::test]
 async fn an_ops_user_redrives_a_poisoned_message_from_the_console_and_others_get_403() {
     let root = Path::new(env!("CARGO_MANIFEST_DIR"))
