@@ -18,7 +18,7 @@ use crate::support::{stack, until};
 const BROWSER_DEADLINE: Duration = Duration::from_secs(180);
 
 #[tokio::test]
-async fn the_ops_api_needs_the_ops_group_and_redrives_one_message_by_id() {
+async fn the_ops_api_needs_the_ops_group_redrives_one_message_by_id_and_purges_when_confirmed() {
     let stack = stack().await;
     let base = format!("http://{}", stack.http_addr);
     let http = reqwest::Client::new();
@@ -237,6 +237,26 @@ async fn the_ops_api_needs_the_ops_group_and_redrives_one_message_by_id() {
             .unwrap()
             .contains("simulation-dlq")
     );
+
+    // Purge: only with the queue's full name as the confirmation.
+    let purge = |confirm: &str| {
+        http.post(format!("{base}/ops/api/dlqs/simulation-dlq/purge"))
+            .bearer_auth(&ops)
+            .json(&json!({ "confirm": confirm }))
+            .send()
+    };
+    let wrong = purge("simulation-dlq").await.unwrap();
+    assert_eq!(wrong.status(), 400);
+    assert_eq!(wrong.json::<Value>().await.unwrap()["field"], "confirm");
+    assert_eq!(depth(&stack, &dlq).await, 1);
+    let purged: Value = purge(&dlq).await.unwrap().json().await.unwrap();
+    assert_eq!(purged, json!({"queue": dlq, "purged": 1}));
+    until(
+        "the purge empties the DLQ",
+        Duration::from_secs(10),
+        || async { (depth(&stack, &dlq).await == 0).then_some(()) },
+    )
+    .await;
 
     stack.stop().await;
 }
