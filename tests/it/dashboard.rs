@@ -6,10 +6,10 @@
 //! Needs Debian's `chromium` and `npm ci --prefix tests/browser`. Without them the test
 //! is skipped, unless `FLEET_REQUIRE_BROWSER=1` (CI) makes that a failure.
 
-use std::path::{Path, PathBuf};
-use std::process::Stdio;
+use std::path::Path;
 use std::time::Duration;
 
+use crate::browser::Browser;
 use crate::support::Local;
 
 /// The whole browser run: Chromium start, job, reconnect, screenshot.
@@ -21,7 +21,7 @@ async fn the_dashboard_follows_a_job_live_through_a_dropped_connection() {
         .parent()
         .unwrap()
         .to_path_buf();
-    let Some(browser) = Browser::find(&root) else {
+    let Some(browser) = Browser::find(&root, "dashboard.mjs") else {
         return;
     };
 
@@ -30,7 +30,13 @@ async fn the_dashboard_follows_a_job_live_through_a_dropped_connection() {
     preflight(&base).await;
 
     let screenshot = root.join("target/dashboard.png");
-    let outcome = browser.run(&base, &screenshot).await;
+    let outcome = browser
+        .run(
+            &[base.as_ref(), screenshot.as_os_str()],
+            &[],
+            BROWSER_DEADLINE,
+        )
+        .await;
     local.stop().await;
     let (status, stdout, stderr) = outcome;
     println!("{stdout}");
@@ -39,96 +45,6 @@ async fn the_dashboard_follows_a_job_live_through_a_dropped_connection() {
         status.success(),
         "tests/browser/dashboard.mjs failed ({status}); its output is above"
     );
-}
-
-/// What the browser test needs on this machine: node, Chromium, playwright-core.
-struct Browser {
-    node: PathBuf,
-    script: PathBuf,
-    chromium: PathBuf,
-}
-
-impl Browser {
-    /// `None` (after saying why) when something is missing and the browser is optional.
-    fn find(root: &Path) -> Option<Browser> {
-        let chromium = std::env::var_os("CHROMIUM")
-            .map(PathBuf::from)
-            .unwrap_or_else(|| PathBuf::from("/usr/bin/chromium"));
-        let node = PathBuf::from("node");
-        let mut missing = Vec::new();
-        if !chromium.exists() {
-            missing.push(format!(
-                "Chromium at {} (`apt-get install chromium`)",
-                chromium.display()
-            ));
-        }
-        let node_works = std::process::Command::new(&node)
-            .arg("--version")
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .status()
-            .is_ok_and(|s| s.success());
-        if !node_works {
-            missing.push("Node.js on PATH (`apt-get install nodejs npm`)".to_owned());
-        }
-        let browser_dir = root.join("tests/browser");
-        if !browser_dir.join("node_modules/playwright-core").exists() {
-            missing.push("playwright-core (`npm ci --prefix tests/browser`)".to_owned());
-        }
-        if missing.is_empty() {
-            return Some(Browser {
-                node,
-                script: browser_dir.join("dashboard.mjs"),
-                chromium,
-            });
-        }
-        let what = missing.join(", ");
-        if std::env::var("FLEET_REQUIRE_BROWSER").is_ok_and(|v| v == "1") {
-            panic!(
-                "FLEET_REQUIRE_BROWSER=1 but the browser test cannot run: missing {what}. \
-                 Install with `apt-get install -y chromium` and `npm ci --prefix tests/browser`."
-            );
-        }
-        println!(
-            "skipped: the dashboard browser test needs {what} (set FLEET_REQUIRE_BROWSER=1 to make this a failure)"
-        );
-        None
-    }
-
-    /// Runs the script against `base`; its exit status and output. The process is killed
-    /// at the deadline (and if this future is dropped).
-    async fn run(
-        &self,
-        base: &str,
-        screenshot: &Path,
-    ) -> (std::process::ExitStatus, String, String) {
-        let child = tokio::process::Command::new(&self.node)
-            .arg(&self.script)
-            .arg(base)
-            .arg(screenshot)
-            .env("CHROMIUM", &self.chromium)
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .kill_on_drop(true)
-            .spawn()
-            .expect("node starts");
-        match tokio::time::timeout(BROWSER_DEADLINE, child.wait_with_output()).await {
-            Ok(output) => {
-                let output = output.expect("node's output is readable");
-                (
-                    output.status,
-                    String::from_utf8_lossy(&output.stdout).into_owned(),
-                    String::from_utf8_lossy(&output.stderr).into_owned(),
-                )
-            }
-            // The timed-out future owned the child: dropping it killed node (and with it
-            // Chromium, which playwright started as node's child).
-            Err(_) => {
-                panic!("tests/browser/dashboard.mjs did not finish within {BROWSER_DEADLINE:?}")
-            }
-        }
-    }
 }
 
 /// Fails early, with a message saying what is missing, when the stack does not serve what

@@ -4,10 +4,12 @@
 #![allow(clippy::unwrap_used)]
 
 mod architecture;
+mod browser;
 mod callbacks;
 mod dashboard;
 mod jobs;
 mod notifier;
+mod ops_console;
 mod results;
 mod schedules;
 mod security;

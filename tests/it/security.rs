@@ -163,9 +163,67 @@ fn limits() -> BTreeMap<&'static str, i128> {
         ),
         ("auth::MAX_JWKS_BYTES", n(auth::MAX_JWKS_BYTES)),
         ("auth::MAX_KEYS", n(auth::MAX_KEYS)),
+        ("auth::MAX_GROUPS", n(auth::MAX_GROUPS)),
+        ("auth::MAX_GROUP_LEN", n(auth::MAX_GROUP_LEN)),
         (
             "fleet_ops::pattern::MAX_PATTERN_LEN",
             n(fleet_ops::pattern::MAX_PATTERN_LEN),
+        ),
+        (
+            "fleet::console::limits::MAX_TOKEN_BYTES",
+            n(fleet::console::limits::MAX_TOKEN_BYTES),
+        ),
+        (
+            "fleet::console::limits::MAX_QUERY_BYTES",
+            n(fleet::console::limits::MAX_QUERY_BYTES),
+        ),
+        (
+            "fleet::console::limits::MAX_BODY_BYTES",
+            n(fleet::console::limits::MAX_BODY_BYTES),
+        ),
+        (
+            "fleet::console::limits::MAX_NAME_LEN",
+            n(fleet::console::limits::MAX_NAME_LEN),
+        ),
+        (
+            "fleet::console::limits::MAX_EXECUTION_LEN",
+            n(fleet::console::limits::MAX_EXECUTION_LEN),
+        ),
+        (
+            "fleet::console::limits::MAX_TASK_TOKEN_LEN",
+            n(fleet::console::limits::MAX_TASK_TOKEN_LEN),
+        ),
+        (
+            "fleet::console::limits::MAX_FILTER_LEN",
+            n(fleet::console::limits::MAX_FILTER_LEN),
+        ),
+        (
+            "fleet::console::limits::MAX_ERROR_LEN",
+            n(fleet::console::limits::MAX_ERROR_LEN),
+        ),
+        (
+            "fleet::console::limits::MAX_CAUSE_LEN",
+            n(fleet::console::limits::MAX_CAUSE_LEN),
+        ),
+        (
+            "fleet::console::limits::MAX_PEEK",
+            n(fleet::console::limits::MAX_PEEK),
+        ),
+        (
+            "fleet::console::limits::MAX_LIST",
+            n(fleet::console::limits::MAX_LIST),
+        ),
+        (
+            "fleet::console::limits::MAX_REDRIVE",
+            n(fleet::console::limits::MAX_REDRIVE),
+        ),
+        (
+            "fleet::console::limits::DEFAULT_REDRIVE_RATE",
+            i128::from(fleet::console::limits::DEFAULT_REDRIVE_RATE),
+        ),
+        (
+            "fleet::console::limits::MAX_REDRIVE_RATE",
+            i128::from(fleet::console::limits::MAX_REDRIVE_RATE),
         ),
         (
             "local_host::MAX_REQUEST_BYTES",

@@ -132,6 +132,7 @@ impl Stack {
         let host = local_host::Host::new(host_config, functions)
             .with_extra(local::issuer_routes(&issuer))
             .with_extra(local::dashboard_routes(issuer.clone()))
+            .with_extra(local_console(&topology, &sdk, &issuer, &settings.host_url)?)
             .serve_in_process(in_process)
             .start(&topology, &report, &sdk)
             .await
@@ -209,7 +210,7 @@ impl Stack {
         };
         let pids = self.workers.lock().map(|w| w.pids()).unwrap_or_default();
         format!(
-            "{report}\nemulator: {endpoint} ({started})\nsimulation workers: {workers} (pids {pids:?})\nHTTP API: http://{http}  (token: `fleet auth token --sub NAME`)\ndashboard: http://{http}/\nWebSocket: ws://{http}/ws?token=TOKEN  (SSE: http://{http}/sse?channel=..&token=..)\nfake email provider: {provider} (webhooks to http://{http}/callbacks/{FAKE_PROVIDER})\n\nPoint another shell, the aws CLI or boto3 at the local stack with:\n{exports}\n",
+            "{report}\nemulator: {endpoint} ({started})\nsimulation workers: {workers} (pids {pids:?})\nHTTP API: http://{http}  (token: `fleet auth token --sub NAME`)\ndashboard: http://{http}/\nops console: http://{http}/ops  (locally it offers a dev token in the fleet-ops group)\nWebSocket: ws://{http}/ws?token=TOKEN  (SSE: http://{http}/sse?channel=..&token=..)\nfake email provider: {provider} (webhooks to http://{http}/callbacks/{FAKE_PROVIDER})\n\nPoint another shell, the aws CLI or boto3 at the local stack with:\n{exports}\n",
             report = self.report,
             endpoint = self.emulator.endpoint(),
             workers = pids.len(),
@@ -238,6 +239,26 @@ impl Stack {
         }
         self.emulator.stop();
     }
+}
+
+/// The ops console on the local stack, with `/dev/ops-token` for its page. Its Lambda
+/// calls (redriving `failures`) go to the local host, which runs the functions, as the
+/// CLI's do through `AWS_ENDPOINT_URL_LAMBDA`.
+fn local_console(
+    topology: &Topology,
+    sdk: &aws_config::SdkConfig,
+    issuer: &std::sync::Arc<auth::DevIssuer>,
+    host_url: &str,
+) -> anyhow::Result<axum::Router> {
+    let mut ops = fleet_ops::Ops::new(topology.clone(), sdk);
+    ops.lambda = aws_sdk_lambda::Client::from_conf(
+        aws_sdk_lambda::config::Builder::from(sdk)
+            .endpoint_url(host_url)
+            .build(),
+    );
+    let verifier = auth::Verifier::new(issuer.verifier_config().context("the dev issuer's JWKS")?);
+    Ok(crate::console::routes(ops, std::sync::Arc::new(verifier))
+        .merge(crate::console::dev_token_routes(issuer.clone())))
 }
 
 /// The idle workers' long-poll wait in `fleet dev`: what an idle worker takes to stop

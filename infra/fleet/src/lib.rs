@@ -1,12 +1,14 @@
 //! The `fleet` command as a library, so the end-to-end tests drive the same code the
 //! binary runs. `cmd` holds one module per command (its arguments and how it renders);
-//! the operations themselves live in `fleet-ops`; `dev`, `local` and `workers` wire the
-//! local stack; `bench` holds the benchmarks. `main.rs` only parses and dispatches.
+//! the operations themselves live in `fleet-ops`; `console` is the ops console's HTTP
+//! layer over them; `dev`, `local` and `workers` wire the local stack; `bench` holds the
+//! benchmarks. `main.rs` only parses and dispatches.
 
 pub mod api;
 pub mod bench;
 pub mod chaos;
 pub mod cmd;
+pub mod console;
 pub mod cost;
 pub mod dev;
 pub mod events;

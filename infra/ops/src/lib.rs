@@ -1,16 +1,18 @@
 //! The on-call operations as a library: dead-letter queues ([`dlq`]), state-machine runs
 //! ([`runs`]), executions waiting on a task token ([`tokens`]), a live view of the bus
-//! ([`tail`]), the scheduler's pending schedules ([`schedules`]) and EventBridge event
-//! patterns evaluated locally ([`pattern`]).
+//! ([`tail`]), the scheduler's pending schedules ([`schedules`]), EventBridge event
+//! patterns evaluated locally ([`pattern`]) and the queues' depths with the jobs in
+//! flight ([`live`]).
 //!
 //! Every operation takes an [`Ops`] (the stage's topology and one SDK client per service
 //! it calls) and a typed request, talks to whatever endpoint the SDK config names (the
 //! local emulator or AWS), and returns serializable data. Nothing here parses arguments
-//! or renders: the `fleet` CLI does both, and a browser console can call the same
-//! functions.
+//! or renders: the `fleet` CLI does both, and the ops console (`fleet ops console`, `/ops`
+//! under `fleet dev`) calls the same functions.
 
 pub mod dlq;
 mod error;
+pub mod live;
 pub mod pattern;
 pub mod runs;
 pub mod schedules;

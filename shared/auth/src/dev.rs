@@ -14,7 +14,7 @@ use rsa::{RsaPrivateKey, RsaPublicKey};
 use serde_json::{Value, json};
 
 use crate::jwks::Jwks;
-use crate::verify::{AuthError, VerifierConfig};
+use crate::verify::{AuthError, VerifierConfig, check_groups};
 
 /// The issuer of locally issued tokens, unless [`DevIssuer::with_issuer`] says otherwise.
 pub const DEV_ISSUER: &str = "http://127.0.0.1/dev";
@@ -39,6 +39,8 @@ pub enum DevIssuerError {
     Generate(String),
     #[error("could not sign a token: {0}")]
     Sign(String),
+    #[error("invalid groups: {0}")]
+    Groups(String),
 }
 
 /// Issues RS256 tokens with a key generated once per workspace.
@@ -154,8 +156,20 @@ impl DevIssuer {
 
     /// A token for `sub`, valid from now for `ttl`, shaped like a Cognito ID token.
     pub fn issue(&self, sub: &str, ttl: Duration) -> Result<String, DevIssuerError> {
+        self.issue_with_groups::<&str>(sub, &[], ttl)
+    }
+
+    /// A token for `sub` in the user-pool `groups` (`cognito:groups`, e.g. `fleet-ops`),
+    /// within the bounds the verifier applies.
+    pub fn issue_with_groups<S: AsRef<str>>(
+        &self,
+        sub: &str,
+        groups: &[S],
+        ttl: Duration,
+    ) -> Result<String, DevIssuerError> {
+        check_groups(groups).map_err(DevIssuerError::Groups)?;
         let now = unix_now();
-        self.sign(&json!({
+        let mut claims = json!({
             "sub": sub,
             "iss": self.issuer,
             "aud": self.audience,
@@ -163,7 +177,14 @@ impl DevIssuer {
             "iat": now,
             "nbf": now,
             "exp": now + ttl.as_secs(),
-        }))
+        });
+        if !groups.is_empty()
+            && let Some(object) = claims.as_object_mut()
+        {
+            let groups: Vec<&str> = groups.iter().map(AsRef::as_ref).collect();
+            object.insert("cognito:groups".to_owned(), json!(groups));
+        }
+        self.sign(&claims)
     }
 
     /// Signs arbitrary `claims` with this issuer's key: for tests that need expired,

@@ -83,6 +83,44 @@ pub struct Claims {
     pub iat: Option<u64>,
     #[serde(default)]
     pub scope: Option<String>,
+    /// Cognito's user-pool groups (`cognito:groups`), e.g. `fleet-ops` for the ops
+    /// console. At most [`MAX_GROUPS`] names of at most [`MAX_GROUP_LEN`] bytes each: a
+    /// token carrying more is refused as malformed.
+    #[serde(
+        rename = "cognito:groups",
+        default,
+        skip_serializing_if = "Vec::is_empty"
+    )]
+    pub groups: Vec<String>,
+}
+
+/// The most groups a token may carry (Cognito puts a user in at most 100).
+pub const MAX_GROUPS: usize = 100;
+/// The longest group name accepted, in bytes (Cognito's limit on a group name).
+pub const MAX_GROUP_LEN: usize = 128;
+
+impl Claims {
+    /// Whether the token carries the group `name` in `cognito:groups`.
+    pub fn in_group(&self, name: &str) -> bool {
+        self.groups.iter().any(|g| g == name)
+    }
+}
+
+/// Refuses a groups claim over [`MAX_GROUPS`] or with a name over [`MAX_GROUP_LEN`].
+pub(crate) fn check_groups<S: AsRef<str>>(groups: &[S]) -> Result<(), String> {
+    if groups.len() > MAX_GROUPS {
+        return Err(format!(
+            "cognito:groups has {} groups, more than {MAX_GROUPS}",
+            groups.len()
+        ));
+    }
+    if let Some(long) = groups.iter().find(|g| g.as_ref().len() > MAX_GROUP_LEN) {
+        return Err(format!(
+            "a cognito:groups name is {} bytes, more than {MAX_GROUP_LEN}",
+            long.as_ref().len()
+        ));
+    }
+    Ok(())
 }
 
 /// What a [`Verifier`] accepts.
@@ -151,6 +189,7 @@ impl Verifier {
         if claims.sub.is_empty() {
             return Err(AuthError::MissingClaim("sub".to_string()));
         }
+        check_groups(&claims.groups).map_err(AuthError::Malformed)?;
         let audience = &self.config.audience;
         let for_us = if claims.aud.is_empty() {
             claims.client_id.as_deref() == Some(audience.as_str())

@@ -10,6 +10,10 @@ pub enum AuthCommand {
     Token {
         #[arg(long)]
         sub: String,
+        /// A user-pool group the token carries in `cognito:groups` (repeatable), e.g.
+        /// `fleet-ops` for the ops console.
+        #[arg(long = "group")]
+        groups: Vec<String>,
         #[arg(long, default_value_t = 3600)]
         ttl_secs: u64,
         #[arg(long, env = "FLEET_HOME")]
@@ -21,12 +25,16 @@ pub fn run(command: AuthCommand) -> anyhow::Result<()> {
     match command {
         AuthCommand::Token {
             sub,
+            groups,
             ttl_secs,
             home,
         } => {
             let home = home.unwrap_or_else(emulator::default_home);
-            let token = crate::local::dev_issuer(&home)?
-                .issue(&sub, std::time::Duration::from_secs(ttl_secs))?;
+            let token = crate::local::dev_issuer(&home)?.issue_with_groups(
+                &sub,
+                &groups,
+                std::time::Duration::from_secs(ttl_secs),
+            )?;
             println!("{token}");
             Ok(())
         }

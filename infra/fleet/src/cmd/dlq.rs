@@ -67,6 +67,9 @@ pub struct RedriveArgs {
     /// else is a substring of the body.
     #[arg(long)]
     pub filter: Option<String>,
+    /// Only the message with this id (as `fleet dlq show` lists it).
+    #[arg(long, conflicts_with = "filter")]
+    pub message_id: Option<String>,
     /// Redrive at most this many messages.
     #[arg(long)]
     pub max: Option<usize>,
@@ -170,12 +173,15 @@ fn options(args: &RedriveArgs) -> Result<RedriveOptions, UsageError> {
             "--rate {rate}: give a positive number of messages per second"
         )));
     }
-    let filter = args
-        .filter
-        .as_deref()
-        .map(Filter::parse)
-        .transpose()
-        .map_err(|e| UsageError(format!("--filter: {e}")))?;
+    let filter = match &args.message_id {
+        Some(id) => Some(Filter::MessageId(id.clone())),
+        None => args
+            .filter
+            .as_deref()
+            .map(Filter::parse)
+            .transpose()
+            .map_err(|e| UsageError(format!("--filter: {e}")))?,
+    };
     Ok(RedriveOptions {
         filter,
         max: args.max,

@@ -10,6 +10,7 @@ pub mod dlq;
 pub mod events;
 pub mod infra;
 pub mod jobs;
+pub mod ops;
 pub mod runs;
 pub mod schedules;
 pub mod tokens;
@@ -49,6 +50,9 @@ pub enum Command {
     /// Executions waiting on a task token, and answering for their worker.
     #[command(subcommand)]
     Tokens(tokens::TokensCommand),
+    /// The ops console in the browser: the same operations for `fleet-ops` users.
+    #[command(subcommand)]
+    Ops(ops::OpsCommand),
     /// Submit jobs and follow them through the HTTP API.
     #[command(subcommand)]
     Jobs(jobs::JobsCommand),
@@ -82,6 +86,7 @@ pub async fn run(command: Command, globals: &Globals) -> anyhow::Result<()> {
         Command::Dlq(command) => dlq::run(command, globals).await,
         Command::Runs(command) => runs::run(command, globals).await,
         Command::Tokens(command) => tokens::run(command, globals).await,
+        Command::Ops(command) => ops::run(command, globals).await,
         Command::Jobs(command) => jobs::run(command).await,
         Command::Schedules(command) => schedules::run(command, globals).await,
         Command::Auth(command) => auth::run(command),

@@ -47,7 +47,7 @@ pub enum RunsCommand {
     },
 }
 
-fn parse_status(text: &str) -> Result<ExecutionStatus, String> {
+pub(crate) fn parse_status(text: &str) -> Result<ExecutionStatus, String> {
     let upper = text.to_uppercase();
     let known = ExecutionStatus::values();
     if known.contains(&upper.as_str()) {

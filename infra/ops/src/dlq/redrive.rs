@@ -71,11 +71,13 @@ pub trait Progress: std::fmt::Debug + Send + Sync {
     fn finished(&self);
 }
 
-/// A filter: an event pattern, or a substring of the body.
+/// A filter: an event pattern, a substring of the body, or one message by its id.
 #[derive(Debug, Clone)]
 pub enum Filter {
     Pattern(Pattern),
     Substring(String),
+    /// The message whose SQS message id this is (as `show` lists it).
+    MessageId(String),
 }
 
 impl Filter {
@@ -305,6 +307,7 @@ fn filter_matches(filter: &Filter, original: &str, message: &Message) -> bool {
             original.contains(s.as_str()) || message.body().unwrap_or_default().contains(s.as_str())
         }
         Filter::Pattern(p) => serde_json::from_str::<Value>(original).is_ok_and(|v| p.matches(&v)),
+        Filter::MessageId(id) => message.message_id() == Some(id.as_str()),
     }
 }
 

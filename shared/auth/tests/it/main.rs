@@ -124,6 +124,50 @@ async fn bad_tokens_are_refused() {
     .await;
 }
 
+/// The ops console reads `cognito:groups`: the dev issuer mints it, the verifier returns
+/// it, and a token carrying too many groups or too long a name is refused.
+#[tokio::test]
+async fn groups_are_read_and_bounded() {
+    let token = ISSUER
+        .issue_with_groups("olive", &["fleet-ops", "viewers"], Duration::from_secs(300))
+        .unwrap();
+    let claims = verifier().verify(&token).await.unwrap();
+    assert_eq!(claims.groups, vec!["fleet-ops", "viewers"]);
+    assert!(claims.in_group("fleet-ops") && !claims.in_group("fleet"));
+    let plain = ISSUER.issue("alice", Duration::from_secs(300)).unwrap();
+    assert!(verifier().verify(&plain).await.unwrap().groups.is_empty());
+
+    let many: Vec<String> = (0..=auth::MAX_GROUPS).map(|i| format!("g{i}")).collect();
+    let refused = verifier()
+        .verify(&sign(json!({"cognito:groups": many})))
+        .await;
+    assert!(
+        matches!(&refused, Err(AuthError::Malformed(m)) if m.contains("cognito:groups")),
+        "{refused:?}"
+    );
+    let long = "g".repeat(auth::MAX_GROUP_LEN + 1);
+    let refused = verifier()
+        .verify(&sign(json!({"cognito:groups": [long]})))
+        .await;
+    assert!(
+        matches!(refused, Err(AuthError::Malformed(_))),
+        "{refused:?}"
+    );
+    let not_a_list = verifier()
+        .verify(&sign(json!({"cognito:groups": "fleet-ops"})))
+        .await;
+    assert!(
+        matches!(not_a_list, Err(AuthError::Malformed(_))),
+        "{not_a_list:?}"
+    );
+    assert!(
+        ISSUER
+            .issue_with_groups("olive", &many, Duration::from_secs(300))
+            .is_err(),
+        "the dev issuer refuses what the verifier would"
+    );
+}
+
 #[tokio::test]
 async fn a_tampered_signature_is_refused() {
     let token = sign(json!({}));

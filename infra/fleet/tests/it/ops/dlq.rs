@@ -177,12 +177,40 @@ async fn dead_letters_are_listed_shown_and_redriven_without_losing_a_message() {
     assert!(!text(&exported.stdout).contains(secret));
     assert_eq!(testing::counts(&sdk, &dlq_url).await, (3, 0));
 
-    // The cause is fixed: redrive both.
+    // The cause is fixed: one message by its id first (`--message-id`, what the ops
+    // console's "Redrive this one" sends), then the rest.
+    let shown = fleet(&["--stage", &stage, "--json", "dlq", "show", "simulation-dlq"]).await;
+    let shown: Value = serde_json::from_slice(&shown.stdout).unwrap();
+    let id = shown[1]["message_id"].as_str().unwrap().to_owned();
+    let one = fleet(&[
+        "--stage",
+        &stage,
+        "--json",
+        "dlq",
+        "redrive",
+        "simulation-dlq",
+        "--message-id",
+        &id,
+    ])
+    .await;
+    assert!(one.status.success(), "{}", text(&one.stderr));
+    let report: Value = serde_json::from_slice(&one.stdout).unwrap();
+    assert_eq!(report["redriven"], 1, "{report}");
+    assert_eq!(testing::counts(&sdk, &dlq_url).await, (2, 0));
+    let left = fleet(&["--stage", &stage, "--json", "dlq", "show", "simulation-dlq"]).await;
+    let left: Value = serde_json::from_slice(&left.stdout).unwrap();
+    assert!(
+        left.as_array()
+            .unwrap()
+            .iter()
+            .all(|m| m["message_id"] != id.as_str()),
+        "{left}"
+    );
     let lambda_api = InvokeServer::start().await;
     let out = fleet(&["--stage", &stage, "dlq", "redrive", "simulation-dlq"]).await;
     assert!(out.status.success(), "{}", text(&out.stderr));
     assert!(
-        text(&out.stdout).contains("redrove 3 message(s)"),
+        text(&out.stdout).contains("redrove 2 message(s)"),
         "{}",
         text(&out.stdout)
     );
