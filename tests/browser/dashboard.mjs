@@ -13,6 +13,9 @@
 // its result, loaded through `GET /jobs/{id}/result` and the presigned S3 link it
 // redirects to (cross-origin, under the results bucket's CORS rule), is drawn: a median
 // line and a band for each compartment, a point per day (screenshot: <screenshot>-chart.png).
+// Last, a long job cancelled from its row ends CANCELLED within seconds (its JobCancelled
+// frame delivered), and both workers then run a job at once: the cancelled job's worker
+// stopped the model and is free.
 // Exits 0 when every check passes.
 
 import { mkdirSync } from 'node:fs';
@@ -160,6 +163,34 @@ async function main() {
     check(['susceptible', 'exposed', 'infected', 'recovered'].every((c) => legend.includes(c)), `the legend: ${legend}`);
     const chartShot = screenshot.replace(/\.png$/, '-chart.png');
     await page.locator(sirRow).screenshot({ path: chartShot });
+
+    step('cancel a running job from its row');
+    const submitSpin = async (ms, previous) => {
+      await page.selectOption('[data-testid="model-select"]', 'spin');
+      await page.fill('[data-testid="param-durationMs"]', String(ms));
+      await page.click('[data-testid="submit-job"]');
+      await until('the spin job is accepted', 15_000, (p) => window.fleet.lastJobId !== p, previous);
+      return page.evaluate(() => window.fleet.lastJobId);
+    };
+    const rowOf = (id) => `[data-testid="job"][data-job-id="${id}"]`;
+    const longJob = await submitSpin(3_600_000, sirJob);
+    await until('the long job runs', 60_000, (sel) => document.querySelector(sel)?.dataset.status === 'RUNNING', rowOf(longJob));
+    const cancelAt = Date.now();
+    await page.click(`${rowOf(longJob)} [data-testid="job-cancel"]`);
+    await until('the job shows cancelled', 10_000, (sel) => document.querySelector(sel)?.dataset.status === 'CANCELLED', rowOf(longJob));
+    console.log(`  cancelled on the page ${Date.now() - cancelAt} ms after the click`);
+    await until('its JobCancelled frame arrives', 10_000,
+      (id) => window.fleet.delivered.some((f) => f.type === 'JobCancelled' && f.data.jobId === id), longJob);
+    check((await page.locator(`${rowOf(longJob)} [data-testid="job-cancel"]`).count()) === 0, 'no cancel button on a cancelled job');
+    const cancelError = await page.textContent(`${rowOf(longJob)} [data-testid="job-error"]`);
+    check(cancelError.includes('Job.Cancelled'), `the row says why it ended: ${cancelError}`);
+
+    step('both workers run a job at once: the cancelled job freed its worker');
+    const first = await submitSpin(12_000, longJob);
+    const second = await submitSpin(12_000, first);
+    await until('two jobs run at once', 30_000, ([a, b]) =>
+      document.querySelector(a)?.dataset.status === 'RUNNING' && document.querySelector(b)?.dataset.status === 'RUNNING',
+    [rowOf(first), rowOf(second)]);
 
     check(errors.length === 0, `no page errors: ${errors.map((e) => e.message)}`);
     console.log(`ok: the dashboard ran job ${jobId} live through a dropped connection (screenshot: ${screenshot}) and drew sir job ${sirJob} (${chartShot})`);

@@ -1,7 +1,8 @@
 //! The dashboard `fleet dev` serves at `/`, driven in headless Chromium
 //! (`tests/browser/dashboard.mjs`, playwright-core) against the local stack: a spin job
 //! submitted from the page, its progress live, the connection dropped mid-job and resumed
-//! with `since`, every frame delivered once and in order.
+//! with `since`, every frame delivered once and in order; a sir job's chart; a running job
+//! cancelled from its row, which frees its worker for the next job.
 //!
 //! Needs Debian's `chromium` and `npm ci --prefix tests/browser`. Without them the test
 //! is skipped, unless `FLEET_REQUIRE_BROWSER=1` (CI) makes that a failure.
