@@ -13,6 +13,11 @@
 //!   as `{errorType, errorMessage}`, as Lambda does.
 //! - `DryRun` answers 204 for a function that exists.
 //!
+//! `GET /2015-03-31/functions/` (`ListFunctions`, `aws lambda list-functions`) and
+//! `GET /2015-03-31/functions/{name}` (`GetFunction`) describe the functions the host
+//! serves: name, ARN, runtime, handler, timeout and memory as the topology has them,
+//! `State: Active`. There is no code to download, so `Code` has no `Location`.
+//!
 //! The function is named by its physical name, its ARN or a partial ARN
 //! (`<account>:function:<name>`); locally only `$LATEST` exists, so a qualifier is
 //! ignored. Errors carry Lambda's error codes in `x-amzn-ErrorType`, which the SDK reads.
@@ -32,6 +37,12 @@ use crate::invoke::{Bound, Trigger};
 
 /// The route the SDK calls.
 const INVOKE_ROUTE: &str = "/2015-03-31/functions/{name}/invocations";
+/// `ListFunctions` (the SDK sends the trailing slash).
+const LIST_ROUTE: &str = "/2015-03-31/functions/";
+/// `GetFunction`.
+const GET_ROUTE: &str = "/2015-03-31/functions/{name}";
+/// `ListFunctions`' largest page, as Lambda's.
+const MAX_LIST_ITEMS: usize = 50;
 /// Lambda refuses synchronous payloads above 6 MB and asynchronous ones above 256 KB
 /// (SQS's limit, too, for the delivery queue).
 const MAX_EVENT_PAYLOAD: usize = 256 * 1024;
@@ -74,6 +85,12 @@ impl LambdaApi {
     pub(crate) fn into_router(self) -> Router {
         Router::new()
             .route(INVOKE_ROUTE, axum::routing::post(invoke))
+            .route(LIST_ROUTE, axum::routing::get(list_functions))
+            .route(
+                LIST_ROUTE.trim_end_matches('/'),
+                axum::routing::get(list_functions),
+            )
+            .route(GET_ROUTE, axum::routing::get(get_function))
             // Only tools call it: no other web page may invoke a function.
             .route_layer(axum::middleware::from_fn(crate::guard::local_only))
             .with_state(Arc::new(self))
@@ -160,6 +177,95 @@ async fn invoke(
             ),
         ),
     }
+}
+
+/// A function's `FunctionConfiguration`, as Lambda describes one.
+fn configuration(function: &Bound) -> Value {
+    json!({
+        "FunctionName": function.physical,
+        "FunctionArn": function.arn,
+        "Runtime": provision::LAMBDA_RUNTIME,
+        "Handler": "bootstrap",
+        "PackageType": "Zip",
+        "Architectures": [provision::LAMBDA_ARCHITECTURE],
+        "Timeout": function.timeout.as_secs(),
+        "MemorySize": function.memory_mb,
+        "Version": "$LATEST",
+        "State": "Active",
+        "LastUpdateStatus": "Successful",
+    })
+}
+
+#[derive(serde::Deserialize)]
+struct ListQuery {
+    #[serde(rename = "Marker")]
+    marker: Option<String>,
+    #[serde(rename = "MaxItems")]
+    max_items: Option<usize>,
+}
+
+/// `ListFunctions`: by physical name, `MaxItems` (1 to 50) a page, the last name of a page
+/// its `NextMarker`.
+async fn list_functions(
+    State(api): State<Arc<LambdaApi>>,
+    query: Result<axum::extract::Query<ListQuery>, axum::extract::rejection::QueryRejection>,
+) -> Response {
+    let Ok(axum::extract::Query(query)) = query else {
+        return error(
+            StatusCode::BAD_REQUEST,
+            "InvalidParameterValueException",
+            "MaxItems must be a number from 1 to 50",
+        );
+    };
+    let limit = query.max_items.unwrap_or(MAX_LIST_ITEMS);
+    if !(1..=MAX_LIST_ITEMS).contains(&limit) {
+        return error(
+            StatusCode::BAD_REQUEST,
+            "InvalidParameterValueException",
+            "MaxItems must be a number from 1 to 50",
+        );
+    }
+    let after = query.marker.unwrap_or_default();
+    let mut page: Vec<&Invocable> = api
+        .functions
+        .iter()
+        .filter(|(name, _)| name.as_str() > after.as_str())
+        .map(|(_, f)| f)
+        .take(limit + 1)
+        .collect();
+    let next = (page.len() > limit).then(|| {
+        page.truncate(limit);
+        page.last().map(|f| f.function.physical.clone())
+    });
+    let functions: Vec<Value> = page.iter().map(|f| configuration(&f.function)).collect();
+    let mut body = json!({ "Functions": functions });
+    if let Some(Some(marker)) = next {
+        body["NextMarker"] = json!(marker);
+    }
+    ok_json(&body)
+}
+
+/// `GetFunction`.
+async fn get_function(State(api): State<Arc<LambdaApi>>, Path(name): Path<String>) -> Response {
+    let Some(target) = api.functions.get(function_name(&name)) else {
+        return error(
+            StatusCode::NOT_FOUND,
+            "ResourceNotFoundException",
+            &format!("Function not found: {name}"),
+        );
+    };
+    ok_json(&json!({
+        "Configuration": configuration(&target.function),
+        "Code": { "RepositoryType": "S3" },
+    }))
+}
+
+fn ok_json(body: &Value) -> Response {
+    Response::builder()
+        .status(StatusCode::OK)
+        .header("content-type", "application/json")
+        .body(Body::from(body.to_string()))
+        .unwrap_or_else(|_| internal("could not build the response"))
 }
 
 /// An asynchronous invocation: the payload goes to the delivery queue as it arrived.

@@ -256,7 +256,7 @@ impl Emulator {
     /// The `export` lines that point another shell, the `aws` CLI or boto3 here.
     pub fn exports(&self) -> String {
         format!(
-            "export AWS_ENDPOINT_URL={} AWS_REGION={REGION} AWS_ACCESS_KEY_ID={ACCESS_KEY_ID} AWS_SECRET_ACCESS_KEY={SECRET_ACCESS_KEY}",
+            "export AWS_ENDPOINT_URL={} AWS_REGION={REGION} AWS_DEFAULT_REGION={REGION} AWS_ACCESS_KEY_ID={ACCESS_KEY_ID} AWS_SECRET_ACCESS_KEY={SECRET_ACCESS_KEY}",
             self.endpoint
         )
     }

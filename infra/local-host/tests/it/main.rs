@@ -797,3 +797,94 @@ async fn items_past_their_ttl_are_deleted_as_dynamodb_does_and_no_others() {
     assert_eq!(remaining().await, ["ancient", "fresh", "no-ttl", "text"]);
     host.shutdown().await.expect("a clean shutdown");
 }
+
+#[tokio::test]
+async fn list_functions_and_get_function_describe_the_functions_the_host_serves() {
+    let sdk = sdk().await;
+    let stage = stage();
+    let service = Service::new("probe")
+        .with(Function::asynchronous("echo"))
+        .with(Function::asynchronous("other"));
+    let topology = topology(&stage, service);
+    let report = deployed(&topology, &sdk).await;
+    let (echo, _) = recorder(|inv| Ok(inv.payload.clone()));
+    let (other, _) = recorder(|inv| Ok(inv.payload.clone()));
+    let host = start(
+        &topology,
+        &report,
+        Functions::new().json("echo", echo).json("other", other),
+        &sdk,
+    )
+    .await;
+    let endpoint = format!("http://{}", host.http_addr().expect("the host listens"));
+    let lambda = aws_sdk_lambda::Client::from_conf(
+        aws_sdk_lambda::config::Builder::from(&sdk)
+            .endpoint_url(&endpoint)
+            .build(),
+    );
+    let names = topology.names();
+    let (echo, other) = (names.function("echo"), names.function("other"));
+
+    let listed = lambda.list_functions().send().await.expect("ListFunctions");
+    let mut seen: Vec<String> = listed
+        .functions()
+        .iter()
+        .filter_map(|f| f.function_name().map(str::to_string))
+        .collect();
+    seen.sort();
+    assert_eq!(seen, vec![echo.clone(), other.clone()]);
+    assert_eq!(listed.next_marker(), None);
+
+    // One a page: the marker leads to the other.
+    let first = lambda
+        .list_functions()
+        .max_items(1)
+        .send()
+        .await
+        .expect("ListFunctions");
+    assert_eq!(first.functions().len(), 1);
+    let marker = first.next_marker().expect("a next page").to_string();
+    let second = lambda
+        .list_functions()
+        .marker(marker)
+        .max_items(1)
+        .send()
+        .await
+        .expect("ListFunctions");
+    assert_eq!(second.functions().len(), 1);
+    assert_ne!(
+        first.functions()[0].function_name(),
+        second.functions()[0].function_name()
+    );
+    assert_eq!(second.next_marker(), None);
+
+    let got = lambda
+        .get_function()
+        .function_name(&echo)
+        .send()
+        .await
+        .expect("GetFunction");
+    let config = got.configuration().expect("a configuration");
+    assert_eq!(config.function_name(), Some(echo.as_str()));
+    assert!(
+        config
+            .function_arn()
+            .is_some_and(|arn| arn.ends_with(&format!(":function:{echo}"))),
+        "{config:?}"
+    );
+    assert_eq!(config.state(), Some(&aws_sdk_lambda::types::State::Active));
+    assert!(config.timeout().is_some_and(|t| t > 0));
+    let missing = lambda
+        .get_function()
+        .function_name(format!("{echo}-nope"))
+        .send()
+        .await
+        .expect_err("an unknown function");
+    assert!(
+        missing
+            .as_service_error()
+            .is_some_and(|e| e.is_resource_not_found_exception()),
+        "{missing:?}"
+    );
+    host.shutdown().await.expect("a clean shutdown");
+}
