@@ -10,6 +10,7 @@ mod dashboard;
 mod jobs;
 mod notifier;
 mod ops_console;
+mod readme;
 mod results;
 mod schedules;
 mod security;
