@@ -14,7 +14,7 @@ use crate::browser::Browser;
 use crate::support::Local;
 
 /// The whole browser run: Chromium start, job, reconnect, screenshot.
-const BROWSER_DEADLINE: Duration = Duration::from_secs(240);
+const BROWSER_DEADLINE: Duration = Duration::from_secs(360);
 
 #[tokio::test]
 async fn the_dashboard_follows_a_job_live_through_a_dropped_connection() {
