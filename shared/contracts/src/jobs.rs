@@ -207,8 +207,8 @@ impl JobEvent {
     pub const DETAIL_TYPES: [&'static str; 6] =
         [REQUESTED, STARTED, PROGRESS, SUCCEEDED, FAILED, CANCELLED];
 
-    /// The detail-types that end a job.
-    pub const FINAL: [&'static str; 3] = [SUCCEEDED, FAILED, CANCELLED];
+    /// The detail-types after `JobRequested`: what the job view and the notifier follow.
+    pub const AFTER_REQUEST: [&'static str; 5] = [STARTED, PROGRESS, SUCCEEDED, FAILED, CANCELLED];
 
     /// The job's id (a `JobRequested` may not have one yet).
     pub fn job_id(&self) -> Option<&JobId> {

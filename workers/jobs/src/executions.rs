@@ -6,9 +6,6 @@ use aws_sdk_sfn::error::{DisplayErrorContext, ProvideErrorMetadata};
 use aws_sdk_sfn::types::ExecutionStatus;
 use contracts::JobId;
 
-/// The `error` of an execution stopped by a cancel (`cause` names who cancelled).
-pub const CANCELLED_ERROR: &str = crate::store::CANCELLED_ERROR;
-
 /// The simulation-job state machine's executions.
 #[derive(Debug, Clone)]
 pub struct Executions {
@@ -93,7 +90,7 @@ impl Executions {
             .sfn
             .stop_execution()
             .execution_arn(self.execution_arn(job_id))
-            .error(CANCELLED_ERROR)
+            .error(crate::store::CANCELLED_ERROR)
             .cause(format!("cancelled by {by}"))
             .send()
             .await;

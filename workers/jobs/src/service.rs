@@ -195,13 +195,7 @@ pub fn topology() -> Service {
                 "job-view",
                 json!({
                     "source": [JOBS_SOURCE],
-                    "detail-type": [
-                        jb::STARTED,
-                        jb::PROGRESS,
-                        jb::SUCCEEDED,
-                        jb::FAILED,
-                        jb::CANCELLED,
-                    ],
+                    "detail-type": contracts::JobEvent::AFTER_REQUEST,
                 }),
             )
             .target(Target::Function(VIEW.name.into())),

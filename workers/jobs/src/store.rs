@@ -745,7 +745,8 @@ fn idempotency_item_id(requester: &str, key: &str) -> String {
     format!("idem#{}#{}", escape(requester), escape(key))
 }
 
-/// The error a cancelled job shows (its cause names who cancelled it).
+/// The error a cancelled job shows, and its stopped execution's (the cause names who
+/// cancelled it).
 pub const CANCELLED_ERROR: &str = "Job.Cancelled";
 
 fn rank(status: JobStatus) -> u8 {

@@ -135,13 +135,7 @@ pub fn topology() -> Service {
                 "notifier-job-events",
                 json!({
                     "source": [JOBS_SOURCE],
-                    "detail-type": [
-                        jb::STARTED,
-                        jb::PROGRESS,
-                        jb::SUCCEEDED,
-                        jb::FAILED,
-                        jb::CANCELLED,
-                    ],
+                    "detail-type": contracts::JobEvent::AFTER_REQUEST,
                 }),
             )
             .target(Target::Function(EVENTS.name.into())),

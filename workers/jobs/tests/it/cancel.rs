@@ -6,8 +6,25 @@ use axum::http::StatusCode;
 use contracts::{BusEvent, JobEvent, JobId};
 use jobs::RequestedDeps;
 
-use crate::api::{call, post_job, published};
+use crate::api::{Answer, call, post_job, published};
 use crate::support::{self, Api, token};
+
+/// `POST /jobs/{job}/cancel` as `sub`.
+async fn cancel(api: &Api, job: &str, sub: &str) -> Answer {
+    call(
+        api,
+        "POST",
+        &format!("/jobs/{job}/cancel"),
+        Some(&token(sub)),
+        None,
+    )
+    .await
+}
+
+/// `GET /jobs/{job}` as `sub`.
+async fn show(api: &Api, job: &str, sub: &str) -> Answer {
+    call(api, "GET", &format!("/jobs/{job}"), Some(&token(sub)), None).await
+}
 
 fn requested_deps(api: &Api) -> RequestedDeps {
     RequestedDeps {
@@ -56,8 +73,7 @@ async fn the_owner_cancels_a_running_job_once_and_its_execution_stops() {
         Some(ExecutionStatus::Running)
     );
 
-    let path = format!("/jobs/{job}/cancel");
-    let by_bob = call(&api, "POST", &path, Some(&token("bob")), None).await;
+    let by_bob = cancel(&api, &job, "bob").await;
     assert_eq!(by_bob.status, StatusCode::NOT_FOUND, "{}", by_bob.body);
     assert_eq!(
         execution_status(&api, &job).await,
@@ -65,7 +81,7 @@ async fn the_owner_cancels_a_running_job_once_and_its_execution_stops() {
         "someone else's cancel stops nothing"
     );
 
-    let cancelled = call(&api, "POST", &path, Some(&token("alice")), None).await;
+    let cancelled = cancel(&api, &job, "alice").await;
     assert_eq!(cancelled.status, StatusCode::OK, "{}", cancelled.body);
     assert_eq!(cancelled.body["status"], "CANCELLED");
     assert_eq!(cancelled.body["error"]["error"], "Job.Cancelled");
@@ -74,17 +90,10 @@ async fn the_owner_cancels_a_running_job_once_and_its_execution_stops() {
         Some(ExecutionStatus::Aborted)
     );
 
-    let again = call(&api, "POST", &path, Some(&token("alice")), None).await;
+    let again = cancel(&api, &job, "alice").await;
     assert_eq!(again.status, StatusCode::OK, "idempotent: {}", again.body);
     assert_eq!(again.body["status"], "CANCELLED");
-    let shown = call(
-        &api,
-        "GET",
-        &format!("/jobs/{job}"),
-        Some(&token("alice")),
-        None,
-    )
-    .await;
+    let shown = show(&api, &job, "alice").await;
     assert_eq!(shown.body["status"], "CANCELLED", "{}", shown.body);
 
     let events = published(&api).await;
@@ -99,14 +108,7 @@ async fn the_owner_cancels_a_running_job_once_and_its_execution_stops() {
 async fn a_job_cancelled_before_its_execution_starts_never_starts() {
     let api = support::api().await;
     let job = post_job(&api, "alice").await;
-    let cancelled = call(
-        &api,
-        "POST",
-        &format!("/jobs/{job}/cancel"),
-        Some(&token("alice")),
-        None,
-    )
-    .await;
+    let cancelled = cancel(&api, &job, "alice").await;
     assert_eq!(cancelled.status, StatusCode::OK, "{}", cancelled.body);
     assert_eq!(cancelled.body["status"], "CANCELLED");
 
@@ -135,25 +137,11 @@ async fn an_ended_job_cannot_be_cancelled() {
     );
     api.deps.jobs.store().apply(&failed).await.expect("applied");
 
-    let answer = call(
-        &api,
-        "POST",
-        &format!("/jobs/{job}/cancel"),
-        Some(&token("alice")),
-        None,
-    )
-    .await;
+    let answer = cancel(&api, &job, "alice").await;
     assert_eq!(answer.status, StatusCode::CONFLICT, "{}", answer.body);
     let message = answer.body["error"].as_str().unwrap_or_default();
     assert!(message.contains("has ended (FAILED)"), "{message}");
-    let shown = call(
-        &api,
-        "GET",
-        &format!("/jobs/{job}"),
-        Some(&token("alice")),
-        None,
-    )
-    .await;
+    let shown = show(&api, &job, "alice").await;
     assert_eq!(shown.body["status"], "FAILED", "the outcome stays");
     assert!(
         cancels(&published(&api).await).is_empty(),
