@@ -233,6 +233,7 @@ fn limits() -> BTreeMap<&'static str, i128> {
             "local_host::MAX_MESSAGE_BYTES",
             n(local_host::MAX_MESSAGE_BYTES),
         ),
+        ("local_host::MAX_LIST_ITEMS", n(local_host::MAX_LIST_ITEMS)),
         (
             "fleet::cost::bounds::MAX_PER_MONTH",
             i128::from(cost::MAX_PER_MONTH),

@@ -41,8 +41,8 @@ const INVOKE_ROUTE: &str = "/2015-03-31/functions/{name}/invocations";
 const LIST_ROUTE: &str = "/2015-03-31/functions/";
 /// `GetFunction`.
 const GET_ROUTE: &str = "/2015-03-31/functions/{name}";
-/// `ListFunctions`' largest page, as Lambda's.
-const MAX_LIST_ITEMS: usize = 50;
+/// `ListFunctions`' largest page (`MaxItems`), as Lambda's.
+pub const MAX_LIST_ITEMS: usize = 50;
 /// Lambda refuses synchronous payloads above 6 MB and asynchronous ones above 256 KB
 /// (SQS's limit, too, for the delivery queue).
 const MAX_EVENT_PAYLOAD: usize = 256 * 1024;

@@ -67,4 +67,5 @@ pub use gateway::{MAX_REQUEST_BYTES, router};
 pub use guard::local_only;
 pub use host::{Host, RunningHost, delivery_queue, delivery_target_id, run};
 pub use in_process::{InProcessClient, InProcessInterceptor};
+pub use lambda_api::MAX_LIST_ITEMS;
 pub use meter::FunctionUsage;
